@@ -1,0 +1,69 @@
+//! The one error type of the core. Each face maps it to its wire format in one place.
+
+use std::time::Duration;
+
+use crate::model::Permission;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("organisation not found")]
+    OrgNotFound,
+    #[error("user not found")]
+    UserNotFound,
+    #[error("a user with this username already exists in the organisation")]
+    UserExists,
+    #[error("the user has already completed registration")]
+    AlreadyRegistered,
+    #[error("a code was sent recently; the next may be sent in {} s", retry_after_seconds(*.retry_after))]
+    Cooldown { retry_after: Duration },
+    #[error("the code is wrong, was replaced by a newer one, or was already used")]
+    CodeInvalid,
+    #[error("the code has expired")]
+    CodeExpired,
+    #[error("too many wrong attempts; request a new code")]
+    CodeExhausted,
+    #[error("the request nonce is missing or invalid")]
+    NonceInvalid,
+    #[error("the request nonce has already been used")]
+    NonceReused,
+    #[error("the application is not known")]
+    UnknownApp,
+    #[error("{principal} is not authorized to perform operation ({permission})")]
+    PermissionDenied {
+        principal: String,
+        permission: Permission,
+    },
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("the store is unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("{context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    pub fn internal(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Internal {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Whole seconds, rounded up: "retry in 0 s" would invite an immediate, refused retry.
+pub fn retry_after_seconds(duration: Duration) -> u64 {
+    let seconds = duration.as_secs();
+    if duration.subsec_nanos() > 0 {
+        seconds + 1
+    } else {
+        seconds
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,23 @@
+//! The domain of `enroll`: organisations, users, one-time codes, cooldowns, nonces and the
+//! outbox, with the rules every face obeys. Nothing here does I/O: stores, mail and faces sit
+//! around it behind the traits of [`ports`], and time comes from a [`clock::Clock`].
+//!
+//! The rules are pure decisions ([`rules`]): a store loads the state a command needs, calls the
+//! decision inside one transaction, and applies the writes it returns.
+
+pub mod clock;
+pub mod code;
+pub mod delivery;
+pub mod email;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod nonce;
+pub mod policy;
+pub mod ports;
+pub mod random;
+pub mod rules;
+pub mod secret;
+pub mod service;
+
+pub use error::{Error, Result};

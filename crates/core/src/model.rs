@@ -1,0 +1,415 @@
+//! The aggregates: organisations, users, apps, tokens, codes, events and outbox messages.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::code::{CodeHash, CodePurpose, CodeState};
+use crate::email::EmailAddress;
+use crate::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
+
+/// A language tag such as `en`, `de` or `fr-CH`, lowercased language and uppercased region.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Locale(String);
+
+impl Locale {
+    pub fn parse(tag: &str) -> Option<Self> {
+        let tag = tag.trim().replace('_', "-");
+        let mut parts = tag.split('-');
+        let language = parts.next()?;
+        if !(2..=3).contains(&language.len()) || !language.chars().all(|c| c.is_ascii_alphabetic()) {
+            return None;
+        }
+        let mut out = language.to_ascii_lowercase();
+        if let Some(region) = parts.next() {
+            if !(2..=8).contains(&region.len()) || !region.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return None;
+            }
+            out.push('-');
+            out.push_str(&region.to_ascii_uppercase());
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self(out))
+    }
+
+    pub fn english() -> Self {
+        Self("en".to_owned())
+    }
+
+    pub fn from_trusted(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `fr-CH` → `fr`.
+    pub fn language(&self) -> &str {
+        self.0.split('-').next().unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for Locale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Org {
+    pub id: OrgId,
+    pub name: String,
+    pub default_locale: Locale,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UserKind {
+    CustomerEmployee,
+    EndUser,
+}
+
+impl UserKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CustomerEmployee => "CustomerEmployee",
+            Self::EndUser => "EndUser",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::CustomerEmployee, Self::EndUser]
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
+    }
+
+    /// The Dfns permission that allows acting on users of this kind.
+    pub const fn type_permission(self) -> Permission {
+        match self {
+            Self::CustomerEmployee => Permission::AUTH_TYPES_EMPLOYEE,
+            Self::EndUser => Permission::AUTH_TYPES_END_USER,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UserState {
+    Pending,
+    Registered,
+}
+
+impl UserState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Registered => "Registered",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Pending, Self::Registered]
+            .into_iter()
+            .find(|state| state.as_str() == value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: UserId,
+    pub org_id: OrgId,
+    /// The normalised email address; Dfns calls it the username.
+    pub username: EmailAddress,
+    pub kind: UserKind,
+    pub state: UserState,
+    pub locale: Option<Locale>,
+    /// Sequence of the user's latest event.
+    pub sequence: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A permission name, as Dfns spells them (`Auth:Users:Create`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Permission(std::borrow::Cow<'static, str>);
+
+impl Permission {
+    pub const AUTH_USERS_CREATE: Self = Self::known("Auth:Users:Create");
+    pub const AUTH_USERS_READ: Self = Self::known("Auth:Users:Read");
+    pub const AUTH_TYPES_EMPLOYEE: Self = Self::known("Auth:Types:Employee");
+    pub const AUTH_TYPES_END_USER: Self = Self::known("Auth:Types:EndUser");
+    pub const AUTH_ACTION_SIGN: Self = Self::known("Auth:Action:Sign");
+    pub const USER_WRITE: Self = Self::known("user.write");
+
+    const fn known(name: &'static str) -> Self {
+        Self(std::borrow::Cow::Borrowed(name))
+    }
+
+    /// Every permission the server checks; the admin token holds them all.
+    pub fn all() -> Vec<Self> {
+        vec![
+            Self::AUTH_USERS_CREATE,
+            Self::AUTH_USERS_READ,
+            Self::AUTH_TYPES_EMPLOYEE,
+            Self::AUTH_TYPES_END_USER,
+            Self::AUTH_ACTION_SIGN,
+            Self::USER_WRITE,
+        ]
+    }
+
+    /// A name made of letters, digits, `:`, `.` and `_`.
+    pub fn parse(name: &str) -> Option<Self> {
+        let valid = !name.is_empty()
+            && name.len() <= 100
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '_'));
+        valid.then(|| Self(std::borrow::Cow::Owned(name.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An application registered with an organisation (Dfns `X-DFNS-APPID`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct App {
+    pub id: AppId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    pub created_at: Timestamp,
+}
+
+impl App {
+    pub fn holds(&self, permission: &Permission) -> bool {
+        self.permissions.contains(permission)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Written to `bootstrap.json` on first start; holds every permission.
+    Admin,
+    Personal,
+}
+
+impl TokenKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Personal => "personal",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Admin, Self::Personal]
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
+    }
+}
+
+/// A bearer token as stored: its digest, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    pub id: TokenId,
+    pub org_id: OrgId,
+    pub kind: TokenKind,
+    pub digest: [u8; 32],
+    pub permissions: Vec<Permission>,
+    pub created_at: Timestamp,
+}
+
+/// One issued code as stored: the HMAC, never the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    pub id: CodeId,
+    pub user_id: UserId,
+    pub purpose: CodePurpose,
+    pub hash: CodeHash,
+    pub state: CodeState,
+    pub failed_attempts: u32,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// One entry of a user's append-only history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub org_id: OrgId,
+    pub at: Timestamp,
+}
+
+/// Which email an outbox message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailTemplate {
+    /// Carries a Dfns registration code.
+    Registration,
+}
+
+impl MailTemplate {
+    pub const ALL: [Self; 1] = [Self::Registration];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Registration => "registration",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == value)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Waiting for a worker (first attempt or a retry).
+    Queued,
+    /// Claimed by a worker until its lease ends.
+    Sending,
+    Sent,
+    /// Given up: a permanent failure, or temporary ones until the retry limit.
+    Abandoned,
+    /// Not sent because its code was replaced or used before delivery.
+    Superseded,
+}
+
+impl MessageState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Abandoned => "abandoned",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Queued, Self::Sending, Self::Sent, Self::Abandoned, Self::Superseded]
+            .into_iter()
+            .find(|state| state.as_str() == value)
+    }
+}
+
+/// A message as enqueued, in the transaction that issued its code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    pub code_id: Option<CodeId>,
+    pub template: MailTemplate,
+    pub locale: Locale,
+    pub recipient: EmailAddress,
+    /// The message's secrets (the code), sealed under a key derived from the server secret.
+    pub sealed: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+/// A message a worker has claimed, with what it needs to render and send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedMessage {
+    pub id: MessageId,
+    pub org_id: OrgId,
+    pub org_name: String,
+    pub user_id: UserId,
+    pub template: MailTemplate,
+    pub locale: Locale,
+    pub recipient: EmailAddress,
+    pub sealed: Option<Vec<u8>>,
+    /// Attempts including the one just claimed.
+    pub attempts: u32,
+    /// State of the message's code right now; `None` for messages without one.
+    pub code_state: Option<CodeState>,
+    pub code_expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Sent,
+    Retry { at: Timestamp, error: String },
+    Abandoned { error: String },
+    Superseded,
+}
+
+/// A message's metadata: the delivery log, which outlives the content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageSummary {
+    pub id: MessageId,
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    pub template: MailTemplate,
+    pub locale: Locale,
+    pub recipient: EmailAddress,
+    pub state: MessageState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub next_attempt_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    /// Whether the sealed content is still stored (it is erased once delivered or dropped).
+    pub has_content: bool,
+}
+
+/// A message captured by the development inbox instead of being sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapturedMail {
+    pub id: String,
+    pub message_id: String,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub created_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locales_are_normalised() {
+        assert_eq!(Locale::parse("DE").unwrap().as_str(), "de");
+        assert_eq!(Locale::parse("fr_ch").unwrap().as_str(), "fr-CH");
+        assert_eq!(Locale::parse("fr-CH").unwrap().language(), "fr");
+        for bad in ["", "e", "english", "en-", "en-US-x", "e1"] {
+            assert!(Locale::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn permissions_are_names_not_sentences() {
+        assert!(Permission::parse("Auth:Users:Create").is_some());
+        assert!(Permission::parse("user.write").is_some());
+        assert!(Permission::parse("drop table").is_none());
+    }
+}

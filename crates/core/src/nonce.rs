@@ -1,0 +1,64 @@
+//! Request nonces: fresh by date, single use by a unique key in the store.
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+
+/// A nonce a client sent: a random key and the date it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nonce {
+    pub key: String,
+    pub date: Timestamp,
+}
+
+impl Nonce {
+    /// Refuses a key too short to be random, and a date outside the window around `now`.
+    pub fn check(&self, now: Timestamp, policy: &Policy) -> Result<()> {
+        let key_ok = (13..=128).contains(&self.key.len())
+            && self
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let fresh = self.date >= now.minus(policy.nonce_window) && self.date <= now.plus(policy.nonce_window);
+        if key_ok && fresh {
+            Ok(())
+        } else {
+            Err(Error::NonceInvalid)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn nonce(date: Timestamp) -> Nonce {
+        Nonce {
+            key: "8d3a5b2e-1c4f-4e1a-9b7d-2f6c8e0a1b3c".to_owned(),
+            date,
+        }
+    }
+
+    #[test]
+    fn dates_inside_the_window_pass_and_outside_fail() {
+        let now = Timestamp::from_millis(1_700_000_000_000);
+        let policy = Policy::default();
+        let edge = Duration::from_secs(299);
+        assert!(nonce(now.minus(edge)).check(now, &policy).is_ok());
+        assert!(nonce(now.plus(edge)).check(now, &policy).is_ok());
+        let beyond = Duration::from_secs(301);
+        assert!(matches!(nonce(now.minus(beyond)).check(now, &policy), Err(Error::NonceInvalid)));
+        assert!(matches!(nonce(now.plus(beyond)).check(now, &policy), Err(Error::NonceInvalid)));
+    }
+
+    #[test]
+    fn short_or_odd_keys_fail() {
+        let now = Timestamp::from_millis(0);
+        let short = Nonce { key: "abc".to_owned(), date: now };
+        assert!(short.check(now, &Policy::default()).is_err());
+        let odd = Nonce { key: "abcdefghijklmn'; --".to_owned(), date: now };
+        assert!(odd.check(now, &Policy::default()).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! The limits codes live by: lifetime, cooldown, attempts, and the nonce window.
+
+use std::time::Duration;
+
+/// NIST SP 800-63A-4 §5.1.6: an enrollment code sent by email lives at most 24 hours.
+pub const MAX_CODE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub registration_code_ttl: Duration,
+    pub cooldown: Duration,
+    pub max_failed_attempts: u32,
+    /// How far a request nonce's date may be from now, either way.
+    pub nonce_window: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            registration_code_ttl: MAX_CODE_TTL,
+            cooldown: Duration::from_secs(60),
+            max_failed_attempts: 5,
+            nonce_window: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("a code lifetime must be between 1 second and 24 hours, got {0} s")]
+    CodeTtl(u64),
+    #[error("the number of failed attempts per code must be between 1 and 100, got {0}")]
+    Attempts(u32),
+    #[error("the nonce window must be between 1 second and 1 hour, got {0} s")]
+    NonceWindow(u64),
+    #[error("the cooldown must be at most 24 hours, got {0} s")]
+    Cooldown(u64),
+}
+
+impl Policy {
+    pub fn validate(self) -> Result<Self, PolicyError> {
+        let ttl = self.registration_code_ttl;
+        if ttl.is_zero() || ttl > MAX_CODE_TTL {
+            return Err(PolicyError::CodeTtl(ttl.as_secs()));
+        }
+        if !(1..=100).contains(&self.max_failed_attempts) {
+            return Err(PolicyError::Attempts(self.max_failed_attempts));
+        }
+        if self.nonce_window.is_zero() || self.nonce_window > Duration::from_secs(3600) {
+            return Err(PolicyError::NonceWindow(self.nonce_window.as_secs()));
+        }
+        if self.cooldown > MAX_CODE_TTL {
+            return Err(PolicyError::Cooldown(self.cooldown.as_secs()));
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Policy::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_code_may_not_outlive_a_day() {
+        let policy = Policy {
+            registration_code_ttl: MAX_CODE_TTL + Duration::from_secs(1),
+            ..Policy::default()
+        };
+        assert_eq!(policy.validate(), Err(PolicyError::CodeTtl(86_401)));
+    }
+}

@@ -1,0 +1,97 @@
+//! What the core needs from the world around it. Stores run each decision of [`crate::rules`]
+//! inside one transaction and apply its effects.
+
+use async_trait::async_trait;
+
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::ids::{MessageId, OrgId, UserId};
+use crate::model::{
+    AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
+    MessageSummary, Org, User,
+};
+use crate::nonce::Nonce;
+use crate::rules::{CodeIssued, CreateUser, IssueCode, UserCreated, VerifyCode};
+use crate::email::EmailAddress;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    pub recipient: Option<String>,
+    pub org_id: Option<OrgId>,
+    pub limit: Option<u32>,
+}
+
+/// Organisations, users, apps and tokens.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// Reachable and able to answer a query.
+    async fn ping(&self) -> Result<()>;
+    async fn insert_org(&self, org: &Org) -> Result<()>;
+    async fn org(&self, id: &OrgId) -> Result<Option<Org>>;
+    async fn orgs(&self) -> Result<Vec<Org>>;
+    async fn insert_app(&self, app: &App) -> Result<()>;
+    async fn apps(&self, org: Option<&OrgId>) -> Result<Vec<App>>;
+    async fn insert_token(&self, token: &AccessToken) -> Result<()>;
+    async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AccessToken>>;
+    async fn user(&self, id: &UserId) -> Result<Option<User>>;
+    async fn user_by_username(&self, org: &OrgId, username: &EmailAddress) -> Result<Option<User>>;
+    async fn users(&self, org: Option<&OrgId>) -> Result<Vec<User>>;
+    async fn codes(&self, user: &UserId) -> Result<Vec<CodeRecord>>;
+    async fn events(&self, aggregate_id: &str) -> Result<Vec<Event>>;
+}
+
+/// The transactions that carry the rules.
+#[async_trait]
+pub trait Registrations: Send + Sync {
+    /// [`crate::rules::create_user`] in one transaction.
+    async fn create_user(&self, command: CreateUser) -> Result<UserCreated>;
+    /// [`crate::rules::issue_code`] in one transaction. A nonce, when given, is recorded in
+    /// that transaction (refused with `NonceReused` if seen before) and stays recorded even
+    /// when the rules refuse the request.
+    async fn issue_code(&self, command: IssueCode, nonce: Option<Nonce>) -> Result<CodeIssued>;
+    /// [`crate::rules::verify_code`] in one transaction.
+    async fn verify_code(&self, command: VerifyCode) -> Result<User>;
+    /// Forgets nonces first seen before `seen_before`; their dates are out of the window then.
+    async fn purge_nonces(&self, seen_before: Timestamp) -> Result<u64>;
+}
+
+/// The durable outbox and the delivery log.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Takes up to `limit` messages that are due (queued and due, or sending with a lapsed
+    /// lease), marks them sending until `lease_until`, and counts the attempt. No two callers,
+    /// on any instance, get the same message while its lease runs.
+    async fn claim(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<ClaimedMessage>>;
+    /// Records how an attempt ended; delivered and dropped messages lose their sealed content.
+    async fn finish(&self, id: &MessageId, outcome: DeliveryOutcome, now: Timestamp) -> Result<()>;
+    async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>>;
+    /// Messages not yet finished (queued or sending).
+    async fn depth(&self) -> Result<u64>;
+    /// Earliest time a queued message becomes due, to sleep exactly that long.
+    async fn next_due(&self) -> Result<Option<Timestamp>>;
+}
+
+/// The development inbox: where mail goes instead of SMTP.
+#[async_trait]
+pub trait Inbox: Send + Sync {
+    async fn capture(&self, mail: &CapturedMail) -> Result<()>;
+    async fn captured(&self, recipient: Option<&str>) -> Result<Vec<CapturedMail>>;
+}
+
+/// Everything a store provides.
+pub trait Store: Directory + Registrations + Outbox + Inbox + 'static {}
+
+impl<T: Directory + Registrations + Outbox + Inbox + 'static> Store for T {}
+
+/// Told when a message is enqueued, so a worker can start at once instead of at its next poll.
+pub trait OutboxSignal: Send + Sync {
+    fn message_enqueued(&self);
+}
+
+/// No one to tell.
+#[derive(Debug, Default)]
+pub struct NoSignal;
+
+impl OutboxSignal for NoSignal {
+    fn message_enqueued(&self) {}
+}

@@ -1,0 +1,453 @@
+//! The rules, as pure decisions: given what the store holds now and a command, which writes to
+//! make and what to answer. Stores load the state, call these inside one transaction, and apply
+//! the effects; they decide nothing themselves.
+
+use serde_json::json;
+
+use crate::clock::Timestamp;
+use crate::code::{CodeHash, CodeHasher, CodePurpose, CodeSecret, CodeState};
+use crate::email::EmailAddress;
+use crate::error::Error;
+use crate::ids::{AppId, CodeId, MessageId, OrgId, UserId};
+use crate::model::{
+    App, CodeRecord, Event, Locale, MailTemplate, NewMessage, Org, Permission, User, UserKind,
+    UserState,
+};
+use crate::policy::Policy;
+
+/// One write a decision asks the store to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    InsertUser(User),
+    /// Rewrites the user's state, locale, sequence and update time.
+    UpdateUser(User),
+    InsertCode(CodeRecord),
+    UpdateCode {
+        id: CodeId,
+        state: CodeState,
+        failed_attempts: u32,
+    },
+    AppendEvent(Event),
+    EnqueueMessage(NewMessage),
+    SetCooldown {
+        user_id: UserId,
+        purpose: CodePurpose,
+        until: Timestamp,
+    },
+}
+
+/// What a decision writes, and what it answers; an error answer may still write
+/// (a wrong code counts an attempt).
+#[derive(Debug)]
+pub struct Plan<T> {
+    pub effects: Vec<Effect>,
+    pub outcome: Result<T, Error>,
+}
+
+impl<T> Plan<T> {
+    fn refuse(error: Error) -> Self {
+        Self {
+            effects: Vec::new(),
+            outcome: Err(error),
+        }
+    }
+}
+
+/// A freshly made code and its message, prepared before the transaction so the transaction
+/// does no cryptography and unknown users cost the same work as known ones.
+#[derive(Debug, Clone)]
+pub struct PreparedCode {
+    pub code_id: CodeId,
+    pub hash: CodeHash,
+    pub message_id: MessageId,
+    pub sealed: Vec<u8>,
+}
+
+/// Which app made the request, when one identified itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCheck {
+    pub app_id: AppId,
+    /// Legacy endpoint: the app must hold `Auth:Users:Create` and the type permission of the
+    /// user's kind.
+    pub require_user_permissions: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateUser {
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub username: EmailAddress,
+    pub kind: UserKind,
+    pub locale: Option<Locale>,
+    pub code: PreparedCode,
+    pub now: Timestamp,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateUserState {
+    pub org: Option<Org>,
+    pub existing: Option<User>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCreated {
+    pub user: User,
+    pub message_id: MessageId,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssueCode {
+    pub org_id: OrgId,
+    pub username: EmailAddress,
+    pub purpose: CodePurpose,
+    /// An explicit locale for this email; else the user's, else the org's.
+    pub locale: Option<Locale>,
+    pub app: Option<AppCheck>,
+    pub code: PreparedCode,
+    pub now: Timestamp,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssueCodeState {
+    pub org: Option<Org>,
+    pub user: Option<User>,
+    /// Loaded when the command names an app; `None` then means the app is unknown.
+    pub app: Option<App>,
+    pub active_code: Option<CodeId>,
+    pub cooldown_until: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeIssued {
+    pub user: User,
+    pub code_id: CodeId,
+    pub message_id: MessageId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeUse {
+    /// Checks the code (a wrong one still counts) and leaves it active.
+    Check,
+    /// Uses the code up; for a registration code the user becomes `Registered`.
+    Consume,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyCode {
+    pub org_id: OrgId,
+    pub username: EmailAddress,
+    pub purpose: CodePurpose,
+    pub submitted: CodeSecret,
+    pub usage: CodeUse,
+    pub hasher: CodeHasher,
+    pub now: Timestamp,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyCodeState {
+    pub user: Option<User>,
+    /// The newest code of the user for the purpose, whatever its state.
+    pub latest_code: Option<CodeRecord>,
+}
+
+fn template_for(purpose: CodePurpose) -> MailTemplate {
+    match purpose {
+        CodePurpose::Registration | CodePurpose::EmailVerification | CodePurpose::PasswordReset => {
+            MailTemplate::Registration
+        }
+    }
+}
+
+fn event(user: &User, kind: &str, payload: serde_json::Value, at: Timestamp) -> Event {
+    Event {
+        aggregate_id: user.id.as_str().to_owned(),
+        sequence: user.sequence,
+        kind: kind.to_owned(),
+        payload,
+        org_id: user.org_id.clone(),
+        at,
+    }
+}
+
+/// Bumps the user's sequence and returns the event at the new sequence.
+fn record(user: &mut User, kind: &str, payload: serde_json::Value, at: Timestamp) -> Event {
+    user.sequence += 1;
+    user.updated_at = at;
+    event(user, kind, payload, at)
+}
+
+/// Effects that issue a code to `user`: a new active code, its email, and a cooldown.
+fn issue_effects(
+    user: &mut User,
+    purpose: CodePurpose,
+    locale: Locale,
+    code: &PreparedCode,
+    now: Timestamp,
+    policy: &Policy,
+) -> Vec<Effect> {
+    let expires_at = now.plus(policy.registration_code_ttl);
+    let issued = record(
+        user,
+        "user.code.issued",
+        json!({
+            "purpose": purpose.as_str(),
+            "codeId": code.code_id,
+            "messageId": code.message_id,
+            "expiresAt": expires_at.to_rfc3339(),
+        }),
+        now,
+    );
+    vec![
+        Effect::InsertCode(CodeRecord {
+            id: code.code_id.clone(),
+            user_id: user.id.clone(),
+            purpose,
+            hash: code.hash.clone(),
+            state: CodeState::Active,
+            failed_attempts: 0,
+            created_at: now,
+            expires_at,
+        }),
+        Effect::AppendEvent(issued),
+        Effect::EnqueueMessage(NewMessage {
+            id: code.message_id.clone(),
+            org_id: user.org_id.clone(),
+            user_id: user.id.clone(),
+            code_id: Some(code.code_id.clone()),
+            template: template_for(purpose),
+            locale,
+            recipient: user.username.clone(),
+            sealed: code.sealed.clone(),
+            created_at: now,
+        }),
+        Effect::SetCooldown {
+            user_id: user.id.clone(),
+            purpose,
+            until: now.plus(policy.cooldown),
+        },
+    ]
+}
+
+/// Locale chain: explicit → user's → organisation default (→ `en` inside the org default).
+fn resolve_locale(explicit: Option<&Locale>, user: &User, org: Option<&Org>) -> Locale {
+    explicit
+        .or(user.locale.as_ref())
+        .or(org.map(|org| &org.default_locale))
+        .cloned()
+        .unwrap_or_else(Locale::english)
+}
+
+/// A new pending user, with a registration code on its way.
+pub fn create_user(state: &CreateUserState, command: &CreateUser) -> Plan<UserCreated> {
+    let Some(org) = &state.org else {
+        return Plan::refuse(Error::OrgNotFound);
+    };
+    if state.existing.is_some() {
+        return Plan::refuse(Error::UserExists);
+    }
+    let now = command.now;
+    let mut user = User {
+        id: command.user_id.clone(),
+        org_id: org.id.clone(),
+        username: command.username.clone(),
+        kind: command.kind,
+        state: UserState::Pending,
+        locale: command.locale.clone(),
+        sequence: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    let created_payload = json!({ "username": user.username, "kind": user.kind.as_str() });
+    let created = record(&mut user, "user.created", created_payload, now);
+    let locale = resolve_locale(None, &user, Some(org));
+    let issued = issue_effects(
+        &mut user,
+        CodePurpose::Registration,
+        locale,
+        &command.code,
+        now,
+        &command.policy,
+    );
+    // Cloned after the events were numbered, so the row carries the final sequence.
+    let mut effects = vec![Effect::InsertUser(user.clone()), Effect::AppendEvent(created)];
+    effects.extend(issued);
+    Plan {
+        effects,
+        outcome: Ok(UserCreated {
+            user,
+            message_id: command.code.message_id.clone(),
+        }),
+    }
+}
+
+/// A new code for a pending user; the previous one stops working in the same transaction.
+pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssued> {
+    if let Some(check) = &command.app {
+        let Some(app) = state.app.as_ref().filter(|app| app.id == check.app_id) else {
+            return Plan::refuse(Error::UnknownApp);
+        };
+        if let (true, Some(user)) = (check.require_user_permissions, &state.user) {
+            for permission in [Permission::AUTH_USERS_CREATE, user.kind.type_permission()] {
+                if !app.holds(&permission) {
+                    return Plan::refuse(Error::PermissionDenied {
+                        principal: format!("Application {}", app.id),
+                        permission,
+                    });
+                }
+            }
+        }
+    }
+    let Some(user) = state.user.as_ref().filter(|user| user.org_id == command.org_id) else {
+        return Plan::refuse(Error::UserNotFound);
+    };
+    if user.state == UserState::Registered && command.purpose == CodePurpose::Registration {
+        return Plan::refuse(Error::AlreadyRegistered);
+    }
+    let now = command.now;
+    if let Some(until) = state.cooldown_until.filter(|&until| until > now) {
+        return Plan::refuse(Error::Cooldown {
+            retry_after: now.until(until),
+        });
+    }
+    let mut user = user.clone();
+    let mut effects = Vec::new();
+    if let Some(previous) = &state.active_code {
+        effects.push(Effect::UpdateCode {
+            id: previous.clone(),
+            state: CodeState::Superseded,
+            failed_attempts: 0,
+        });
+    }
+    let locale = resolve_locale(command.locale.as_ref(), &user, state.org.as_ref());
+    effects.extend(issue_effects(
+        &mut user,
+        command.purpose,
+        locale,
+        &command.code,
+        now,
+        &command.policy,
+    ));
+    effects.push(Effect::UpdateUser(user.clone()));
+    Plan {
+        effects,
+        outcome: Ok(CodeIssued {
+            user,
+            code_id: command.code.code_id.clone(),
+            message_id: command.code.message_id.clone(),
+        }),
+    }
+}
+
+/// Checks a submitted code against the newest one; wrong guesses count, and the limit kills
+/// the code.
+pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<User> {
+    let Some(user) = state.user.as_ref().filter(|user| user.org_id == command.org_id) else {
+        return Plan::refuse(Error::UserNotFound);
+    };
+    if command.purpose == CodePurpose::Registration && user.state == UserState::Registered {
+        return Plan::refuse(Error::AlreadyRegistered);
+    }
+    let Some(code) = &state.latest_code else {
+        return Plan::refuse(Error::CodeInvalid);
+    };
+    match code.state {
+        CodeState::Active => {}
+        CodeState::Exhausted => return Plan::refuse(Error::CodeExhausted),
+        CodeState::Expired => return Plan::refuse(Error::CodeExpired),
+        CodeState::Superseded | CodeState::Used => return Plan::refuse(Error::CodeInvalid),
+    }
+    let now = command.now;
+    let mut user = user.clone();
+    if now >= code.expires_at {
+        let expired = record(
+            &mut user,
+            "user.code.expired",
+            json!({ "purpose": code.purpose.as_str(), "codeId": code.id }),
+            now,
+        );
+        return Plan {
+            effects: vec![
+                Effect::UpdateCode {
+                    id: code.id.clone(),
+                    state: CodeState::Expired,
+                    failed_attempts: code.failed_attempts,
+                },
+                Effect::AppendEvent(expired),
+                Effect::UpdateUser(user),
+            ],
+            outcome: Err(Error::CodeExpired),
+        };
+    }
+    if !command
+        .hasher
+        .matches(&code.id, code.purpose, &code.hash, &command.submitted)
+    {
+        let failed_attempts = code.failed_attempts + 1;
+        let exhausted = failed_attempts >= command.policy.max_failed_attempts;
+        let failed = record(
+            &mut user,
+            if exhausted {
+                "user.code.exhausted"
+            } else {
+                "user.code.failed"
+            },
+            json!({
+                "purpose": code.purpose.as_str(),
+                "codeId": code.id,
+                "failedAttempts": failed_attempts,
+            }),
+            now,
+        );
+        return Plan {
+            effects: vec![
+                Effect::UpdateCode {
+                    id: code.id.clone(),
+                    state: if exhausted {
+                        CodeState::Exhausted
+                    } else {
+                        CodeState::Active
+                    },
+                    failed_attempts,
+                },
+                Effect::AppendEvent(failed),
+                Effect::UpdateUser(user),
+            ],
+            outcome: Err(Error::CodeInvalid),
+        };
+    }
+    match command.usage {
+        CodeUse::Check => Plan {
+            effects: Vec::new(),
+            outcome: Ok(user),
+        },
+        CodeUse::Consume => {
+            let verified = record(
+                &mut user,
+                "user.code.verified",
+                json!({ "purpose": code.purpose.as_str(), "codeId": code.id }),
+                now,
+            );
+            let mut effects = vec![
+                Effect::UpdateCode {
+                    id: code.id.clone(),
+                    state: CodeState::Used,
+                    failed_attempts: code.failed_attempts,
+                },
+                Effect::AppendEvent(verified),
+            ];
+            if command.purpose == CodePurpose::Registration {
+                user.state = UserState::Registered;
+                let registered = record(&mut user, "user.registered", json!({}), now);
+                effects.push(Effect::AppendEvent(registered));
+            }
+            effects.push(Effect::UpdateUser(user.clone()));
+            Plan {
+                effects,
+                outcome: Ok(user),
+            }
+        }
+    }
+}
