@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::ids::CodeId;
+use crate::email::EmailAddress;
+use crate::ids::{CodeId, OrgId};
 use crate::random;
 
 /// What a code proves.
@@ -149,6 +150,24 @@ impl CodeHasher {
             mac.update(part.as_bytes());
         }
         CodeHash(mac.finalize().into_bytes().into())
+    }
+
+    /// The key a cooldown is kept under: the same for an address whether or not it has an
+    /// account, so a refused resend tells nothing about the account; keyed, so the table
+    /// holds no addresses.
+    pub fn cooldown_subject(&self, org: &OrgId, username: &EmailAddress) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        for part in ["cooldown-subject", org.as_str(), username.as_str()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .take(16)
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
     }
 
     /// Constant-time: how much of a guess is right must not show in the time it takes.

@@ -29,8 +29,10 @@ pub enum Effect {
     },
     AppendEvent(Event),
     EnqueueMessage(NewMessage),
+    /// Keyed by [`crate::code::CodeHasher::cooldown_subject`], not by user, so that unknown
+    /// addresses have cooldowns too.
     SetCooldown {
-        user_id: UserId,
+        subject: String,
         purpose: CodePurpose,
         until: Timestamp,
     },
@@ -75,6 +77,7 @@ pub struct AppCheck {
 #[derive(Debug, Clone)]
 pub struct CreateUser {
     pub user_id: UserId,
+    pub cooldown_subject: String,
     pub org_id: OrgId,
     pub username: EmailAddress,
     pub kind: UserKind,
@@ -100,6 +103,7 @@ pub struct UserCreated {
 pub struct IssueCode {
     pub org_id: OrgId,
     pub username: EmailAddress,
+    pub cooldown_subject: String,
     pub purpose: CodePurpose,
     /// An explicit locale for this email; else the user's, else the org's.
     pub locale: Option<Locale>,
@@ -115,7 +119,8 @@ pub struct IssueCodeState {
     pub user: Option<User>,
     /// Loaded when the command names an app; `None` then means the app is unknown.
     pub app: Option<App>,
-    pub active_code: Option<CodeId>,
+    pub active_code: Option<CodeRecord>,
+    /// Loaded by the command's cooldown subject and purpose, whether or not the user exists.
     pub cooldown_until: Option<Timestamp>,
 }
 
@@ -182,6 +187,7 @@ fn record(user: &mut User, kind: &str, payload: serde_json::Value, at: Timestamp
 /// Effects that issue a code to `user`: a new active code, its email, and a cooldown.
 fn issue_effects(
     user: &mut User,
+    cooldown_subject: &str,
     purpose: CodePurpose,
     locale: Locale,
     code: &PreparedCode,
@@ -224,7 +230,7 @@ fn issue_effects(
             created_at: now,
         }),
         Effect::SetCooldown {
-            user_id: user.id.clone(),
+            subject: cooldown_subject.to_owned(),
             purpose,
             until: now.plus(policy.cooldown),
         },
@@ -265,6 +271,7 @@ pub fn create_user(state: &CreateUserState, command: &CreateUser) -> Plan<UserCr
     let locale = resolve_locale(None, &user, Some(org));
     let issued = issue_effects(
         &mut user,
+        &command.cooldown_subject,
         CodePurpose::Registration,
         locale,
         &command.code,
@@ -300,30 +307,44 @@ pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssue
             }
         }
     }
-    let Some(user) = state.user.as_ref().filter(|user| user.org_id == command.org_id) else {
-        return Plan::refuse(Error::UserNotFound);
-    };
-    if user.state == UserState::Registered && command.purpose == CodePurpose::Registration {
-        return Plan::refuse(Error::AlreadyRegistered);
-    }
     let now = command.now;
+    // The cooldown comes first and is set whatever follows, so that a known, an unknown and a
+    // registered address answer a second request alike.
     if let Some(until) = state.cooldown_until.filter(|&until| until > now) {
         return Plan::refuse(Error::Cooldown {
             retry_after: now.until(until),
         });
     }
+    let cooldown = Effect::SetCooldown {
+        subject: command.cooldown_subject.clone(),
+        purpose: command.purpose,
+        until: now.plus(command.policy.cooldown),
+    };
+    let Some(user) = state.user.as_ref().filter(|user| user.org_id == command.org_id) else {
+        return Plan {
+            effects: vec![cooldown],
+            outcome: Err(Error::UserNotFound),
+        };
+    };
+    if user.state == UserState::Registered && command.purpose == CodePurpose::Registration {
+        return Plan {
+            effects: vec![cooldown],
+            outcome: Err(Error::AlreadyRegistered),
+        };
+    }
     let mut user = user.clone();
     let mut effects = Vec::new();
     if let Some(previous) = &state.active_code {
         effects.push(Effect::UpdateCode {
-            id: previous.clone(),
+            id: previous.id.clone(),
             state: CodeState::Superseded,
-            failed_attempts: 0,
+            failed_attempts: previous.failed_attempts,
         });
     }
     let locale = resolve_locale(command.locale.as_ref(), &user, state.org.as_ref());
     effects.extend(issue_effects(
         &mut user,
+        &command.cooldown_subject,
         command.purpose,
         locale,
         &command.code,
@@ -449,5 +470,271 @@ pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<User> 
                 outcome: Ok(user),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::UserKind;
+
+    const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+    fn org() -> Org {
+        Org {
+            id: OrgId::generate(),
+            name: "Acme".into(),
+            default_locale: Locale::parse("de").unwrap(),
+            created_at: NOW,
+        }
+    }
+
+    fn prepared() -> PreparedCode {
+        PreparedCode {
+            code_id: CodeId::generate(),
+            hash: CodeHash([1; 32]),
+            message_id: MessageId::generate(),
+            sealed: vec![9; 8],
+        }
+    }
+
+    fn pending_user(org: &Org) -> User {
+        User {
+            id: UserId::generate(),
+            org_id: org.id.clone(),
+            username: EmailAddress::parse("jane@example.com").unwrap(),
+            kind: UserKind::CustomerEmployee,
+            state: UserState::Pending,
+            locale: None,
+            sequence: 2,
+            created_at: NOW,
+            updated_at: NOW,
+        }
+    }
+
+    fn issue(org: &Org, user: &User) -> IssueCode {
+        IssueCode {
+            org_id: org.id.clone(),
+            username: user.username.clone(),
+            cooldown_subject: "subject".into(),
+            purpose: CodePurpose::Registration,
+            locale: None,
+            app: None,
+            code: prepared(),
+            now: NOW,
+            policy: Policy::default(),
+        }
+    }
+
+    fn state(org: &Org, user: Option<User>) -> IssueCodeState {
+        IssueCodeState {
+            org: Some(org.clone()),
+            user,
+            app: None,
+            active_code: None,
+            cooldown_until: None,
+        }
+    }
+
+    #[test]
+    fn a_new_user_gets_a_code_an_email_and_a_cooldown_with_numbered_events() {
+        let org = org();
+        let command = CreateUser {
+            user_id: UserId::generate(),
+            cooldown_subject: "subject".into(),
+            org_id: org.id.clone(),
+            username: EmailAddress::parse("jane@example.com").unwrap(),
+            kind: UserKind::EndUser,
+            locale: None,
+            code: prepared(),
+            now: NOW,
+            policy: Policy::default(),
+        };
+        let plan = create_user(&CreateUserState { org: Some(org.clone()), existing: None }, &command);
+        let created = plan.outcome.unwrap();
+        assert_eq!(created.user.sequence, 2);
+        let kinds: Vec<&str> = plan
+            .effects
+            .iter()
+            .map(|effect| match effect {
+                Effect::InsertUser(_) => "user",
+                Effect::AppendEvent(_) => "event",
+                Effect::InsertCode(_) => "code",
+                Effect::EnqueueMessage(_) => "message",
+                Effect::SetCooldown { .. } => "cooldown",
+                Effect::UpdateUser(_) | Effect::UpdateCode { .. } => "update",
+            })
+            .collect();
+        assert_eq!(kinds, ["user", "event", "code", "event", "message", "cooldown"]);
+        let Effect::InsertUser(inserted) = &plan.effects[0] else { unreachable!() };
+        assert_eq!(inserted.sequence, 2, "the row carries the final sequence");
+        let Effect::EnqueueMessage(message) = &plan.effects[4] else { unreachable!() };
+        assert_eq!(message.locale.as_str(), "de", "the org default applies");
+        let Effect::InsertCode(code) = &plan.effects[2] else { unreachable!() };
+        assert_eq!(code.expires_at, NOW.plus(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn creating_twice_or_in_an_unknown_org_is_refused_without_writes() {
+        let org = org();
+        let user = pending_user(&org);
+        let command = CreateUser {
+            user_id: UserId::generate(),
+            cooldown_subject: "subject".into(),
+            org_id: org.id.clone(),
+            username: user.username.clone(),
+            kind: UserKind::EndUser,
+            locale: None,
+            code: prepared(),
+            now: NOW,
+            policy: Policy::default(),
+        };
+        let twice = create_user(&CreateUserState { org: Some(org), existing: Some(user) }, &command);
+        assert!(matches!(twice.outcome, Err(Error::UserExists)) && twice.effects.is_empty());
+        let nowhere = create_user(&CreateUserState { org: None, existing: None }, &command);
+        assert!(matches!(nowhere.outcome, Err(Error::OrgNotFound)) && nowhere.effects.is_empty());
+    }
+
+    #[test]
+    fn issuing_supersedes_the_active_code_keeping_its_attempts() {
+        let org = org();
+        let user = pending_user(&org);
+        let mut current = state(&org, Some(user.clone()));
+        let previous = CodeRecord {
+            id: CodeId::generate(),
+            user_id: user.id.clone(),
+            purpose: CodePurpose::Registration,
+            hash: CodeHash([2; 32]),
+            state: CodeState::Active,
+            failed_attempts: 3,
+            created_at: NOW,
+            expires_at: NOW,
+        };
+        current.active_code = Some(previous.clone());
+        let plan = issue_code(&current, &issue(&org, &user));
+        let issued = plan.outcome.unwrap();
+        assert_eq!(issued.user.sequence, 3);
+        assert_eq!(
+            plan.effects[0],
+            Effect::UpdateCode { id: previous.id, state: CodeState::Superseded, failed_attempts: 3 }
+        );
+    }
+
+    #[test]
+    fn the_cooldown_refuses_with_the_time_left_and_applies_to_unknown_addresses() {
+        let org = org();
+        let user = pending_user(&org);
+        let mut cooling = state(&org, Some(user.clone()));
+        cooling.cooldown_until = Some(NOW.plus(Duration::from_millis(12_300)));
+        let plan = issue_code(&cooling, &issue(&org, &user));
+        assert!(plan.effects.is_empty());
+        assert!(matches!(plan.outcome, Err(Error::Cooldown { retry_after }) if retry_after == Duration::from_millis(12_300)));
+
+        let unknown = issue_code(&state(&org, None), &issue(&org, &user));
+        assert!(matches!(unknown.outcome, Err(Error::UserNotFound)));
+        assert!(matches!(unknown.effects.as_slice(), [Effect::SetCooldown { .. }]));
+    }
+
+    #[test]
+    fn a_registered_user_gets_no_code() {
+        let org = org();
+        let mut user = pending_user(&org);
+        user.state = UserState::Registered;
+        let plan = issue_code(&state(&org, Some(user.clone())), &issue(&org, &user));
+        assert!(matches!(plan.outcome, Err(Error::AlreadyRegistered)));
+        assert!(!plan.effects.iter().any(|effect| matches!(effect, Effect::InsertCode(_) | Effect::EnqueueMessage(_))));
+    }
+
+    #[test]
+    fn legacy_apps_need_the_permissions_of_the_users_kind() {
+        let org = org();
+        let user = pending_user(&org);
+        let app = App {
+            id: AppId::generate(),
+            org_id: org.id.clone(),
+            name: "legacy".into(),
+            permissions: vec![Permission::AUTH_USERS_CREATE, Permission::AUTH_TYPES_END_USER],
+            created_at: NOW,
+        };
+        let mut with_app = state(&org, Some(user.clone()));
+        with_app.app = Some(app.clone());
+        let mut command = issue(&org, &user);
+        command.app = Some(AppCheck { app_id: app.id.clone(), require_user_permissions: true });
+        let plan = issue_code(&with_app, &command);
+        assert!(matches!(
+            &plan.outcome,
+            Err(Error::PermissionDenied { permission, .. }) if *permission == Permission::AUTH_TYPES_EMPLOYEE
+        ));
+        command.app = Some(AppCheck { app_id: app.id.clone(), require_user_permissions: false });
+        assert!(issue_code(&with_app, &command).outcome.is_ok());
+        command.app = Some(AppCheck { app_id: AppId::generate(), require_user_permissions: false });
+        assert!(matches!(issue_code(&with_app, &command).outcome, Err(Error::UnknownApp)));
+    }
+
+    fn verify_state(org: &Org, secret: &CodeSecret, hasher: &CodeHasher) -> (VerifyCodeState, User) {
+        let user = pending_user(org);
+        let id = CodeId::generate();
+        let code = CodeRecord {
+            hash: hasher.hash(&id, CodePurpose::Registration, secret),
+            id,
+            user_id: user.id.clone(),
+            purpose: CodePurpose::Registration,
+            state: CodeState::Active,
+            failed_attempts: 0,
+            created_at: NOW,
+            expires_at: NOW.plus(Duration::from_secs(600)),
+        };
+        (VerifyCodeState { user: Some(user.clone()), latest_code: Some(code) }, user)
+    }
+
+    fn verify(org: &Org, user: &User, submitted: &str, hasher: &CodeHasher, now: Timestamp) -> VerifyCode {
+        VerifyCode {
+            org_id: org.id.clone(),
+            username: user.username.clone(),
+            purpose: CodePurpose::Registration,
+            submitted: CodeSecret::from_user_input(submitted),
+            usage: CodeUse::Consume,
+            hasher: hasher.clone(),
+            now,
+            policy: Policy::default(),
+        }
+    }
+
+    #[test]
+    fn wrong_codes_count_and_the_fifth_exhausts_the_code() {
+        let org = org();
+        let hasher = CodeHasher::new([3; 32]);
+        let secret = CodeSecret::generate_registration();
+        let (mut current, user) = verify_state(&org, &secret, &hasher);
+        for attempt in 1..=5 {
+            let plan = verify_code(&current, &verify(&org, &user, "WRONG-CODE", &hasher, NOW));
+            assert!(matches!(plan.outcome, Err(Error::CodeInvalid)), "attempt {attempt}");
+            let Some(Effect::UpdateCode { state, failed_attempts, .. }) = plan.effects.first() else {
+                panic!("the attempt is counted")
+            };
+            assert_eq!(*failed_attempts, attempt);
+            let code = current.latest_code.as_mut().unwrap();
+            code.failed_attempts = *failed_attempts;
+            code.state = *state;
+        }
+        assert_eq!(current.latest_code.as_ref().unwrap().state, CodeState::Exhausted);
+        let plan = verify_code(&current, &verify(&org, &user, secret.expose(), &hasher, NOW));
+        assert!(matches!(plan.outcome, Err(Error::CodeExhausted)));
+    }
+
+    #[test]
+    fn the_right_code_registers_once_and_expiry_is_exact() {
+        let org = org();
+        let hasher = CodeHasher::new([3; 32]);
+        let secret = CodeSecret::generate_registration();
+        let (current, user) = verify_state(&org, &secret, &hasher);
+        let just_in_time = NOW.plus(Duration::from_secs(599));
+        let plan = verify_code(&current, &verify(&org, &user, secret.expose(), &hasher, just_in_time));
+        assert_eq!(plan.outcome.unwrap().state, UserState::Registered);
+        let too_late = NOW.plus(Duration::from_secs(600));
+        let plan = verify_code(&current, &verify(&org, &user, secret.expose(), &hasher, too_late));
+        assert!(matches!(plan.outcome, Err(Error::CodeExpired)));
     }
 }

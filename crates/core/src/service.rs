@@ -163,6 +163,7 @@ impl Enroll {
     pub async fn create_user(&self, new: NewUser) -> Result<UserCreated> {
         let command = CreateUser {
             user_id: UserId::generate(),
+            cooldown_subject: self.hasher.cooldown_subject(&new.org_id, &new.email),
             org_id: new.org_id,
             username: new.email,
             kind: new.kind,
@@ -184,6 +185,7 @@ impl Enroll {
             nonce.check(now, &self.policy)?;
         }
         let command = IssueCode {
+            cooldown_subject: self.hasher.cooldown_subject(&request.org_id, &request.username),
             org_id: request.org_id,
             username: request.username,
             purpose: CodePurpose::Registration,

@@ -1,0 +1,104 @@
+//! Applies the writes a decision of the core asks for.
+
+use enroll_core::rules::Effect;
+use rusqlite::{Connection, params};
+
+pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
+    match effect {
+        Effect::InsertUser(user) => connection
+            .prepare_cached(
+                "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                user.id.as_str(),
+                user.org_id.as_str(),
+                user.username.as_str(),
+                user.kind.as_str(),
+                user.state.as_str(),
+                user.locale.as_ref().map(|locale| locale.as_str()),
+                user.sequence,
+                user.created_at.as_millis(),
+                user.updated_at.as_millis()
+            ])
+            .map(drop),
+        Effect::UpdateUser(user) => connection
+            .prepare_cached(
+                "UPDATE users SET state = ?2, locale = ?3, sequence = ?4, updated_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![
+                user.id.as_str(),
+                user.state.as_str(),
+                user.locale.as_ref().map(|locale| locale.as_str()),
+                user.sequence,
+                user.updated_at.as_millis()
+            ])
+            .map(drop),
+        Effect::InsertCode(code) => connection
+            .prepare_cached(
+                "INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                code.id.as_str(),
+                code.user_id.as_str(),
+                code.purpose.as_str(),
+                code.hash.0.as_slice(),
+                code.state.as_str(),
+                code.failed_attempts,
+                code.created_at.as_millis(),
+                code.expires_at.as_millis()
+            ])
+            .map(drop),
+        Effect::UpdateCode {
+            id,
+            state,
+            failed_attempts,
+        } => connection
+            .prepare_cached("UPDATE codes SET state = ?2, failed_attempts = ?3 WHERE id = ?1")?
+            .execute(params![id.as_str(), state.as_str(), failed_attempts])
+            .map(drop),
+        Effect::AppendEvent(event) => connection
+            .prepare_cached(
+                "INSERT INTO events (aggregate_id, sequence, kind, payload, org_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                event.aggregate_id,
+                event.sequence,
+                event.kind,
+                event.payload.to_string(),
+                event.org_id.as_str(),
+                event.at.as_millis()
+            ])
+            .map(drop),
+        Effect::EnqueueMessage(message) => connection
+            .prepare_cached(
+                "INSERT INTO outbox (id, org_id, user_id, code_id, template, locale, recipient, sealed, state, \
+                                     attempts, next_attempt_at, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?9)",
+            )?
+            .execute(params![
+                message.id.as_str(),
+                message.org_id.as_str(),
+                message.user_id.as_str(),
+                message.code_id.as_ref().map(|id| id.as_str()),
+                message.template.as_str(),
+                message.locale.as_str(),
+                message.recipient.as_str(),
+                message.sealed,
+                message.created_at.as_millis()
+            ])
+            .map(drop),
+        Effect::SetCooldown {
+            subject,
+            purpose,
+            until,
+        } => connection
+            .prepare_cached(
+                "INSERT INTO cooldowns (subject, purpose, until) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (subject, purpose) DO UPDATE SET until = excluded.until",
+            )?
+            .execute(params![subject, purpose.as_str(), until.as_millis()])
+            .map(drop),
+    }
+}

@@ -1,0 +1,589 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! All statements run on one writer thread ([`writer`]), which commits the requests waiting
+//! at that moment in one transaction, each in its own savepoint, and answers each only after
+//! the commit: durable replies at a fraction of the cost of one commit per request.
+
+mod effects;
+mod rows;
+mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use enroll_core::clock::Timestamp;
+use enroll_core::code::CodePurpose;
+use enroll_core::email::EmailAddress;
+use enroll_core::ids::{MessageId, OrgId, UserId};
+use enroll_core::model::{
+    AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event, Locale,
+    MailTemplate, MessageState, MessageSummary, Org, User,
+};
+use enroll_core::nonce::Nonce;
+use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
+use enroll_core::rules::{
+    self, CodeIssued, CreateUser, CreateUserState, IssueCode, IssueCodeState, UserCreated,
+    VerifyCode, VerifyCodeState,
+};
+use enroll_core::{Error, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::writer::Writer;
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+
+/// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Writer,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+fn db_error(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |error| match error {
+        rusqlite::Error::SqliteFailure(code, _)
+            if matches!(
+                code.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::SystemIoFailure
+            ) =>
+        {
+            Error::Unavailable(Box::new(error))
+        }
+        other => Error::internal(context, other),
+    }
+}
+
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(code, _)
+        if code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let connection = Connection::open(path)
+            .map_err(|error| Error::internal(format!("could not open the SQLite database at {}", path.display()), error))?;
+        Self::start(connection)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> Result<Self> {
+        let connection = Connection::open_in_memory()
+            .map_err(|error| Error::internal("could not open an in-memory database", error))?;
+        Self::start(connection)
+    }
+
+    fn start(connection: Connection) -> Result<Self> {
+        configure(&connection).map_err(db_error("could not configure the SQLite connection"))?;
+        migrate(&connection).map_err(db_error("could not migrate the SQLite database"))?;
+        let writer = Writer::start(connection)
+            .map_err(|error| Error::internal("could not start the SQLite writer thread", error))?;
+        Ok(Self { writer })
+    }
+
+    async fn read<T, F>(&self, context: &'static str, query: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.writer
+            .run(move |connection| query(connection).map_err(db_error(context)))
+            .await
+    }
+}
+
+fn configure(connection: &Connection) -> rusqlite::Result<()> {
+    connection.busy_timeout(Duration::from_secs(5))?;
+    connection.set_prepared_statement_cache_capacity(64);
+    // WAL lets readers of other processes (the CLI) work beside the server; FULL makes each
+    // commit durable before anyone is answered.
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    let applied: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        connection.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            index + 1
+        ))?;
+    }
+    Ok(())
+}
+
+fn org_by_id(connection: &Connection, id: &OrgId) -> rusqlite::Result<Option<Org>> {
+    connection
+        .prepare_cached(&format!("SELECT {} FROM orgs WHERE id = ?1", rows::ORG_COLUMNS))?
+        .query_row([id.as_str()], rows::org)
+        .optional()
+}
+
+fn user_by_username(connection: &Connection, org: &OrgId, username: &EmailAddress) -> rusqlite::Result<Option<User>> {
+    connection
+        .prepare_cached(&format!(
+            "SELECT {} FROM users WHERE org_id = ?1 AND username = ?2",
+            rows::USER_COLUMNS
+        ))?
+        .query_row([org.as_str(), username.as_str()], rows::user)
+        .optional()
+}
+
+fn active_code(connection: &Connection, user: &UserId, purpose: CodePurpose) -> rusqlite::Result<Option<CodeRecord>> {
+    connection
+        .prepare_cached(&format!(
+            "SELECT {} FROM codes WHERE user_id = ?1 AND purpose = ?2 AND state = 'active'",
+            rows::CODE_COLUMNS
+        ))?
+        .query_row([user.as_str(), purpose.as_str()], rows::code)
+        .optional()
+}
+
+/// The active code if there is one, else the newest.
+fn latest_code(connection: &Connection, user: &UserId, purpose: CodePurpose) -> rusqlite::Result<Option<CodeRecord>> {
+    connection
+        .prepare_cached(&format!(
+            "SELECT {} FROM codes WHERE user_id = ?1 AND purpose = ?2 \
+             ORDER BY state = 'active' DESC, created_at DESC, rowid DESC LIMIT 1",
+            rows::CODE_COLUMNS
+        ))?
+        .query_row([user.as_str(), purpose.as_str()], rows::code)
+        .optional()
+}
+
+fn cooldown_until(connection: &Connection, subject: &str, purpose: CodePurpose) -> rusqlite::Result<Option<Timestamp>> {
+    connection
+        .prepare_cached("SELECT until FROM cooldowns WHERE subject = ?1 AND purpose = ?2")?
+        .query_row([subject, purpose.as_str()], |row| rows::timestamp(row, 0))
+        .optional()
+}
+
+#[async_trait]
+impl Directory for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.read("could not query the SQLite database", |connection| {
+            connection.query_row("SELECT 1", [], |_| Ok(()))
+        })
+        .await
+    }
+
+    async fn insert_org(&self, org: &Org) -> Result<()> {
+        let org = org.clone();
+        self.read("could not insert an organisation", move |connection| {
+            connection
+                .prepare_cached("INSERT INTO orgs (id, name, default_locale, created_at) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![org.id.as_str(), org.name, org.default_locale.as_str(), org.created_at.as_millis()])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn org(&self, id: &OrgId) -> Result<Option<Org>> {
+        let id = id.clone();
+        self.read("could not read an organisation", move |connection| org_by_id(connection, &id))
+            .await
+    }
+
+    async fn orgs(&self) -> Result<Vec<Org>> {
+        self.read("could not list organisations", |connection| {
+            connection
+                .prepare_cached(&format!("SELECT {} FROM orgs ORDER BY created_at, id", rows::ORG_COLUMNS))?
+                .query_map([], rows::org)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn insert_app(&self, app: &App) -> Result<()> {
+        let app = app.clone();
+        self.read("could not insert an app", move |connection| {
+            connection
+                .prepare_cached("INSERT INTO apps (id, org_id, name, permissions, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![
+                    app.id.as_str(),
+                    app.org_id.as_str(),
+                    app.name,
+                    rows::permissions_json(&app.permissions),
+                    app.created_at.as_millis()
+                ])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn apps(&self, org: Option<&OrgId>) -> Result<Vec<App>> {
+        let org = org.map(|org| org.as_str().to_owned());
+        self.read("could not list apps", move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {} FROM apps WHERE ?1 IS NULL OR org_id = ?1 ORDER BY created_at, id",
+                    rows::APP_COLUMNS
+                ))?
+                .query_map([org], rows::app)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn insert_token(&self, token: &AccessToken) -> Result<()> {
+        let token = token.clone();
+        self.read("could not insert a token", move |connection| {
+            connection
+                .prepare_cached(
+                    "INSERT INTO tokens (id, org_id, kind, digest, permissions, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    token.id.as_str(),
+                    token.org_id.as_str(),
+                    token.kind.as_str(),
+                    token.digest.as_slice(),
+                    rows::permissions_json(&token.permissions),
+                    token.created_at.as_millis()
+                ])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AccessToken>> {
+        let digest = *digest;
+        self.read("could not look up a token", move |connection| {
+            connection
+                .prepare_cached(&format!("SELECT {} FROM tokens WHERE digest = ?1", rows::TOKEN_COLUMNS))?
+                .query_row([digest.as_slice()], rows::token)
+                .optional()
+        })
+        .await
+    }
+
+    async fn user(&self, id: &UserId) -> Result<Option<User>> {
+        let id = id.clone();
+        self.read("could not read a user", move |connection| {
+            connection
+                .prepare_cached(&format!("SELECT {} FROM users WHERE id = ?1", rows::USER_COLUMNS))?
+                .query_row([id.as_str()], rows::user)
+                .optional()
+        })
+        .await
+    }
+
+    async fn user_by_username(&self, org: &OrgId, username: &EmailAddress) -> Result<Option<User>> {
+        let (org, username) = (org.clone(), username.clone());
+        self.read("could not read a user", move |connection| {
+            user_by_username(connection, &org, &username)
+        })
+        .await
+    }
+
+    async fn users(&self, org: Option<&OrgId>) -> Result<Vec<User>> {
+        let org = org.map(|org| org.as_str().to_owned());
+        self.read("could not list users", move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {} FROM users WHERE ?1 IS NULL OR org_id = ?1 ORDER BY created_at, id",
+                    rows::USER_COLUMNS
+                ))?
+                .query_map([org], rows::user)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn codes(&self, user: &UserId) -> Result<Vec<CodeRecord>> {
+        let user = user.clone();
+        self.read("could not list codes", move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {} FROM codes WHERE user_id = ?1 ORDER BY created_at, rowid",
+                    rows::CODE_COLUMNS
+                ))?
+                .query_map([user.as_str()], rows::code)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn events(&self, aggregate_id: &str) -> Result<Vec<Event>> {
+        let aggregate_id = aggregate_id.to_owned();
+        self.read("could not list events", move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {} FROM events WHERE aggregate_id = ?1 ORDER BY sequence",
+                    rows::EVENT_COLUMNS
+                ))?
+                .query_map([aggregate_id], rows::event)?
+                .collect()
+        })
+        .await
+    }
+}
+
+/// Runs a decision's writes, keeping them when it answers with a refusal: the refusal itself
+/// may have changed state (a wrong code counts an attempt).
+fn carry_out<T>(connection: &Connection, plan: rules::Plan<T>) -> Result<Result<T>> {
+    for effect in &plan.effects {
+        effects::apply(connection, effect).map_err(db_error("could not apply a change"))?;
+    }
+    Ok(plan.outcome)
+}
+
+#[async_trait]
+impl Registrations for SqliteStore {
+    async fn create_user(&self, command: CreateUser) -> Result<UserCreated> {
+        self.writer
+            .run(move |connection| {
+                let state = CreateUserState {
+                    org: org_by_id(connection, &command.org_id).map_err(db_error("could not read an organisation"))?,
+                    existing: user_by_username(connection, &command.org_id, &command.username)
+                        .map_err(db_error("could not read a user"))?,
+                };
+                carry_out(connection, rules::create_user(&state, &command))
+            })
+            .await?
+    }
+
+    async fn issue_code(&self, command: IssueCode, nonce: Option<Nonce>) -> Result<CodeIssued> {
+        self.writer
+            .run(move |connection| {
+                if let Some(nonce) = &nonce {
+                    record_nonce(connection, nonce, command.now)?;
+                }
+                let read = db_error("could not read the state of a resend");
+                let user = user_by_username(connection, &command.org_id, &command.username).map_err(&read)?;
+                let app = match &command.app {
+                    Some(check) => connection
+                        .prepare_cached(&format!("SELECT {} FROM apps WHERE id = ?1", rows::APP_COLUMNS))
+                        .and_then(|mut statement| {
+                            statement.query_row([check.app_id.as_str()], rows::app).optional()
+                        })
+                        .map_err(&read)?,
+                    None => None,
+                };
+                let active_code = match &user {
+                    Some(user) => active_code(connection, &user.id, command.purpose).map_err(&read)?,
+                    None => None,
+                };
+                let state = IssueCodeState {
+                    org: org_by_id(connection, &command.org_id).map_err(&read)?,
+                    user,
+                    app,
+                    active_code,
+                    cooldown_until: cooldown_until(connection, &command.cooldown_subject, command.purpose)
+                        .map_err(&read)?,
+                };
+                carry_out(connection, rules::issue_code(&state, &command))
+            })
+            .await?
+    }
+
+    async fn verify_code(&self, command: VerifyCode) -> Result<User> {
+        self.writer
+            .run(move |connection| {
+                let read = db_error("could not read the state of a verification");
+                let user = user_by_username(connection, &command.org_id, &command.username).map_err(&read)?;
+                let latest_code = match &user {
+                    Some(user) => latest_code(connection, &user.id, command.purpose).map_err(&read)?,
+                    None => None,
+                };
+                let state = VerifyCodeState { user, latest_code };
+                carry_out(connection, rules::verify_code(&state, &command))
+            })
+            .await?
+    }
+
+    async fn purge_nonces(&self, seen_before: Timestamp) -> Result<u64> {
+        self.read("could not purge nonces", move |connection| {
+            connection
+                .prepare_cached("DELETE FROM nonces WHERE seen_at < ?1")?
+                .execute([seen_before.as_millis()])
+                .map(|count| count as u64)
+        })
+        .await
+    }
+}
+
+fn record_nonce(connection: &Connection, nonce: &Nonce, now: Timestamp) -> Result<()> {
+    let inserted = connection
+        .prepare_cached("INSERT INTO nonces (key, seen_at) VALUES (?1, ?2)")
+        .and_then(|mut statement| statement.execute(params![nonce.key, now.as_millis()]));
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(error) if is_unique_violation(&error) => Err(Error::NonceReused),
+        Err(error) => Err(db_error("could not record a nonce")(error)),
+    }
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn claim(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<ClaimedMessage>> {
+        self.read("could not claim outbox messages", move |connection| {
+            let claimed: Vec<ClaimedMessage> = connection
+                .prepare_cached(
+                    "SELECT m.id, m.org_id, COALESCE(o.name, ''), m.user_id, m.template, m.locale, m.recipient, \
+                            m.sealed, m.attempts + 1, c.state, c.expires_at, m.created_at \
+                     FROM outbox m LEFT JOIN orgs o ON o.id = m.org_id LEFT JOIN codes c ON c.id = m.code_id \
+                     WHERE (m.state = 'queued' AND m.next_attempt_at <= ?1) \
+                        OR (m.state = 'sending' AND m.lease_until < ?1) \
+                     ORDER BY m.next_attempt_at LIMIT ?2",
+                )?
+                .query_map(params![now.as_millis(), limit], |row| {
+                    Ok(ClaimedMessage {
+                        id: MessageId::from_trusted(row.get(0)?),
+                        org_id: OrgId::from_trusted(row.get(1)?),
+                        org_name: row.get(2)?,
+                        user_id: UserId::from_trusted(row.get(3)?),
+                        template: {
+                            let text: String = row.get(4)?;
+                            MailTemplate::parse(&text).ok_or_else(|| {
+                                rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, format!("unknown template {text:?}").into())
+                            })?
+                        },
+                        locale: Locale::from_trusted(row.get(5)?),
+                        recipient: EmailAddress::from_trusted(row.get(6)?),
+                        sealed: row.get(7)?,
+                        attempts: row.get(8)?,
+                        code_state: rows::optional_code_state(row, 9)?,
+                        code_expires_at: rows::optional_time(row, 10)?,
+                        created_at: rows::timestamp(row, 11)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut mark = connection.prepare_cached(
+                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = ?2 WHERE id = ?1",
+            )?;
+            for message in &claimed {
+                mark.execute(params![message.id.as_str(), lease_until.as_millis()])?;
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn finish(&self, id: &MessageId, outcome: DeliveryOutcome, now: Timestamp) -> Result<()> {
+        let id = id.clone();
+        self.read("could not record a delivery", move |connection| {
+            let (state, next_attempt_at, error, keep_content) = match &outcome {
+                DeliveryOutcome::Sent => (MessageState::Sent, None, None, false),
+                DeliveryOutcome::Retry { at, error } => (MessageState::Queued, Some(*at), Some(error.as_str()), true),
+                DeliveryOutcome::Abandoned { error } => (MessageState::Abandoned, None, Some(error.as_str()), false),
+                DeliveryOutcome::Superseded => (MessageState::Superseded, None, None, false),
+            };
+            connection
+                .prepare_cached(
+                    "UPDATE outbox SET state = ?2, lease_until = NULL, \
+                        next_attempt_at = COALESCE(?3, next_attempt_at), \
+                        last_error = COALESCE(?4, last_error), \
+                        sealed = CASE WHEN ?5 THEN sealed ELSE NULL END, \
+                        sent_at = CASE WHEN ?2 = 'sent' THEN ?6 ELSE sent_at END \
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    id.as_str(),
+                    state.as_str(),
+                    next_attempt_at.map(Timestamp::as_millis),
+                    error,
+                    keep_content,
+                    now.as_millis()
+                ])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>> {
+        let filter = filter.clone();
+        self.read("could not list outbox messages", move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {} FROM outbox WHERE (?1 IS NULL OR recipient = ?1) AND (?2 IS NULL OR org_id = ?2) \
+                     ORDER BY created_at DESC, rowid DESC LIMIT ?3",
+                    rows::MESSAGE_COLUMNS
+                ))?
+                .query_map(
+                    params![
+                        filter.recipient,
+                        filter.org_id.as_ref().map(OrgId::as_str),
+                        filter.limit.unwrap_or(u32::MAX)
+                    ],
+                    rows::message_summary,
+                )?
+                .collect()
+        })
+        .await
+    }
+
+    async fn depth(&self) -> Result<u64> {
+        self.read("could not count outbox messages", |connection| {
+            connection
+                .prepare_cached("SELECT COUNT(*) FROM outbox WHERE state IN ('queued', 'sending')")?
+                .query_row([], |row| row.get(0))
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>> {
+        self.read("could not read the outbox", |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT MIN(CASE WHEN state = 'queued' THEN next_attempt_at ELSE lease_until END) \
+                     FROM outbox WHERE state IN ('queued', 'sending')",
+                )?
+                .query_row([], |row| rows::optional_time(row, 0))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Inbox for SqliteStore {
+    async fn capture(&self, mail: &CapturedMail) -> Result<()> {
+        let mail = mail.clone();
+        self.read("could not store a captured mail", move |connection| {
+            connection
+                .prepare_cached(
+                    "INSERT INTO captured_mail (id, message_id, sender, recipient, subject, text_body, html_body, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![
+                    mail.id,
+                    mail.message_id,
+                    mail.from,
+                    mail.to,
+                    mail.subject,
+                    mail.text,
+                    mail.html,
+                    mail.created_at.as_millis()
+                ])
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn captured(&self, recipient: Option<&str>) -> Result<Vec<CapturedMail>> {
+        let recipient = recipient.map(str::to_owned);
+        self.read("could not list captured mail", move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {} FROM captured_mail WHERE ?1 IS NULL OR recipient = ?1 ORDER BY created_at DESC, rowid DESC",
+                    rows::CAPTURED_COLUMNS
+                ))?
+                .query_map([recipient], rows::captured)?
+                .collect()
+        })
+        .await
+    }
+}
+
