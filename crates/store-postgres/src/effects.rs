@@ -1,0 +1,105 @@
+//! Applies the writes a decision of the core asks for, inside the caller's transaction.
+
+use enroll_core::rules::Effect;
+use sqlx::PgConnection;
+
+pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Result<()> {
+    match effect {
+        Effect::InsertUser(user) => sqlx::query(
+            "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.org_id.as_str())
+        .bind(user.username.as_str())
+        .bind(user.kind.as_str())
+        .bind(user.state.as_str())
+        .bind(user.locale.as_ref().map(|locale| locale.as_str()))
+        .bind(user.sequence)
+        .bind(user.created_at.as_millis())
+        .bind(user.updated_at.as_millis())
+        .execute(connection)
+        .await
+        .map(drop),
+        Effect::UpdateUser(user) => sqlx::query(
+            "UPDATE users SET state = $2, locale = $3, sequence = $4, updated_at = $5 WHERE id = $1",
+        )
+        .bind(user.id.as_str())
+        .bind(user.state.as_str())
+        .bind(user.locale.as_ref().map(|locale| locale.as_str()))
+        .bind(user.sequence)
+        .bind(user.updated_at.as_millis())
+        .execute(connection)
+        .await
+        .map(drop),
+        Effect::InsertCode(code) => sqlx::query(
+            "INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(code.id.as_str())
+        .bind(code.user_id.as_str())
+        .bind(code.purpose.as_str())
+        .bind(code.hash.0.as_slice())
+        .bind(code.state.as_str())
+        .bind(i64::from(code.failed_attempts))
+        .bind(code.created_at.as_millis())
+        .bind(code.expires_at.as_millis())
+        .execute(connection)
+        .await
+        .map(drop),
+        Effect::UpdateCode {
+            id,
+            state,
+            failed_attempts,
+        } => sqlx::query("UPDATE codes SET state = $2, failed_attempts = $3 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(state.as_str())
+            .bind(i64::from(*failed_attempts))
+            .execute(connection)
+            .await
+            .map(drop),
+        Effect::AppendEvent(event) => sqlx::query(
+            "INSERT INTO events (aggregate_id, sequence, kind, payload, org_id, at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .bind(&event.kind)
+        .bind(event.payload.to_string())
+        .bind(event.org_id.as_str())
+        .bind(event.at.as_millis())
+        .execute(connection)
+        .await
+        .map(drop),
+        Effect::EnqueueMessage(message) => sqlx::query(
+            "INSERT INTO outbox (id, org_id, user_id, code_id, template, locale, recipient, sealed, state, \
+                                 attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $9)",
+        )
+        .bind(message.id.as_str())
+        .bind(message.org_id.as_str())
+        .bind(message.user_id.as_str())
+        .bind(message.code_id.as_ref().map(|id| id.as_str()))
+        .bind(message.template.as_str())
+        .bind(message.locale.as_str())
+        .bind(message.recipient.as_str())
+        .bind(message.sealed.as_slice())
+        .bind(message.created_at.as_millis())
+        .execute(connection)
+        .await
+        .map(drop),
+        Effect::SetCooldown {
+            subject,
+            purpose,
+            until,
+        } => sqlx::query(
+            "INSERT INTO cooldowns (subject, purpose, until) VALUES ($1, $2, $3) \
+             ON CONFLICT (subject, purpose) DO UPDATE SET until = excluded.until",
+        )
+        .bind(subject)
+        .bind(purpose.as_str())
+        .bind(until.as_millis())
+        .execute(connection)
+        .await
+        .map(drop),
+    }
+}
