@@ -1,1 +1,14 @@
+//! The `enroll` server: configuration, the HTTP faces over the core, and the commands of the
+//! `enroll` binary.
 
+pub mod bootstrap;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod faces;
+pub mod metrics;
+pub mod ops;
+pub mod router;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,228 @@
+//! Settings: defaults, then `enroll.toml`, then `ENROLL_*` variables, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use enroll_core::delivery::RetryPolicy;
+use enroll_core::policy::Policy;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where the SQLite database, the server secret and `bootstrap.json` live.
+    pub data_dir: PathBuf,
+    /// `sqlite://<path>` or `postgres://…`; default: `enroll.db` in the data directory.
+    pub database_url: Option<String>,
+    /// Connections per instance when the database is PostgreSQL.
+    pub database_pool_size: u32,
+    /// `smtp://host:port` or `smtps://host:port`; absent: mail is captured in the inbox.
+    pub smtp_url: Option<String>,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// The `From` of every email.
+    pub mail_from: String,
+    /// The product name the emails speak of.
+    pub product_name: String,
+    /// A directory whose templates replace the built-in ones of the same name.
+    pub templates_dir: Option<PathBuf>,
+    /// 64 hex characters; default: generated into `<data_dir>/secret.key` on first start.
+    /// Instances sharing a database must share it.
+    pub secret: Option<String>,
+    /// Lifetime of a registration code, at most 86400.
+    pub registration_code_ttl_seconds: u64,
+    /// Least time between two codes for one user and purpose.
+    pub cooldown_seconds: u64,
+    /// Wrong attempts a code survives.
+    pub max_failed_attempts: u32,
+    /// How far a request nonce's date may be from the server's time.
+    pub nonce_window_seconds: u64,
+    /// Delivery attempts per email before it is abandoned.
+    pub mail_max_attempts: u32,
+    /// First retry delay; it doubles on each attempt.
+    pub mail_retry_base_ms: u64,
+    pub mail_retry_max_ms: u64,
+    /// Messages a worker sends at once.
+    pub mail_concurrency: u32,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let policy = Policy::default();
+        let retry = RetryPolicy::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_pool_size: 16,
+            smtp_url: None,
+            smtp_username: None,
+            smtp_password: None,
+            mail_from: "enroll <no-reply@localhost.localdomain>".to_owned(),
+            product_name: "enroll".to_owned(),
+            templates_dir: None,
+            secret: None,
+            registration_code_ttl_seconds: policy.registration_code_ttl.as_secs(),
+            cooldown_seconds: policy.cooldown.as_secs(),
+            max_failed_attempts: policy.max_failed_attempts,
+            nonce_window_seconds: policy.nonce_window.as_secs(),
+            mail_max_attempts: retry.max_attempts,
+            mail_retry_base_ms: u64::try_from(retry.base_delay.as_millis()).unwrap_or(u64::MAX),
+            mail_retry_max_ms: u64::try_from(retry.max_delay.as_millis()).unwrap_or(u64::MAX),
+            mail_concurrency: 8,
+            log_format: "text".to_owned(),
+        }
+    }
+}
+
+/// Values given on the command line; only those present override the other layers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Layers the sources in order; a missing `enroll.toml` is fine, a named one must exist.
+    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config_file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::Invalid(format!(
+                    "the configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file("enroll.toml")),
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed("ENROLL_").ignore(&["test_postgres_url", "log"]))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.policy()
+            .validate()
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "database_url must start with sqlite: or postgres://, got {url:?}"
+            )));
+        }
+        if let Some(url) = &self.smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "smtp_url must start with smtp:// or smtps://, got {url:?}"
+            )));
+        }
+        if self.mail_max_attempts == 0 || self.mail_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "mail_max_attempts and mail_concurrency must be at least 1".to_owned(),
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(format!(
+                "log_format must be text or json, got {:?}",
+                self.log_format
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn policy(&self) -> Policy {
+        Policy {
+            registration_code_ttl: Duration::from_secs(self.registration_code_ttl_seconds),
+            cooldown: Duration::from_secs(self.cooldown_seconds),
+            max_failed_attempts: self.max_failed_attempts,
+            nonce_window: Duration::from_secs(self.nonce_window_seconds),
+        }
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.mail_max_attempts,
+            base_delay: Duration::from_millis(self.mail_retry_base_ms),
+            max_delay: Duration::from_millis(self.mail_retry_max_ms.max(self.mail_retry_base_ms)),
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The database to use: the configured URL, or the SQLite file in the data directory.
+    pub fn database(&self) -> Database {
+        match self.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres") => Database::Postgres(url.to_owned()),
+            Some(url) => Database::Sqlite(PathBuf::from(
+                url.trim_start_matches("sqlite://").trim_start_matches("sqlite:"),
+            )),
+            None => Database::Sqlite(self.data_dir.join("enroll.db")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_defaults_and_an_unknown_file_is_an_error() {
+        let overrides = Overrides {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 9000))),
+            ..Overrides::default()
+        };
+        let settings = Settings::load(None, &overrides).unwrap();
+        assert_eq!(settings.listen.port(), 9000);
+        assert_eq!(settings.database(), Database::Sqlite(PathBuf::from("./data/enroll.db")));
+        assert!(Settings::load(Some(Path::new("/nonexistent/enroll.toml")), &overrides).is_err());
+    }
+
+    #[test]
+    fn the_example_file_documents_exactly_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../enroll.example.toml");
+        let settings = Settings::load(Some(&example), &Overrides::default()).unwrap();
+        assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn a_code_lifetime_above_a_day_is_refused() {
+        let settings = Settings {
+            registration_code_ttl_seconds: 86_401,
+            ..Settings::default()
+        };
+        assert!(settings.validate().is_err());
+    }
+}

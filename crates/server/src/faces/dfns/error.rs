@@ -1,0 +1,88 @@
+//! The one place where the core's errors become Dfns responses.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use enroll_core::Error;
+use enroll_core::error::retry_after_seconds;
+use serde_json::json;
+
+/// A Dfns error response: a status and the message the SDK shows.
+#[derive(Debug)]
+pub struct DfnsError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl DfnsError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<Error> for DfnsError {
+    fn from(error: Error) -> Self {
+        let (status, message) = match &error {
+            Error::NonceInvalid => (StatusCode::BAD_REQUEST, "request nonce is missing or invalid".to_owned()),
+            Error::NonceReused => (StatusCode::BAD_REQUEST, "request nonce has already been used".to_owned()),
+            Error::UnknownApp => (StatusCode::UNAUTHORIZED, "Not Authorized.".to_owned()),
+            Error::PermissionDenied { .. } => (StatusCode::FORBIDDEN, error.to_string()),
+            Error::Cooldown { retry_after } => {
+                let seconds = retry_after_seconds(*retry_after);
+                return Self {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    message: format!(
+                        "A registration code was sent recently; a new one can be requested in {seconds} seconds."
+                    ),
+                    retry_after: Some(seconds),
+                };
+            }
+            Error::CodeExpired => (StatusCode::BAD_REQUEST, "Registration code expired".to_owned()),
+            Error::AlreadyRegistered | Error::UserExists => {
+                (StatusCode::UNAUTHORIZED, "User already exists.".to_owned())
+            }
+            Error::UserNotFound | Error::OrgNotFound => (StatusCode::UNAUTHORIZED, "User not found".to_owned()),
+            Error::CodeInvalid | Error::CodeExhausted => {
+                (StatusCode::UNAUTHORIZED, "Invalid registration code".to_owned())
+            }
+            Error::Invalid(message) => (StatusCode::BAD_REQUEST, message.clone()),
+            Error::Unavailable(source) => {
+                tracing::error!(error = %source, "store unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable".to_owned())
+            }
+            Error::Internal { .. } => {
+                tracing::error!(error = ?anyhow::Error::from(error), "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error".to_owned())
+            }
+        };
+        Self::new(status, message)
+    }
+}
+
+/// A body too large or cut short: axum's rejection, in Dfns's shape.
+impl From<axum::extract::rejection::BytesRejection> for DfnsError {
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        Self::new(rejection.status(), rejection.body_text())
+    }
+}
+
+impl IntoResponse for DfnsError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "error": { "message": self.message } }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

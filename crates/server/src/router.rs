@@ -1,0 +1,50 @@
+//! Mounts the faces and the operational endpoints, with the layers every request passes.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{Response, StatusCode};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::response::IntoResponse;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::faces;
+use crate::faces::dfns::DfnsError;
+use crate::metrics;
+use crate::ops;
+use crate::state::AppState;
+
+/// Bodies of this API are small JSON objects.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn build(state: AppState) -> Router {
+    let metrics_state: Arc<metrics::Metrics> = state.metrics.clone();
+    Router::new()
+        .merge(faces::dfns::routes())
+        .merge(faces::dev::routes())
+        .merge(ops::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(metrics_state, metrics::track))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(panicked))
+}
+
+async fn not_found() -> DfnsError {
+    DfnsError::new(StatusCode::NOT_FOUND, "Not Found")
+}
+
+async fn method_not_allowed() -> DfnsError {
+    DfnsError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+/// A panic answers like any internal error and never takes the process down.
+fn panicked(_: Box<dyn Any + Send + 'static>) -> Response<axum::body::Body> {
+    tracing::error!("a request handler panicked");
+    DfnsError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+}

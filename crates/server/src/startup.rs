@@ -1,0 +1,168 @@
+//! Builds the application from settings and runs it: HTTP server, outbox worker and upkeep,
+//! until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use enroll_core::clock::Clock;
+use enroll_core::ports::Store;
+use enroll_core::service::Enroll;
+use enroll_mail::{
+    DeliveryStats, InboxTransport, MailSettings, MailTransport, OutboxWorker, Renderer,
+    SmtpTransport, WorkerSignal,
+};
+use enroll_store_postgres::PostgresStore;
+use enroll_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::bootstrap::{self, Bootstrap};
+use crate::config::{Database, Settings};
+use crate::metrics::{Metrics, QueuedSignal};
+use crate::router;
+use crate::state::AppState;
+
+/// Opens the configured database and brings its schema up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match settings.database() {
+        Database::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("could not create {}", parent.display()))?;
+            }
+            Arc::new(SqliteStore::open(&path).await?)
+        }
+        Database::Postgres(url) => Arc::new(PostgresStore::connect(&url, settings.database_pool_size).await?),
+    })
+}
+
+pub fn renderer(settings: &Settings) -> anyhow::Result<Renderer> {
+    let renderer = Renderer::new(settings.templates_dir.as_deref())?;
+    renderer.check().context("the email templates are not valid")?;
+    Ok(renderer)
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    worker: Arc<OutboxWorker>,
+    enroll: Arc<Enroll>,
+    bootstrap: Option<(Bootstrap, std::path::PathBuf)>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("address", &self.address()).finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    pub async fn build(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let store = open_store(settings).await?;
+        let secret = bootstrap::server_secret(settings)?;
+        let renderer = renderer(settings)?;
+        let inbox_enabled = settings.smtp_url.is_none();
+        let transport: Arc<dyn MailTransport> = match &settings.smtp_url {
+            Some(url) => Arc::new(
+                SmtpTransport::from_url(url, settings.smtp_username.clone(), settings.smtp_password.clone())
+                    .context("the SMTP settings are not valid")?,
+            ),
+            None => Arc::new(InboxTransport::new(store.clone(), clock.clone())),
+        };
+        let stats = Arc::new(DeliveryStats::default());
+        let metrics = Arc::new(Metrics::new({
+            let stats = stats.clone();
+            Arc::new(move || stats.counters())
+        }));
+        let wake = Arc::new(Notify::new());
+        let signal = Arc::new(QueuedSignal {
+            metrics: metrics.clone(),
+            worker: Arc::new(WorkerSignal(wake.clone())),
+        });
+        let enroll = Arc::new(Enroll::new(store.clone(), clock.clone(), &secret, settings.policy(), signal));
+        let worker = Arc::new(OutboxWorker::new(
+            store.clone(),
+            transport,
+            renderer,
+            secret.sealer(),
+            clock,
+            settings.retry_policy(),
+            MailSettings {
+                from: settings.mail_from.clone(),
+                product_name: settings.product_name.clone(),
+            },
+            settings.mail_concurrency,
+            wake,
+            stats,
+        ));
+        let bootstrap = bootstrap::first_start(&enroll, &settings.data_dir).await?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("could not listen on {}", settings.listen))?;
+        let router = router::build(AppState {
+            enroll: enroll.clone(),
+            metrics,
+            inbox_enabled,
+        });
+        Ok(Self {
+            listener,
+            router,
+            worker,
+            enroll,
+            bootstrap,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn enroll(&self) -> Arc<Enroll> {
+        self.enroll.clone()
+    }
+
+    pub fn worker(&self) -> Arc<OutboxWorker> {
+        self.worker.clone()
+    }
+
+    /// What the first start created, and where it was written.
+    pub fn bootstrap(&self) -> Option<&(Bootstrap, std::path::PathBuf)> {
+        self.bootstrap.as_ref()
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let stop = Arc::new(Notify::new());
+        let worker = tokio::spawn(self.worker.clone().run_until_stopped({
+            let stop = stop.clone();
+            async move { stop.notified().await }
+        }));
+        let upkeep = tokio::spawn(upkeep(self.enroll.clone()));
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the HTTP server failed");
+        stop.notify_one();
+        upkeep.abort();
+        let _ = worker.await;
+        served
+    }
+}
+
+/// Forgets nonces whose dates are out of the window, so the table stays small.
+async fn upkeep(enroll: Arc<Enroll>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let window = enroll.policy().nonce_window;
+        let before = enroll.clock().now().minus(window * 2);
+        if let Err(error) = enroll.store().purge_nonces(before).await {
+            tracing::warn!(%error, "could not purge old nonces");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use enroll_core::service::Enroll;
+
+use crate::metrics::Metrics;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub enroll: Arc<Enroll>,
+    pub metrics: Arc<Metrics>,
+    /// Mail is captured in the development inbox rather than sent.
+    pub inbox_enabled: bool,
+}

@@ -1,0 +1,135 @@
+//! The `enroll` binary: first start, and the commands that act on its database.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn enroll(data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_enroll"));
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("ENROLL_DATABASE_URL")
+        .env_remove("ENROLL_SMTP_URL")
+        .env_remove("ENROLL_LISTEN");
+    command
+}
+
+fn run_json(data_dir: &std::path::Path, args: &[&str]) -> Value {
+    let output = enroll(data_dir).args(args).arg("--json").output().expect("enroll runs");
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("JSON from {args:?}"))
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `enroll serve` and returns it with the address it printed.
+fn serve(data_dir: &std::path::Path) -> (Server, Vec<String>) {
+    let mut child = enroll(data_dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("enroll serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("a line");
+        let done = line.contains("listening on");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    (Server(child), lines)
+}
+
+#[tokio::test]
+async fn first_start_bootstraps_and_the_commands_act_on_the_same_database() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (server, printed) = serve(data_dir.path());
+    let bootstrap_path = data_dir.path().join("bootstrap.json");
+    let bootstrap: Value = serde_json::from_str(&std::fs::read_to_string(&bootstrap_path).unwrap()).unwrap();
+    let org_id = bootstrap["orgId"].as_str().unwrap().to_owned();
+    assert!(bootstrap["adminToken"].as_str().is_some_and(|token| token.len() > 40));
+    assert!(printed.iter().any(|line| line.contains(&org_id)), "{printed:?}");
+    assert!(printed.iter().any(|line| line.contains("bootstrap.json")), "{printed:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&bootstrap_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let address = printed
+        .iter()
+        .find_map(|line| line.split("http://").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the address")
+        .to_owned();
+
+    let orgs = run_json(data_dir.path(), &["org", "list"]);
+    assert_eq!(orgs[0]["id"], org_id.as_str());
+
+    let user = run_json(
+        data_dir.path(),
+        &["user", "create", "--org", &org_id, "--email", "jane@example.com", "--kind", "CustomerEmployee"],
+    );
+    assert_eq!(user["state"], "Pending");
+    assert_eq!(user["username"], "jane@example.com");
+
+    // The running server's worker delivers what the command queued, into the inbox.
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mails: Value = client
+            .get(format!("http://{address}/dev/mail?to=jane@example.com"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if mails.as_array().is_some_and(|mails| mails.len() == 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no mail captured: {mails}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = run_json(data_dir.path(), &["mail", "list", "--to", "jane@example.com"]);
+    assert_eq!(log[0]["state"], "sent");
+    let shown = run_json(data_dir.path(), &["user", "show", user["id"].as_str().unwrap()]);
+    assert_eq!(shown["codes"][0]["state"], "active");
+    assert!(shown["codes"][0].get("hash").is_none());
+    drop(server);
+
+    // A second start keeps the organisation and does not touch bootstrap.json.
+    let (_server, printed) = serve(data_dir.path());
+    assert!(!printed.iter().any(|line| line.contains("Created")), "{printed:?}");
+    assert_eq!(run_json(data_dir.path(), &["org", "list"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn bad_settings_fail_with_a_clear_message() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = enroll(data_dir.path())
+        .args(["config", "check"])
+        .env("ENROLL_REGISTRATION_CODE_TTL_SECONDS", "90000")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("24 hours"), "{stderr}");
+
+    let output = enroll(data_dir.path()).args(["user", "create", "--org", "nope", "--email", "a@b.co"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not an organisation id"));
+}

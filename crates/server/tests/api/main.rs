@@ -1,0 +1,9 @@
+//! Black-box tests: the real server on port 0, real SQLite and PostgreSQL, a real SMTP server,
+//! and the real client SDKs. One test binary for the crate.
+
+mod cli;
+mod dfns_resend;
+mod helpers;
+mod mail;
+mod ops;
+mod sdk;
