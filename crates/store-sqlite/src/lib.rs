@@ -108,7 +108,7 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.set_prepared_statement_cache_capacity(64);
     // WAL lets readers of other processes (the CLI) work beside the server; FULL makes each
     // commit durable before anyone is answered.
-    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
     Ok(())
