@@ -74,7 +74,13 @@ const SECRET: &str = "6b1f0c3a9e2d4c5b8a7f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4
 async fn seed(store: Arc<dyn Store>, users: usize) -> anyhow::Result<String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secret = ServerSecret::from_hex(SECRET)?;
-    let enroll = Arc::new(Enroll::new(store, clock, &secret, Policy::default(), Arc::new(NoSignal)));
+    let enroll = Arc::new(Enroll::new(
+        store,
+        clock,
+        &secret,
+        Policy::default(),
+        Arc::new(NoSignal),
+    ));
     let org = enroll.create_org("Bench", Locale::english()).await?;
     for chunk in (0..users).collect::<Vec<_>>().chunks(500) {
         let creations = chunk.iter().map(|index| {
@@ -100,13 +106,19 @@ async fn seed(store: Arc<dyn Store>, users: usize) -> anyhow::Result<String> {
     let store = enroll.store().clone();
     let now = enroll.clock().now();
     loop {
-        let claimed = store.claim(now, now.plus(Duration::from_secs(600)), 1_000).await?;
+        let claimed = store
+            .claim(now, now.plus(Duration::from_secs(600)), 1_000)
+            .await?;
         if claimed.is_empty() {
             break;
         }
-        let finished = claimed
-            .iter()
-            .map(|message| store.finish(&message.id, enroll_core::model::DeliveryOutcome::Superseded, now));
+        let finished = claimed.iter().map(|message| {
+            store.finish(
+                &message.id,
+                enroll_core::model::DeliveryOutcome::Superseded,
+                now,
+            )
+        });
         for result in futures_util::future::join_all(finished).await {
             result?;
         }
@@ -125,7 +137,12 @@ impl Drop for Server {
     }
 }
 
-async fn start_server(options: &Options, data_dir: &Path, database_url: &str, smtp_url: &str) -> anyhow::Result<Server> {
+async fn start_server(
+    options: &Options,
+    data_dir: &Path,
+    database_url: &str,
+    smtp_url: &str,
+) -> anyhow::Result<Server> {
     let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
     let address = probe.local_addr()?;
     drop(probe);
@@ -146,7 +163,12 @@ async fn start_server(options: &Options, data_dir: &Path, database_url: &str, sm
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("could not start {} (run scripts/bench, which builds it)", options.binary.display()))?;
+        .with_context(|| {
+            format!(
+                "could not start {} (run scripts/bench, which builds it)",
+                options.binary.display()
+            )
+        })?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(address).await.is_err() {
         if Instant::now() > deadline {
@@ -170,7 +192,11 @@ struct Measurement {
     failures: usize,
 }
 
-async fn drive(address: SocketAddr, load: Load<'_>, options: &Options) -> anyhow::Result<Measurement> {
+async fn drive(
+    address: SocketAddr,
+    load: Load<'_>,
+    options: &Options,
+) -> anyhow::Result<Measurement> {
     let started = Instant::now();
     let measure_from = started + options.warmup;
     let stop_at = measure_from + options.duration;
@@ -197,7 +223,8 @@ async fn drive(address: SocketAddr, load: Load<'_>, options: &Options) -> anyhow
         workers.push(tokio::spawn(async move {
             let stream = TcpStream::connect(address).await?;
             stream.set_nodelay(true)?;
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(connection);
             let mut latencies = Vec::new();
             let mut failures = 0usize;
@@ -235,7 +262,10 @@ async fn drive(address: SocketAddr, load: Load<'_>, options: &Options) -> anyhow
     latencies.sort_unstable();
     let at = |quantile: f64| {
         latencies
-            .get(((latencies.len() as f64 * quantile) as usize).min(latencies.len().saturating_sub(1)))
+            .get(
+                ((latencies.len() as f64 * quantile) as usize)
+                    .min(latencies.len().saturating_sub(1)),
+            )
             .copied()
             .unwrap_or_default()
     };
@@ -264,8 +294,12 @@ async fn fresh_postgres(admin_url: &str) -> anyhow::Result<String> {
     sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .execute(&mut connection)
         .await?;
-    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut connection).await?;
-    let (base, _) = admin_url.rsplit_once('/').context("a database URL with a path")?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut connection)
+        .await?;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .context("a database URL with a path")?;
     Ok(format!("{base}/{name}"))
 }
 
@@ -275,7 +309,10 @@ async fn main() -> anyhow::Result<()> {
     let smtp = enroll_testkit::smtp::SmtpSink::start().await;
     let mut targets: Vec<(&str, String)> = Vec::new();
     let sqlite_dir = tempfile_dir("sqlite")?;
-    targets.push(("SQLite (group commit, synchronous=FULL)", format!("sqlite://{}", sqlite_dir.join("enroll.db").display())));
+    targets.push((
+        "SQLite (group commit, synchronous=FULL)",
+        format!("sqlite://{}", sqlite_dir.join("enroll.db").display()),
+    ));
     if let Some(admin_url) = &options.postgres {
         match fresh_postgres(admin_url).await {
             Ok(url) => targets.push(("PostgreSQL (pool 16)", url)),
@@ -289,13 +326,24 @@ async fn main() -> anyhow::Result<()> {
         options.duration.as_secs(),
         options.users
     );
-    println!("| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} | {:>8} |", "target", "req/s", "p50 ms", "p99 ms", "× ceil", "failures");
-    println!("|{:-<46}|{:-<11}|{:-<9}|{:-<9}|{:-<8}|{:-<10}|", "", "", "", "", "", "");
+    println!(
+        "| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} | {:>8} |",
+        "target", "req/s", "p50 ms", "p99 ms", "× ceil", "failures"
+    );
+    println!(
+        "|{:-<46}|{:-<11}|{:-<9}|{:-<9}|{:-<8}|{:-<10}|",
+        "", "", "", "", "", ""
+    );
     let mut ceiling = None;
     for (name, url) in &targets {
         let data_dir = tempfile_dir(name)?;
         let store: Arc<dyn Store> = if url.starts_with("sqlite") {
-            Arc::new(enroll_store_sqlite::SqliteStore::open(Path::new(url.trim_start_matches("sqlite://"))).await?)
+            Arc::new(
+                enroll_store_sqlite::SqliteStore::open(Path::new(
+                    url.trim_start_matches("sqlite://"),
+                ))
+                .await?,
+            )
         } else {
             Arc::new(enroll_store_postgres::PostgresStore::connect(url, 16).await?)
         };
@@ -305,13 +353,29 @@ async fn main() -> anyhow::Result<()> {
             Some(value) => value,
             None => {
                 let measured = drive(server.address, Load::Ceiling, &options).await?;
-                row("GET /healthz (HTTP ceiling)", &measured, measured.requests_per_second);
+                row(
+                    "GET /healthz (HTTP ceiling)",
+                    &measured,
+                    measured.requests_per_second,
+                );
                 ceiling = Some(measured.requests_per_second);
                 measured.requests_per_second
             }
         };
-        let measured = drive(server.address, Load::Resend { org_id: &org_id, users: options.users }, &options).await?;
-        row(&format!("PUT /auth/registration/code, {name}"), &measured, ceiling_rps);
+        let measured = drive(
+            server.address,
+            Load::Resend {
+                org_id: &org_id,
+                users: options.users,
+            },
+            &options,
+        )
+        .await?;
+        row(
+            &format!("PUT /auth/registration/code, {name}"),
+            &measured,
+            ceiling_rps,
+        );
         drop(server);
     }
     Ok(())
@@ -321,7 +385,10 @@ fn tempfile_dir(label: &str) -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "enroll-bench-{}-{}",
         std::process::id(),
-        label.chars().filter(char::is_ascii_alphanumeric).collect::<String>()
+        label
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
     ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

@@ -149,7 +149,10 @@ mod tests {
     #[test]
     fn until_never_goes_negative() {
         let a = Timestamp::from_millis(10_000);
-        assert_eq!(a.until(a.plus(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(
+            a.until(a.plus(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
         assert_eq!(a.plus(Duration::from_secs(3)).until(a), Duration::ZERO);
     }
 

@@ -32,9 +32,13 @@ impl CodePurpose {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Registration, Self::EmailVerification, Self::PasswordReset]
-            .into_iter()
-            .find(|purpose| purpose.as_str() == value)
+        [
+            Self::Registration,
+            Self::EmailVerification,
+            Self::PasswordReset,
+        ]
+        .into_iter()
+        .find(|purpose| purpose.as_str() == value)
     }
 }
 
@@ -63,9 +67,15 @@ impl CodeState {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Active, Self::Superseded, Self::Used, Self::Expired, Self::Exhausted]
-            .into_iter()
-            .find(|state| state.as_str() == value)
+        [
+            Self::Active,
+            Self::Superseded,
+            Self::Used,
+            Self::Expired,
+            Self::Exhausted,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == value)
     }
 }
 
@@ -214,7 +224,12 @@ mod tests {
         let typed = CodeSecret::from_user_input(" 7kqx m2rd 9htv pw4c ");
         assert!(hasher.matches(&id, CodePurpose::Registration, &stored, &typed));
         assert!(!hasher.matches(&id, CodePurpose::PasswordReset, &stored, &typed));
-        assert!(!hasher.matches(&CodeId::generate(), CodePurpose::Registration, &stored, &typed));
+        assert!(!hasher.matches(
+            &CodeId::generate(),
+            CodePurpose::Registration,
+            &stored,
+            &typed
+        ));
         let other_key = CodeHasher::new([8; 32]);
         assert!(!other_key.matches(&id, CodePurpose::Registration, &stored, &typed));
     }

@@ -84,17 +84,31 @@ mod tests {
             lease: Duration::from_secs(60),
         };
         let now = Timestamp::from_millis(0);
-        let delay = |attempts| match policy.after_failure(attempts, FailureKind::Temporary, "x".into(), now) {
+        let delay = |attempts| match policy.after_failure(
+            attempts,
+            FailureKind::Temporary,
+            "x".into(),
+            now,
+        ) {
             DeliveryOutcome::Retry { at, .. } => now.until(at),
             other => panic!("expected a retry, got {other:?}"),
         };
         for _ in 0..50 {
             let first = delay(1);
-            assert!(first >= Duration::from_secs(5) && first < Duration::from_secs(10), "{first:?}");
+            assert!(
+                first >= Duration::from_secs(5) && first < Duration::from_secs(10),
+                "{first:?}"
+            );
             let second = delay(2);
-            assert!(second >= Duration::from_secs(10) && second < Duration::from_secs(20), "{second:?}");
+            assert!(
+                second >= Duration::from_secs(10) && second < Duration::from_secs(20),
+                "{second:?}"
+            );
             let capped = delay(3);
-            assert!(capped >= Duration::from_millis(12_500) && capped < Duration::from_secs(25), "{capped:?}");
+            assert!(
+                capped >= Duration::from_millis(12_500) && capped < Duration::from_secs(25),
+                "{capped:?}"
+            );
         }
         assert!(matches!(
             policy.after_failure(4, FailureKind::Temporary, "x".into(), now),
@@ -104,7 +118,17 @@ mod tests {
 
     #[test]
     fn permanent_failures_are_abandoned_at_once() {
-        let outcome = RetryPolicy::default().after_failure(1, FailureKind::Permanent, "550".into(), Timestamp::from_millis(0));
-        assert_eq!(outcome, DeliveryOutcome::Abandoned { error: "550".into() });
+        let outcome = RetryPolicy::default().after_failure(
+            1,
+            FailureKind::Permanent,
+            "550".into(),
+            Timestamp::from_millis(0),
+        );
+        assert_eq!(
+            outcome,
+            DeliveryOutcome::Abandoned {
+                error: "550".into()
+            }
+        );
     }
 }

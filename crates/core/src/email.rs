@@ -36,10 +36,14 @@ impl EmailAddress {
             return Err(EmailError::TooLong);
         }
         // Control characters and spaces would let a value break out of a mail header.
-        if input
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';' | '"' | '\\' | '(' | ')' | '[' | ']'))
-        {
+        if input.chars().any(|c| {
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(
+                    c,
+                    '<' | '>' | ',' | ';' | '"' | '\\' | '(' | ')' | '[' | ']'
+                )
+        }) {
             return Err(EmailError::ForbiddenCharacter);
         }
         let (local, domain) = input.rsplit_once('@').ok_or(EmailError::Shape)?;
@@ -58,9 +62,7 @@ impl EmailAddress {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
         });
         if !labels_ok || !domain.contains('.') {
             return Err(EmailError::Domain);
@@ -107,7 +109,10 @@ mod tests {
             EmailAddress::parse("a@b.c\r\nBcc: x@evil.com"),
             Err(EmailError::ForbiddenCharacter)
         );
-        assert_eq!(EmailAddress::parse("a\0@b.c"), Err(EmailError::ForbiddenCharacter));
+        assert_eq!(
+            EmailAddress::parse("a\0@b.c"),
+            Err(EmailError::ForbiddenCharacter)
+        );
     }
 
     #[test]
@@ -126,7 +131,16 @@ mod tests {
 
     #[test]
     fn shapes_that_are_not_addresses_are_refused() {
-        for bad in ["", "jane", "@example.com", "jane@", "jane@localhost", "ja..ne@example.com", "jane@-x.com", "a@b@c.com"] {
+        for bad in [
+            "",
+            "jane",
+            "@example.com",
+            "jane@",
+            "jane@localhost",
+            "ja..ne@example.com",
+            "jane@-x.com",
+            "a@b@c.com",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
     }

@@ -19,12 +19,15 @@ impl Locale {
         let tag = tag.trim().replace('_', "-");
         let mut parts = tag.split('-');
         let language = parts.next()?;
-        if !(2..=3).contains(&language.len()) || !language.chars().all(|c| c.is_ascii_alphabetic()) {
+        if !(2..=3).contains(&language.len()) || !language.chars().all(|c| c.is_ascii_alphabetic())
+        {
             return None;
         }
         let mut out = language.to_ascii_lowercase();
         if let Some(region) = parts.next() {
-            if !(2..=8).contains(&region.len()) || !region.chars().all(|c| c.is_ascii_alphanumeric()) {
+            if !(2..=8).contains(&region.len())
+                || !region.chars().all(|c| c.is_ascii_alphanumeric())
+            {
                 return None;
             }
             out.push('-');
@@ -309,9 +312,15 @@ impl MessageState {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Queued, Self::Sending, Self::Sent, Self::Abandoned, Self::Superseded]
-            .into_iter()
-            .find(|state| state.as_str() == value)
+        [
+            Self::Queued,
+            Self::Sending,
+            Self::Sent,
+            Self::Abandoned,
+            Self::Superseded,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == value)
     }
 }
 

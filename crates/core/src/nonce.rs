@@ -19,7 +19,8 @@ impl Nonce {
                 .key
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        let fresh = self.date >= now.minus(policy.nonce_window) && self.date <= now.plus(policy.nonce_window);
+        let fresh = self.date >= now.minus(policy.nonce_window)
+            && self.date <= now.plus(policy.nonce_window);
         if key_ok && fresh {
             Ok(())
         } else {
@@ -49,16 +50,28 @@ mod tests {
         assert!(nonce(now.minus(edge)).check(now, &policy).is_ok());
         assert!(nonce(now.plus(edge)).check(now, &policy).is_ok());
         let beyond = Duration::from_secs(301);
-        assert!(matches!(nonce(now.minus(beyond)).check(now, &policy), Err(Error::NonceInvalid)));
-        assert!(matches!(nonce(now.plus(beyond)).check(now, &policy), Err(Error::NonceInvalid)));
+        assert!(matches!(
+            nonce(now.minus(beyond)).check(now, &policy),
+            Err(Error::NonceInvalid)
+        ));
+        assert!(matches!(
+            nonce(now.plus(beyond)).check(now, &policy),
+            Err(Error::NonceInvalid)
+        ));
     }
 
     #[test]
     fn short_or_odd_keys_fail() {
         let now = Timestamp::from_millis(0);
-        let short = Nonce { key: "abc".to_owned(), date: now };
+        let short = Nonce {
+            key: "abc".to_owned(),
+            date: now,
+        };
         assert!(short.check(now, &Policy::default()).is_err());
-        let odd = Nonce { key: "abcdefghijklmn'; --".to_owned(), date: now };
+        let odd = Nonce {
+            key: "abcdefghijklmn'; --".to_owned(),
+            date: now,
+        };
         assert!(odd.check(now, &Policy::default()).is_err());
     }
 }

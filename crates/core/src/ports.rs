@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use crate::clock::Timestamp;
+use crate::email::EmailAddress;
 use crate::error::Result;
 use crate::ids::{MessageId, OrgId, UserId};
 use crate::model::{
@@ -12,7 +13,6 @@ use crate::model::{
 };
 use crate::nonce::Nonce;
 use crate::rules::{CodeIssued, CreateUser, IssueCode, UserCreated, VerifyCode};
-use crate::email::EmailAddress;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageFilter {
@@ -61,7 +61,12 @@ pub trait Outbox: Send + Sync {
     /// Takes up to `limit` messages that are due (queued and due, or sending with a lapsed
     /// lease), marks them sending until `lease_until`, and counts the attempt. No two callers,
     /// on any instance, get the same message while its lease runs.
-    async fn claim(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<ClaimedMessage>>;
+    async fn claim(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedMessage>>;
     /// Records how an attempt ended; delivered and dropped messages lose their sealed content.
     async fn finish(&self, id: &MessageId, outcome: DeliveryOutcome, now: Timestamp) -> Result<()>;
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>>;

@@ -4,7 +4,10 @@
 ///
 /// # Panics
 /// When the operating system cannot provide randomness; nothing secure can go on then.
-#[allow(clippy::expect_used, reason = "no safe fallback exists without OS randomness")]
+#[allow(
+    clippy::expect_used,
+    reason = "no safe fallback exists without OS randomness"
+)]
 pub fn bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     getrandom::getrandom(&mut out).expect("the OS random number generator failed");

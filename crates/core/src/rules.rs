@@ -279,7 +279,10 @@ pub fn create_user(state: &CreateUserState, command: &CreateUser) -> Plan<UserCr
         &command.policy,
     );
     // Cloned after the events were numbered, so the row carries the final sequence.
-    let mut effects = vec![Effect::InsertUser(user.clone()), Effect::AppendEvent(created)];
+    let mut effects = vec![
+        Effect::InsertUser(user.clone()),
+        Effect::AppendEvent(created),
+    ];
     effects.extend(issued);
     Plan {
         effects,
@@ -320,7 +323,11 @@ pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssue
         purpose: command.purpose,
         until: now.plus(command.policy.cooldown),
     };
-    let Some(user) = state.user.as_ref().filter(|user| user.org_id == command.org_id) else {
+    let Some(user) = state
+        .user
+        .as_ref()
+        .filter(|user| user.org_id == command.org_id)
+    else {
         return Plan {
             effects: vec![cooldown],
             outcome: Err(Error::UserNotFound),
@@ -365,7 +372,11 @@ pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssue
 /// Checks a submitted code against the newest one; wrong guesses count, and the limit kills
 /// the code.
 pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<User> {
-    let Some(user) = state.user.as_ref().filter(|user| user.org_id == command.org_id) else {
+    let Some(user) = state
+        .user
+        .as_ref()
+        .filter(|user| user.org_id == command.org_id)
+    else {
         return Plan::refuse(Error::UserNotFound);
     };
     if command.purpose == CodePurpose::Registration && user.state == UserState::Registered {
@@ -552,7 +563,13 @@ mod tests {
             now: NOW,
             policy: Policy::default(),
         };
-        let plan = create_user(&CreateUserState { org: Some(org.clone()), existing: None }, &command);
+        let plan = create_user(
+            &CreateUserState {
+                org: Some(org.clone()),
+                existing: None,
+            },
+            &command,
+        );
         let created = plan.outcome.unwrap();
         assert_eq!(created.user.sequence, 2);
         let kinds: Vec<&str> = plan
@@ -567,12 +584,21 @@ mod tests {
                 Effect::UpdateUser(_) | Effect::UpdateCode { .. } => "update",
             })
             .collect();
-        assert_eq!(kinds, ["user", "event", "code", "event", "message", "cooldown"]);
-        let Effect::InsertUser(inserted) = &plan.effects[0] else { unreachable!() };
+        assert_eq!(
+            kinds,
+            ["user", "event", "code", "event", "message", "cooldown"]
+        );
+        let Effect::InsertUser(inserted) = &plan.effects[0] else {
+            unreachable!()
+        };
         assert_eq!(inserted.sequence, 2, "the row carries the final sequence");
-        let Effect::EnqueueMessage(message) = &plan.effects[4] else { unreachable!() };
+        let Effect::EnqueueMessage(message) = &plan.effects[4] else {
+            unreachable!()
+        };
         assert_eq!(message.locale.as_str(), "de", "the org default applies");
-        let Effect::InsertCode(code) = &plan.effects[2] else { unreachable!() };
+        let Effect::InsertCode(code) = &plan.effects[2] else {
+            unreachable!()
+        };
         assert_eq!(code.expires_at, NOW.plus(Duration::from_secs(86_400)));
     }
 
@@ -591,9 +617,21 @@ mod tests {
             now: NOW,
             policy: Policy::default(),
         };
-        let twice = create_user(&CreateUserState { org: Some(org), existing: Some(user) }, &command);
+        let twice = create_user(
+            &CreateUserState {
+                org: Some(org),
+                existing: Some(user),
+            },
+            &command,
+        );
         assert!(matches!(twice.outcome, Err(Error::UserExists)) && twice.effects.is_empty());
-        let nowhere = create_user(&CreateUserState { org: None, existing: None }, &command);
+        let nowhere = create_user(
+            &CreateUserState {
+                org: None,
+                existing: None,
+            },
+            &command,
+        );
         assert!(matches!(nowhere.outcome, Err(Error::OrgNotFound)) && nowhere.effects.is_empty());
     }
 
@@ -618,7 +656,11 @@ mod tests {
         assert_eq!(issued.user.sequence, 3);
         assert_eq!(
             plan.effects[0],
-            Effect::UpdateCode { id: previous.id, state: CodeState::Superseded, failed_attempts: 3 }
+            Effect::UpdateCode {
+                id: previous.id,
+                state: CodeState::Superseded,
+                failed_attempts: 3
+            }
         );
     }
 
@@ -630,11 +672,16 @@ mod tests {
         cooling.cooldown_until = Some(NOW.plus(Duration::from_millis(12_300)));
         let plan = issue_code(&cooling, &issue(&org, &user));
         assert!(plan.effects.is_empty());
-        assert!(matches!(plan.outcome, Err(Error::Cooldown { retry_after }) if retry_after == Duration::from_millis(12_300)));
+        assert!(
+            matches!(plan.outcome, Err(Error::Cooldown { retry_after }) if retry_after == Duration::from_millis(12_300))
+        );
 
         let unknown = issue_code(&state(&org, None), &issue(&org, &user));
         assert!(matches!(unknown.outcome, Err(Error::UserNotFound)));
-        assert!(matches!(unknown.effects.as_slice(), [Effect::SetCooldown { .. }]));
+        assert!(matches!(
+            unknown.effects.as_slice(),
+            [Effect::SetCooldown { .. }]
+        ));
     }
 
     #[test]
@@ -644,7 +691,12 @@ mod tests {
         user.state = UserState::Registered;
         let plan = issue_code(&state(&org, Some(user.clone())), &issue(&org, &user));
         assert!(matches!(plan.outcome, Err(Error::AlreadyRegistered)));
-        assert!(!plan.effects.iter().any(|effect| matches!(effect, Effect::InsertCode(_) | Effect::EnqueueMessage(_))));
+        assert!(
+            !plan
+                .effects
+                .iter()
+                .any(|effect| matches!(effect, Effect::InsertCode(_) | Effect::EnqueueMessage(_)))
+        );
     }
 
     #[test]
@@ -655,25 +707,44 @@ mod tests {
             id: AppId::generate(),
             org_id: org.id.clone(),
             name: "legacy".into(),
-            permissions: vec![Permission::AUTH_USERS_CREATE, Permission::AUTH_TYPES_END_USER],
+            permissions: vec![
+                Permission::AUTH_USERS_CREATE,
+                Permission::AUTH_TYPES_END_USER,
+            ],
             created_at: NOW,
         };
         let mut with_app = state(&org, Some(user.clone()));
         with_app.app = Some(app.clone());
         let mut command = issue(&org, &user);
-        command.app = Some(AppCheck { app_id: app.id.clone(), require_user_permissions: true });
+        command.app = Some(AppCheck {
+            app_id: app.id.clone(),
+            require_user_permissions: true,
+        });
         let plan = issue_code(&with_app, &command);
         assert!(matches!(
             &plan.outcome,
             Err(Error::PermissionDenied { permission, .. }) if *permission == Permission::AUTH_TYPES_EMPLOYEE
         ));
-        command.app = Some(AppCheck { app_id: app.id.clone(), require_user_permissions: false });
+        command.app = Some(AppCheck {
+            app_id: app.id.clone(),
+            require_user_permissions: false,
+        });
         assert!(issue_code(&with_app, &command).outcome.is_ok());
-        command.app = Some(AppCheck { app_id: AppId::generate(), require_user_permissions: false });
-        assert!(matches!(issue_code(&with_app, &command).outcome, Err(Error::UnknownApp)));
+        command.app = Some(AppCheck {
+            app_id: AppId::generate(),
+            require_user_permissions: false,
+        });
+        assert!(matches!(
+            issue_code(&with_app, &command).outcome,
+            Err(Error::UnknownApp)
+        ));
     }
 
-    fn verify_state(org: &Org, secret: &CodeSecret, hasher: &CodeHasher) -> (VerifyCodeState, User) {
+    fn verify_state(
+        org: &Org,
+        secret: &CodeSecret,
+        hasher: &CodeHasher,
+    ) -> (VerifyCodeState, User) {
         let user = pending_user(org);
         let id = CodeId::generate();
         let code = CodeRecord {
@@ -686,10 +757,22 @@ mod tests {
             created_at: NOW,
             expires_at: NOW.plus(Duration::from_secs(600)),
         };
-        (VerifyCodeState { user: Some(user.clone()), latest_code: Some(code) }, user)
+        (
+            VerifyCodeState {
+                user: Some(user.clone()),
+                latest_code: Some(code),
+            },
+            user,
+        )
     }
 
-    fn verify(org: &Org, user: &User, submitted: &str, hasher: &CodeHasher, now: Timestamp) -> VerifyCode {
+    fn verify(
+        org: &Org,
+        user: &User,
+        submitted: &str,
+        hasher: &CodeHasher,
+        now: Timestamp,
+    ) -> VerifyCode {
         VerifyCode {
             org_id: org.id.clone(),
             username: user.username.clone(),
@@ -710,8 +793,16 @@ mod tests {
         let (mut current, user) = verify_state(&org, &secret, &hasher);
         for attempt in 1..=5 {
             let plan = verify_code(&current, &verify(&org, &user, "WRONG-CODE", &hasher, NOW));
-            assert!(matches!(plan.outcome, Err(Error::CodeInvalid)), "attempt {attempt}");
-            let Some(Effect::UpdateCode { state, failed_attempts, .. }) = plan.effects.first() else {
+            assert!(
+                matches!(plan.outcome, Err(Error::CodeInvalid)),
+                "attempt {attempt}"
+            );
+            let Some(Effect::UpdateCode {
+                state,
+                failed_attempts,
+                ..
+            }) = plan.effects.first()
+            else {
                 panic!("the attempt is counted")
             };
             assert_eq!(*failed_attempts, attempt);
@@ -719,8 +810,14 @@ mod tests {
             code.failed_attempts = *failed_attempts;
             code.state = *state;
         }
-        assert_eq!(current.latest_code.as_ref().unwrap().state, CodeState::Exhausted);
-        let plan = verify_code(&current, &verify(&org, &user, secret.expose(), &hasher, NOW));
+        assert_eq!(
+            current.latest_code.as_ref().unwrap().state,
+            CodeState::Exhausted
+        );
+        let plan = verify_code(
+            &current,
+            &verify(&org, &user, secret.expose(), &hasher, NOW),
+        );
         assert!(matches!(plan.outcome, Err(Error::CodeExhausted)));
     }
 
@@ -731,10 +828,16 @@ mod tests {
         let secret = CodeSecret::generate_registration();
         let (current, user) = verify_state(&org, &secret, &hasher);
         let just_in_time = NOW.plus(Duration::from_secs(599));
-        let plan = verify_code(&current, &verify(&org, &user, secret.expose(), &hasher, just_in_time));
+        let plan = verify_code(
+            &current,
+            &verify(&org, &user, secret.expose(), &hasher, just_in_time),
+        );
         assert_eq!(plan.outcome.unwrap().state, UserState::Registered);
         let too_late = NOW.plus(Duration::from_secs(600));
-        let plan = verify_code(&current, &verify(&org, &user, secret.expose(), &hasher, too_late));
+        let plan = verify_code(
+            &current,
+            &verify(&org, &user, secret.expose(), &hasher, too_late),
+        );
         assert!(matches!(plan.outcome, Err(Error::CodeExpired)));
     }
 }

@@ -89,7 +89,13 @@ impl Sealer {
         let nonce = random::bytes::<24>();
         let ciphertext = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: context.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
             .unwrap_or_else(|_| unreachable!("encryption with a valid key cannot fail"));
         let mut out = Vec::with_capacity(24 + ciphertext.len());
         out.extend_from_slice(&nonce);
@@ -103,7 +109,13 @@ impl Sealer {
         }
         let (nonce, ciphertext) = sealed.split_at(24);
         self.cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: context.as_bytes() })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| UnsealError)
     }
 }
@@ -121,7 +133,10 @@ impl fmt::Debug for TokenSecret {
 impl TokenSecret {
     /// 256 bits; a plain hash suffices for storage at that strength.
     pub fn generate() -> Self {
-        Self(format!("enr_{}", URL_SAFE_NO_PAD.encode(random::bytes::<32>())))
+        Self(format!(
+            "enr_{}",
+            URL_SAFE_NO_PAD.encode(random::bytes::<32>())
+        ))
     }
 
     pub fn from_presented(value: &str) -> Self {
@@ -155,9 +170,17 @@ mod tests {
         let sealer = secret.sealer();
         let sealed = sealer.seal("ms-1", b"7KQX-M2RD-9HTV-PW4C");
         assert!(!sealed.windows(4).any(|w| w == b"7KQX"));
-        assert_eq!(sealer.open("ms-1", &sealed).unwrap(), b"7KQX-M2RD-9HTV-PW4C");
+        assert_eq!(
+            sealer.open("ms-1", &sealed).unwrap(),
+            b"7KQX-M2RD-9HTV-PW4C"
+        );
         assert!(sealer.open("ms-2", &sealed).is_err());
-        assert!(ServerSecret::generate().sealer().open("ms-1", &sealed).is_err());
+        assert!(
+            ServerSecret::generate()
+                .sealer()
+                .open("ms-1", &sealed)
+                .is_err()
+        );
     }
 
     #[test]

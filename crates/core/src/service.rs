@@ -54,7 +54,9 @@ pub struct Enroll {
 
 impl std::fmt::Debug for Enroll {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Enroll").field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("Enroll")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,7 +97,9 @@ impl Enroll {
     pub async fn create_org(&self, name: &str, default_locale: Locale) -> Result<Org> {
         let name = name.trim();
         if name.is_empty() || name.len() > 200 {
-            return Err(Error::Invalid("an organisation name has 1 to 200 characters".into()));
+            return Err(Error::Invalid(
+                "an organisation name has 1 to 200 characters".into(),
+            ));
         }
         let org = Org {
             id: OrgId::generate(),
@@ -107,7 +111,12 @@ impl Enroll {
         Ok(org)
     }
 
-    pub async fn create_app(&self, org_id: &OrgId, name: &str, permissions: Vec<Permission>) -> Result<App> {
+    pub async fn create_app(
+        &self,
+        org_id: &OrgId,
+        name: &str,
+        permissions: Vec<Permission>,
+    ) -> Result<App> {
         if self.store.org(org_id).await?.is_none() {
             return Err(Error::OrgNotFound);
         }
@@ -185,7 +194,9 @@ impl Enroll {
             nonce.check(now, &self.policy)?;
         }
         let command = IssueCode {
-            cooldown_subject: self.hasher.cooldown_subject(&request.org_id, &request.username),
+            cooldown_subject: self
+                .hasher
+                .cooldown_subject(&request.org_id, &request.username),
             org_id: request.org_id,
             username: request.username,
             purpose: CodePurpose::Registration,

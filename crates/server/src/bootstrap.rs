@@ -44,11 +44,17 @@ pub fn server_secret(settings: &Settings) -> anyhow::Result<ServerSecret> {
     }
     let path = settings.data_dir.join("secret.key");
     if path.exists() {
-        let text = fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?;
-        return ServerSecret::from_hex(&text).with_context(|| format!("{} is not a valid secret", path.display()));
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        return ServerSecret::from_hex(&text)
+            .with_context(|| format!("{} is not a valid secret", path.display()));
     }
-    fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("could not create the data directory {}", settings.data_dir.display()))?;
+    fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "could not create the data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
     let secret = ServerSecret::generate();
     write_private(&path, format!("{}\n", secret.to_hex()).as_bytes())?;
     Ok(secret)
@@ -56,7 +62,10 @@ pub fn server_secret(settings: &Settings) -> anyhow::Result<ServerSecret> {
 
 /// On a database without organisations: creates the default one and an admin token holding
 /// every permission, and writes both to `bootstrap.json`. Returns where it wrote them.
-pub async fn first_start(enroll: &Enroll, data_dir: &Path) -> anyhow::Result<Option<(Bootstrap, PathBuf)>> {
+pub async fn first_start(
+    enroll: &Enroll,
+    data_dir: &Path,
+) -> anyhow::Result<Option<(Bootstrap, PathBuf)>> {
     if !enroll.store().orgs().await?.is_empty() {
         return Ok(None);
     }

@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Overrides;
 
 #[derive(Debug, Parser)]
-#[command(name = "enroll", version, about = "Registration and email verification, speaking the Dfns, ZITADEL and Singularity APIs")]
+#[command(
+    name = "enroll",
+    version,
+    about = "Registration and email verification, speaking the Dfns, ZITADEL and Singularity APIs"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -45,7 +45,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => format!("captured: http://{}/dev/mail/ui", application.address()),
     };
     tracing::info!(address = %application.address(), database = ?settings.database(), "enroll is listening");
-    println!("enroll is listening on http://{} (mail {mail}).", application.address());
+    println!(
+        "enroll is listening on http://{} (mail {mail}).",
+        application.address()
+    );
     application.run_until_stopped(shutdown_signal()).await
 }
 
@@ -87,10 +90,20 @@ async fn core(settings: &Settings) -> anyhow::Result<Enroll> {
     let store: Arc<dyn Store> = startup::open_store(settings).await?;
     let secret = bootstrap::server_secret(settings)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    Ok(Enroll::new(store, clock, &secret, settings.policy(), Arc::new(NoSignal)))
+    Ok(Enroll::new(
+        store,
+        clock,
+        &secret,
+        settings.policy(),
+        Arc::new(NoSignal),
+    ))
 }
 
-fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> anyhow::Result<()> {
+fn print<T: Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {
@@ -100,7 +113,9 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) ->
 }
 
 fn org_id(text: &str) -> anyhow::Result<OrgId> {
-    OrgId::parse(text.trim()).with_context(|| format!("{text:?} is not an organisation id (or-xxxxx-xxxxx-xxxxxxxxxxxxxxxx)"))
+    OrgId::parse(text.trim()).with_context(|| {
+        format!("{text:?} is not an organisation id (or-xxxxx-xxxxx-xxxxxxxxxxxxxxxx)")
+    })
 }
 
 fn locale(text: &str) -> anyhow::Result<Locale> {
@@ -111,7 +126,9 @@ async fn org(enroll: &Enroll, command: OrgCommand, json: bool) -> anyhow::Result
     match command {
         OrgCommand::Create { name, locale: tag } => {
             let org = enroll.create_org(&name, locale(&tag)?).await?;
-            print(json, &org, || format!("{}\t{}\t{}", org.id, org.name, org.default_locale))
+            print(json, &org, || {
+                format!("{}\t{}\t{}", org.id, org.name, org.default_locale)
+            })
         }
         OrgCommand::List => {
             let orgs = enroll.store().orgs().await?;
@@ -127,20 +144,39 @@ async fn org(enroll: &Enroll, command: OrgCommand, json: bool) -> anyhow::Result
 
 async fn app(enroll: &Enroll, command: AppCommand, json: bool) -> anyhow::Result<()> {
     match command {
-        AppCommand::Create { org, name, permissions } => {
+        AppCommand::Create {
+            org,
+            name,
+            permissions,
+        } => {
             let permissions = permissions
                 .iter()
-                .map(|name| Permission::parse(name).with_context(|| format!("{name:?} is not a permission name")))
+                .map(|name| {
+                    Permission::parse(name)
+                        .with_context(|| format!("{name:?} is not a permission name"))
+                })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let app = enroll.create_app(&org_id(&org)?, &name, permissions).await?;
-            print(json, &app, || format!("{}\t{}\t{}", app.id, app.name, join(&app.permissions)))
+            let app = enroll
+                .create_app(&org_id(&org)?, &name, permissions)
+                .await?;
+            print(json, &app, || {
+                format!("{}\t{}\t{}", app.id, app.name, join(&app.permissions))
+            })
         }
         AppCommand::List { org } => {
             let org = org.as_deref().map(org_id).transpose()?;
             let apps = enroll.store().apps(org.as_ref()).await?;
             print(json, &apps, || {
                 apps.iter()
-                    .map(|app| format!("{}\t{}\t{}\t{}", app.id, app.org_id, app.name, join(&app.permissions)))
+                    .map(|app| {
+                        format!(
+                            "{}\t{}\t{}\t{}",
+                            app.id,
+                            app.org_id,
+                            app.name,
+                            join(&app.permissions)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             })
@@ -149,16 +185,28 @@ async fn app(enroll: &Enroll, command: AppCommand, json: bool) -> anyhow::Result
 }
 
 fn join(permissions: &[Permission]) -> String {
-    permissions.iter().map(Permission::as_str).collect::<Vec<_>>().join(",")
+    permissions
+        .iter()
+        .map(Permission::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 async fn user(enroll: &Enroll, command: UserCommand, json: bool) -> anyhow::Result<()> {
     match command {
-        UserCommand::Create { org, email, kind, locale: tag } => {
+        UserCommand::Create {
+            org,
+            email,
+            kind,
+            locale: tag,
+        } => {
             let new = NewUser {
                 org_id: org_id(&org)?,
-                email: EmailAddress::parse(&email).with_context(|| format!("{email:?} is not a valid email address"))?,
-                kind: UserKind::parse(&kind).with_context(|| format!("{kind:?} is not a kind: use CustomerEmployee or EndUser"))?,
+                email: EmailAddress::parse(&email)
+                    .with_context(|| format!("{email:?} is not a valid email address"))?,
+                kind: UserKind::parse(&kind).with_context(|| {
+                    format!("{kind:?} is not a kind: use CustomerEmployee or EndUser")
+                })?,
                 locale: tag.as_deref().map(locale).transpose()?,
             };
             let created = enroll.create_user(new).await?;
@@ -178,12 +226,19 @@ async fn user(enroll: &Enroll, command: UserCommand, json: bool) -> anyhow::Resu
             let found = match (UserId::parse(user.trim()), org) {
                 (Some(id), _) => enroll.store().user(&id).await?,
                 (None, Some(org)) => {
-                    let email = EmailAddress::parse(&user).with_context(|| format!("{user:?} is neither a user id nor an email address"))?;
-                    enroll.store().user_by_username(&org_id(&org)?, &email).await?
+                    let email = EmailAddress::parse(&user).with_context(|| {
+                        format!("{user:?} is neither a user id nor an email address")
+                    })?;
+                    enroll
+                        .store()
+                        .user_by_username(&org_id(&org)?, &email)
+                        .await?
                 }
                 (None, None) => bail!("give a user id (us-…), or an email address with --org"),
             };
-            let Some(found) = found else { bail!("no such user") };
+            let Some(found) = found else {
+                bail!("no such user")
+            };
             let codes = enroll.store().codes(&found.id).await?;
             let events = enroll.store().events(found.id.as_str()).await?;
             let codes: Vec<_> = codes
@@ -206,7 +261,10 @@ async fn user(enroll: &Enroll, command: UserCommand, json: bool) -> anyhow::Resu
                     found.org_id
                 );
                 for event in &events {
-                    out.push_str(&format!("  #{}\t{}\t{}\t{}\n", event.sequence, event.at, event.kind, event.payload));
+                    out.push_str(&format!(
+                        "  #{}\t{}\t{}\t{}\n",
+                        event.sequence, event.at, event.kind, event.payload
+                    ));
                 }
                 out.trim_end().to_owned()
             })
@@ -217,7 +275,15 @@ async fn user(enroll: &Enroll, command: UserCommand, json: bool) -> anyhow::Resu
             print(json, &users, || {
                 users
                     .iter()
-                    .map(|user| format!("{}\t{}\t{}\t{}", user.id, user.username, user.kind.as_str(), user.state.as_str()))
+                    .map(|user| {
+                        format!(
+                            "{}\t{}\t{}\t{}",
+                            user.id,
+                            user.username,
+                            user.kind.as_str(),
+                            user.state.as_str()
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             })
@@ -245,11 +311,14 @@ async fn mail(enroll: &Enroll, command: MailCommand, json: bool) -> anyhow::Resu
                     message.template.as_str(),
                     message.state.as_str(),
                     message.attempts,
-                    message.last_error.as_deref().map(|error| format!("\t{error}")).unwrap_or_default()
+                    message
+                        .last_error
+                        .as_deref()
+                        .map(|error| format!("\t{error}"))
+                        .unwrap_or_default()
                 )
             })
             .collect::<Vec<_>>()
             .join("\n")
     })
 }
-

@@ -131,7 +131,9 @@ impl Settings {
             .validate()
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;
         if let Some(url) = &self.database_url
-            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
         {
             return Err(ConfigError::Invalid(format!(
                 "database_url must start with sqlite: or postgres://, got {url:?}"
@@ -181,7 +183,8 @@ impl Settings {
         match self.database_url.as_deref() {
             Some(url) if url.starts_with("postgres") => Database::Postgres(url.to_owned()),
             Some(url) => Database::Sqlite(PathBuf::from(
-                url.trim_start_matches("sqlite://").trim_start_matches("sqlite:"),
+                url.trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:"),
             )),
             None => Database::Sqlite(self.data_dir.join("enroll.db")),
         }
@@ -206,7 +209,10 @@ mod tests {
         };
         let settings = Settings::load(None, &overrides).unwrap();
         assert_eq!(settings.listen.port(), 9000);
-        assert_eq!(settings.database(), Database::Sqlite(PathBuf::from("./data/enroll.db")));
+        assert_eq!(
+            settings.database(),
+            Database::Sqlite(PathBuf::from("./data/enroll.db"))
+        );
         assert!(Settings::load(Some(Path::new("/nonexistent/enroll.toml")), &overrides).is_err());
     }
 

@@ -69,7 +69,11 @@ impl Metrics {
     pub fn new(deliveries: CounterSource) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
         let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 14))
         });
@@ -79,7 +83,11 @@ impl Metrics {
             durations.clone(),
         );
         let emails_queued = Counter::default();
-        registry.register("emails_queued", "Emails committed to the outbox", emails_queued.clone());
+        registry.register(
+            "emails_queued",
+            "Emails committed to the outbox",
+            emails_queued.clone(),
+        );
         let outbox_depth = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "outbox_depth",
@@ -97,7 +105,8 @@ impl Metrics {
     }
 
     pub fn set_outbox_depth(&self, depth: u64) {
-        self.outbox_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+        self.outbox_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
     pub fn email_queued(&self) {
@@ -126,7 +135,9 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     let response = next.run(request).await;
     metrics
         .durations
-        .get_or_create(&RouteLabels { route: route.clone() })
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
         .observe(started.elapsed().as_secs_f64());
     metrics
         .requests

@@ -4,8 +4,8 @@ use std::any::Any;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{Response, StatusCode};
 use axum::extract::DefaultBodyLimit;
+use axum::http::{Response, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -29,7 +29,10 @@ pub fn build(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(middleware::from_fn_with_state(metrics_state, metrics::track))
+        .layer(middleware::from_fn_with_state(
+            metrics_state,
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(panicked))

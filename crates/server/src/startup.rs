@@ -29,19 +29,26 @@ use crate::state::AppState;
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match settings.database() {
         Database::Sqlite(path) => {
-            if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            if let Some(parent) = path
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("could not create {}", parent.display()))?;
             }
             Arc::new(SqliteStore::open(&path).await?)
         }
-        Database::Postgres(url) => Arc::new(PostgresStore::connect(&url, settings.database_pool_size).await?),
+        Database::Postgres(url) => {
+            Arc::new(PostgresStore::connect(&url, settings.database_pool_size).await?)
+        }
     })
 }
 
 pub fn renderer(settings: &Settings) -> anyhow::Result<Renderer> {
     let renderer = Renderer::new(settings.templates_dir.as_deref())?;
-    renderer.check().context("the email templates are not valid")?;
+    renderer
+        .check()
+        .context("the email templates are not valid")?;
     Ok(renderer)
 }
 
@@ -55,7 +62,9 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("address", &self.address()).finish_non_exhaustive()
+        f.debug_struct("Application")
+            .field("address", &self.address())
+            .finish_non_exhaustive()
     }
 }
 
@@ -67,8 +76,12 @@ impl Application {
         let inbox_enabled = settings.smtp_url.is_none();
         let transport: Arc<dyn MailTransport> = match &settings.smtp_url {
             Some(url) => Arc::new(
-                SmtpTransport::from_url(url, settings.smtp_username.clone(), settings.smtp_password.clone())
-                    .context("the SMTP settings are not valid")?,
+                SmtpTransport::from_url(
+                    url,
+                    settings.smtp_username.clone(),
+                    settings.smtp_password.clone(),
+                )
+                .context("the SMTP settings are not valid")?,
             ),
             None => Arc::new(InboxTransport::new(store.clone(), clock.clone())),
         };
@@ -82,7 +95,13 @@ impl Application {
             metrics: metrics.clone(),
             worker: Arc::new(WorkerSignal(wake.clone())),
         });
-        let enroll = Arc::new(Enroll::new(store.clone(), clock.clone(), &secret, settings.policy(), signal));
+        let enroll = Arc::new(Enroll::new(
+            store.clone(),
+            clock.clone(),
+            &secret,
+            settings.policy(),
+            signal,
+        ));
         let worker = Arc::new(OutboxWorker::new(
             store.clone(),
             transport,
@@ -136,7 +155,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then lets requests in flight finish.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let stop = Arc::new(Notify::new());
         let worker = tokio::spawn(self.worker.clone().run_until_stopped({
             let stop = stop.clone();

@@ -45,7 +45,10 @@ impl std::fmt::Debug for PostgresStore {
 
 fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
         // Class 08: connection exceptions; 57P0x: the server is shutting down or restarting.
         sqlx::Error::Database(database) => database
             .code()
@@ -94,16 +97,20 @@ impl PostgresStore {
             .execute(&mut *transaction)
             .await
             .map_err(&fail)?;
-        let applied: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(&fail)?;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&mut *transaction)
+                .await
+                .map_err(&fail)?;
         for (index, sql) in MIGRATIONS.iter().enumerate() {
             let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
             if version <= applied {
                 continue;
             }
-            sqlx::raw_sql(sql).execute(&mut *transaction).await.map_err(&fail)?;
+            sqlx::raw_sql(sql)
+                .execute(&mut *transaction)
+                .await
+                .map_err(&fail)?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, (extract(epoch FROM now()) * 1000)::BIGINT)")
                 .bind(version)
                 .execute(&mut *transaction)
@@ -115,15 +122,22 @@ impl PostgresStore {
 }
 
 async fn org_by_id(connection: &mut PgConnection, id: &OrgId) -> sqlx::Result<Option<Org>> {
-    sqlx::query(&format!("SELECT {} FROM orgs WHERE id = $1", rows::ORG_COLUMNS))
-        .bind(id.as_str())
-        .try_map(|row| rows::org(&row))
-        .fetch_optional(connection)
-        .await
+    sqlx::query(&format!(
+        "SELECT {} FROM orgs WHERE id = $1",
+        rows::ORG_COLUMNS
+    ))
+    .bind(id.as_str())
+    .try_map(|row| rows::org(&row))
+    .fetch_optional(connection)
+    .await
 }
 
 /// The user, locked until the transaction ends: commands on one user run one at a time.
-async fn lock_user(connection: &mut PgConnection, org: &OrgId, username: &EmailAddress) -> sqlx::Result<Option<User>> {
+async fn lock_user(
+    connection: &mut PgConnection,
+    org: &OrgId,
+    username: &EmailAddress,
+) -> sqlx::Result<Option<User>> {
     sqlx::query(&format!(
         "SELECT {} FROM users WHERE org_id = $1 AND username = $2 FOR UPDATE",
         rows::USER_COLUMNS
@@ -136,7 +150,12 @@ async fn lock_user(connection: &mut PgConnection, org: &OrgId, username: &EmailA
 }
 
 /// The active code if there is one, else the newest.
-async fn latest_code(connection: &mut PgConnection, user: &UserId, purpose: CodePurpose, only_active: bool) -> sqlx::Result<Option<CodeRecord>> {
+async fn latest_code(
+    connection: &mut PgConnection,
+    user: &UserId,
+    purpose: CodePurpose,
+    only_active: bool,
+) -> sqlx::Result<Option<CodeRecord>> {
     sqlx::query(&format!(
         "SELECT {} FROM codes WHERE user_id = $1 AND purpose = $2 AND (NOT $3 OR state = 'active') \
          ORDER BY state = 'active' DESC, created_at DESC LIMIT 1",
@@ -151,7 +170,10 @@ async fn latest_code(connection: &mut PgConnection, user: &UserId, purpose: Code
 }
 
 /// Runs a decision's writes; a refusal may carry writes of its own (a counted attempt).
-async fn carry_out<T>(connection: &mut PgConnection, plan: rules::Plan<T>) -> std::result::Result<Result<T>, sqlx::Error> {
+async fn carry_out<T>(
+    connection: &mut PgConnection,
+    plan: rules::Plan<T>,
+) -> std::result::Result<Result<T>, sqlx::Error> {
     for effect in &plan.effects {
         effects::apply(connection, effect).await?;
     }
@@ -169,28 +191,39 @@ impl Directory for PostgresStore {
     }
 
     async fn insert_org(&self, org: &Org) -> Result<()> {
-        sqlx::query("INSERT INTO orgs (id, name, default_locale, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(org.id.as_str())
-            .bind(&org.name)
-            .bind(org.default_locale.as_str())
-            .bind(org.created_at.as_millis())
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(db_error("could not insert an organisation"))
+        sqlx::query(
+            "INSERT INTO orgs (id, name, default_locale, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(org.id.as_str())
+        .bind(&org.name)
+        .bind(org.default_locale.as_str())
+        .bind(org.created_at.as_millis())
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(db_error("could not insert an organisation"))
     }
 
     async fn org(&self, id: &OrgId) -> Result<Option<Org>> {
-        let mut connection = self.pool.acquire().await.map_err(db_error("could not read an organisation"))?;
-        org_by_id(&mut connection, id).await.map_err(db_error("could not read an organisation"))
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(db_error("could not read an organisation"))?;
+        org_by_id(&mut connection, id)
+            .await
+            .map_err(db_error("could not read an organisation"))
     }
 
     async fn orgs(&self) -> Result<Vec<Org>> {
-        sqlx::query(&format!("SELECT {} FROM orgs ORDER BY created_at, id", rows::ORG_COLUMNS))
-            .try_map(|row| rows::org(&row))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error("could not list organisations"))
+        sqlx::query(&format!(
+            "SELECT {} FROM orgs ORDER BY created_at, id",
+            rows::ORG_COLUMNS
+        ))
+        .try_map(|row| rows::org(&row))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("could not list organisations"))
     }
 
     async fn insert_app(&self, app: &App) -> Result<()> {
@@ -233,31 +266,40 @@ impl Directory for PostgresStore {
     }
 
     async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AccessToken>> {
-        sqlx::query(&format!("SELECT {} FROM tokens WHERE digest = $1", rows::TOKEN_COLUMNS))
-            .bind(digest.as_slice())
-            .try_map(|row| rows::token(&row))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error("could not look up a token"))
+        sqlx::query(&format!(
+            "SELECT {} FROM tokens WHERE digest = $1",
+            rows::TOKEN_COLUMNS
+        ))
+        .bind(digest.as_slice())
+        .try_map(|row| rows::token(&row))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("could not look up a token"))
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>> {
-        sqlx::query(&format!("SELECT {} FROM users WHERE id = $1", rows::USER_COLUMNS))
-            .bind(id.as_str())
-            .try_map(|row| rows::user(&row))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error("could not read a user"))
+        sqlx::query(&format!(
+            "SELECT {} FROM users WHERE id = $1",
+            rows::USER_COLUMNS
+        ))
+        .bind(id.as_str())
+        .try_map(|row| rows::user(&row))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("could not read a user"))
     }
 
     async fn user_by_username(&self, org: &OrgId, username: &EmailAddress) -> Result<Option<User>> {
-        sqlx::query(&format!("SELECT {} FROM users WHERE org_id = $1 AND username = $2", rows::USER_COLUMNS))
-            .bind(org.as_str())
-            .bind(username.as_str())
-            .try_map(|row| rows::user(&row))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error("could not read a user"))
+        sqlx::query(&format!(
+            "SELECT {} FROM users WHERE org_id = $1 AND username = $2",
+            rows::USER_COLUMNS
+        ))
+        .bind(org.as_str())
+        .bind(username.as_str())
+        .try_map(|row| rows::user(&row))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("could not read a user"))
     }
 
     async fn users(&self, org: Option<&OrgId>) -> Result<Vec<User>> {
@@ -273,21 +315,27 @@ impl Directory for PostgresStore {
     }
 
     async fn codes(&self, user: &UserId) -> Result<Vec<CodeRecord>> {
-        sqlx::query(&format!("SELECT {} FROM codes WHERE user_id = $1 ORDER BY created_at, id", rows::CODE_COLUMNS))
-            .bind(user.as_str())
-            .try_map(|row| rows::code(&row))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error("could not list codes"))
+        sqlx::query(&format!(
+            "SELECT {} FROM codes WHERE user_id = $1 ORDER BY created_at, id",
+            rows::CODE_COLUMNS
+        ))
+        .bind(user.as_str())
+        .try_map(|row| rows::code(&row))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("could not list codes"))
     }
 
     async fn events(&self, aggregate_id: &str) -> Result<Vec<Event>> {
-        sqlx::query(&format!("SELECT {} FROM events WHERE aggregate_id = $1 ORDER BY sequence", rows::EVENT_COLUMNS))
-            .bind(aggregate_id)
-            .try_map(|row| rows::event(&row))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error("could not list events"))
+        sqlx::query(&format!(
+            "SELECT {} FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+            rows::EVENT_COLUMNS
+        ))
+        .bind(aggregate_id)
+        .try_map(|row| rows::event(&row))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("could not list events"))
     }
 }
 
@@ -297,10 +345,15 @@ impl Registrations for PostgresStore {
         let fail = db_error("could not create a user");
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
         let state = CreateUserState {
-            org: org_by_id(&mut transaction, &command.org_id).await.map_err(&fail)?,
-            existing: lock_user(&mut transaction, &command.org_id, &command.username).await.map_err(&fail)?,
+            org: org_by_id(&mut transaction, &command.org_id)
+                .await
+                .map_err(&fail)?,
+            existing: lock_user(&mut transaction, &command.org_id, &command.username)
+                .await
+                .map_err(&fail)?,
         };
-        let outcome = match carry_out(&mut transaction, rules::create_user(&state, &command)).await {
+        let outcome = match carry_out(&mut transaction, rules::create_user(&state, &command)).await
+        {
             Ok(outcome) => outcome,
             // Another instance created the same user between our read and our insert.
             Err(error) if is_unique_violation(&error) => return Err(Error::UserExists),
@@ -314,39 +367,52 @@ impl Registrations for PostgresStore {
         let fail = db_error("could not issue a code");
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
         if let Some(nonce) = &nonce {
-            let inserted = sqlx::query("INSERT INTO nonces (key, seen_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(&nonce.key)
-                .bind(command.now.as_millis())
-                .execute(&mut *transaction)
-                .await
-                .map_err(&fail)?;
+            let inserted = sqlx::query(
+                "INSERT INTO nonces (key, seen_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(&nonce.key)
+            .bind(command.now.as_millis())
+            .execute(&mut *transaction)
+            .await
+            .map_err(&fail)?;
             if inserted.rows_affected() == 0 {
                 return Err(Error::NonceReused);
             }
         }
-        let user = lock_user(&mut transaction, &command.org_id, &command.username).await.map_err(&fail)?;
+        let user = lock_user(&mut transaction, &command.org_id, &command.username)
+            .await
+            .map_err(&fail)?;
         let app = match &command.app {
-            Some(check) => sqlx::query(&format!("SELECT {} FROM apps WHERE id = $1", rows::APP_COLUMNS))
-                .bind(check.app_id.as_str())
-                .try_map(|row| rows::app(&row))
-                .fetch_optional(&mut *transaction)
+            Some(check) => sqlx::query(&format!(
+                "SELECT {} FROM apps WHERE id = $1",
+                rows::APP_COLUMNS
+            ))
+            .bind(check.app_id.as_str())
+            .try_map(|row| rows::app(&row))
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(&fail)?,
+            None => None,
+        };
+        let active_code = match &user {
+            Some(user) => latest_code(&mut transaction, &user.id, command.purpose, true)
                 .await
                 .map_err(&fail)?,
             None => None,
         };
-        let active_code = match &user {
-            Some(user) => latest_code(&mut transaction, &user.id, command.purpose, true).await.map_err(&fail)?,
-            None => None,
-        };
-        let cooldown_until: Option<i64> = sqlx::query("SELECT until FROM cooldowns WHERE subject = $1 AND purpose = $2 FOR UPDATE")
-            .bind(&command.cooldown_subject)
-            .bind(command.purpose.as_str())
-            .try_map(|row: sqlx::postgres::PgRow| row.try_get("until"))
-            .fetch_optional(&mut *transaction)
-            .await
-            .map_err(&fail)?;
+        let cooldown_until: Option<i64> = sqlx::query(
+            "SELECT until FROM cooldowns WHERE subject = $1 AND purpose = $2 FOR UPDATE",
+        )
+        .bind(&command.cooldown_subject)
+        .bind(command.purpose.as_str())
+        .try_map(|row: sqlx::postgres::PgRow| row.try_get("until"))
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(&fail)?;
         let state = IssueCodeState {
-            org: org_by_id(&mut transaction, &command.org_id).await.map_err(&fail)?,
+            org: org_by_id(&mut transaction, &command.org_id)
+                .await
+                .map_err(&fail)?,
             user,
             app,
             active_code,
@@ -362,9 +428,13 @@ impl Registrations for PostgresStore {
     async fn verify_code(&self, command: VerifyCode) -> Result<User> {
         let fail = db_error("could not verify a code");
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
-        let user = lock_user(&mut transaction, &command.org_id, &command.username).await.map_err(&fail)?;
+        let user = lock_user(&mut transaction, &command.org_id, &command.username)
+            .await
+            .map_err(&fail)?;
         let latest_code = match &user {
-            Some(user) => latest_code(&mut transaction, &user.id, command.purpose, false).await.map_err(&fail)?,
+            Some(user) => latest_code(&mut transaction, &user.id, command.purpose, false)
+                .await
+                .map_err(&fail)?,
             None => None,
         };
         let state = VerifyCodeState { user, latest_code };
@@ -387,7 +457,12 @@ impl Registrations for PostgresStore {
 
 #[async_trait]
 impl Outbox for PostgresStore {
-    async fn claim(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<ClaimedMessage>> {
+    async fn claim(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedMessage>> {
         sqlx::query(
             "WITH due AS ( \
                  SELECT id FROM outbox \
@@ -414,8 +489,12 @@ impl Outbox for PostgresStore {
     async fn finish(&self, id: &MessageId, outcome: DeliveryOutcome, now: Timestamp) -> Result<()> {
         let (state, next_attempt_at, error, keep_content) = match &outcome {
             DeliveryOutcome::Sent => (MessageState::Sent, None, None, false),
-            DeliveryOutcome::Retry { at, error } => (MessageState::Queued, Some(*at), Some(error.as_str()), true),
-            DeliveryOutcome::Abandoned { error } => (MessageState::Abandoned, None, Some(error.as_str()), false),
+            DeliveryOutcome::Retry { at, error } => {
+                (MessageState::Queued, Some(*at), Some(error.as_str()), true)
+            }
+            DeliveryOutcome::Abandoned { error } => {
+                (MessageState::Abandoned, None, Some(error.as_str()), false)
+            }
             DeliveryOutcome::Superseded => (MessageState::Superseded, None, None, false),
         };
         sqlx::query(
@@ -454,10 +533,11 @@ impl Outbox for PostgresStore {
     }
 
     async fn depth(&self) -> Result<u64> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state IN ('queued', 'sending')")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error("could not count outbox messages"))?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state IN ('queued', 'sending')")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_error("could not count outbox messages"))?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 

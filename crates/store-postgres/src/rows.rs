@@ -18,7 +18,12 @@ fn invalid(column: &str, what: &str, value: &str) -> sqlx::Error {
     }
 }
 
-fn parsed<T>(row: &PgRow, column: &str, what: &str, parse: impl Fn(&str) -> Option<T>) -> sqlx::Result<T> {
+fn parsed<T>(
+    row: &PgRow,
+    column: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> sqlx::Result<T> {
     let text: String = row.try_get(column)?;
     parse(&text).ok_or_else(|| invalid(column, what, &text))
 }
@@ -28,7 +33,9 @@ fn time(row: &PgRow, column: &str) -> sqlx::Result<Timestamp> {
 }
 
 fn optional_time(row: &PgRow, column: &str) -> sqlx::Result<Option<Timestamp>> {
-    Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp::from_millis))
+    Ok(row
+        .try_get::<Option<i64>, _>(column)?
+        .map(Timestamp::from_millis))
 }
 
 fn count(row: &PgRow, column: &str) -> sqlx::Result<u32> {
@@ -38,7 +45,8 @@ fn count(row: &PgRow, column: &str) -> sqlx::Result<u32> {
 
 fn permissions(row: &PgRow, column: &str) -> sqlx::Result<Vec<Permission>> {
     let text: String = row.try_get(column)?;
-    let names: Vec<String> = serde_json::from_str(&text).map_err(|_| invalid(column, "permission list", &text))?;
+    let names: Vec<String> =
+        serde_json::from_str(&text).map_err(|_| invalid(column, "permission list", &text))?;
     names
         .iter()
         .map(|name| Permission::parse(name).ok_or_else(|| invalid(column, "permission", name)))
@@ -46,13 +54,20 @@ fn permissions(row: &PgRow, column: &str) -> sqlx::Result<Vec<Permission>> {
 }
 
 pub fn permissions_json(permissions: &[Permission]) -> String {
-    serde_json::to_string(&permissions.iter().map(Permission::as_str).collect::<Vec<_>>())
-        .unwrap_or_else(|_| "[]".to_owned())
+    serde_json::to_string(
+        &permissions
+            .iter()
+            .map(Permission::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn digest(row: &PgRow, column: &str) -> sqlx::Result<[u8; 32]> {
     let bytes: Vec<u8> = row.try_get(column)?;
-    bytes.try_into().map_err(|_| invalid(column, "digest", "wrong length"))
+    bytes
+        .try_into()
+        .map_err(|_| invalid(column, "digest", "wrong length"))
 }
 
 pub const ORG_COLUMNS: &str = "id, name, default_locale, created_at";
@@ -91,7 +106,8 @@ pub fn token(row: &PgRow) -> sqlx::Result<AccessToken> {
     })
 }
 
-pub const USER_COLUMNS: &str = "id, org_id, username, kind, state, locale, sequence, created_at, updated_at";
+pub const USER_COLUMNS: &str =
+    "id, org_id, username, kind, state, locale, sequence, created_at, updated_at";
 
 pub fn user(row: &PgRow) -> sqlx::Result<User> {
     Ok(User {
@@ -100,14 +116,17 @@ pub fn user(row: &PgRow) -> sqlx::Result<User> {
         username: EmailAddress::from_trusted(row.try_get("username")?),
         kind: parsed(row, "kind", "user kind", UserKind::parse)?,
         state: parsed(row, "state", "user state", UserState::parse)?,
-        locale: row.try_get::<Option<String>, _>("locale")?.map(Locale::from_trusted),
+        locale: row
+            .try_get::<Option<String>, _>("locale")?
+            .map(Locale::from_trusted),
         sequence: row.try_get("sequence")?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })
 }
 
-pub const CODE_COLUMNS: &str = "id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at";
+pub const CODE_COLUMNS: &str =
+    "id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at";
 
 pub fn code(row: &PgRow) -> sqlx::Result<CodeRecord> {
     Ok(CodeRecord {
@@ -130,7 +149,8 @@ pub fn event(row: &PgRow) -> sqlx::Result<Event> {
         aggregate_id: row.try_get("aggregate_id")?,
         sequence: row.try_get("sequence")?,
         kind: row.try_get("kind")?,
-        payload: serde_json::from_str(&payload).map_err(|_| invalid("payload", "event payload", &payload))?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|_| invalid("payload", "event payload", &payload))?,
         org_id: OrgId::from_trusted(row.try_get("org_id")?),
         at: time(row, "at")?,
     })
@@ -161,7 +181,9 @@ pub fn claimed(row: &PgRow) -> sqlx::Result<ClaimedMessage> {
     Ok(ClaimedMessage {
         id: MessageId::from_trusted(row.try_get("id")?),
         org_id: OrgId::from_trusted(row.try_get("org_id")?),
-        org_name: row.try_get::<Option<String>, _>("org_name")?.unwrap_or_default(),
+        org_name: row
+            .try_get::<Option<String>, _>("org_name")?
+            .unwrap_or_default(),
         user_id: UserId::from_trusted(row.try_get("user_id")?),
         template: parsed(row, "template", "mail template", MailTemplate::parse)?,
         locale: Locale::from_trusted(row.try_get("locale")?),
@@ -170,14 +192,18 @@ pub fn claimed(row: &PgRow) -> sqlx::Result<ClaimedMessage> {
         attempts: count(row, "attempts")?,
         code_state: match row.try_get::<Option<String>, _>("code_state")? {
             None => None,
-            Some(text) => Some(CodeState::parse(&text).ok_or_else(|| invalid("code_state", "code state", &text))?),
+            Some(text) => Some(
+                CodeState::parse(&text)
+                    .ok_or_else(|| invalid("code_state", "code state", &text))?,
+            ),
         },
         code_expires_at: optional_time(row, "code_expires_at")?,
         created_at: time(row, "created_at")?,
     })
 }
 
-pub const CAPTURED_COLUMNS: &str = "id, message_id, sender, recipient, subject, text_body, html_body, created_at";
+pub const CAPTURED_COLUMNS: &str =
+    "id, message_id, sender, recipient, subject, text_body, html_body, created_at";
 
 pub fn captured(row: &PgRow) -> sqlx::Result<CapturedMail> {
     Ok(CapturedMail {

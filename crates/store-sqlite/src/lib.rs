@@ -72,8 +72,12 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
-        let connection = Connection::open(path)
-            .map_err(|error| Error::internal(format!("could not open the SQLite database at {}", path.display()), error))?;
+        let connection = Connection::open(path).map_err(|error| {
+            Error::internal(
+                format!("could not open the SQLite database at {}", path.display()),
+                error,
+            )
+        })?;
         Self::start(connection)
     }
 
@@ -108,7 +112,8 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.set_prepared_statement_cache_capacity(64);
     // WAL lets readers of other processes (the CLI) work beside the server; FULL makes each
     // commit durable before anyone is answered.
-    connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    connection
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
     Ok(())
@@ -127,12 +132,19 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
 
 fn org_by_id(connection: &Connection, id: &OrgId) -> rusqlite::Result<Option<Org>> {
     connection
-        .prepare_cached(&format!("SELECT {} FROM orgs WHERE id = ?1", rows::ORG_COLUMNS))?
+        .prepare_cached(&format!(
+            "SELECT {} FROM orgs WHERE id = ?1",
+            rows::ORG_COLUMNS
+        ))?
         .query_row([id.as_str()], rows::org)
         .optional()
 }
 
-fn user_by_username(connection: &Connection, org: &OrgId, username: &EmailAddress) -> rusqlite::Result<Option<User>> {
+fn user_by_username(
+    connection: &Connection,
+    org: &OrgId,
+    username: &EmailAddress,
+) -> rusqlite::Result<Option<User>> {
     connection
         .prepare_cached(&format!(
             "SELECT {} FROM users WHERE org_id = ?1 AND username = ?2",
@@ -142,7 +154,11 @@ fn user_by_username(connection: &Connection, org: &OrgId, username: &EmailAddres
         .optional()
 }
 
-fn active_code(connection: &Connection, user: &UserId, purpose: CodePurpose) -> rusqlite::Result<Option<CodeRecord>> {
+fn active_code(
+    connection: &Connection,
+    user: &UserId,
+    purpose: CodePurpose,
+) -> rusqlite::Result<Option<CodeRecord>> {
     connection
         .prepare_cached(&format!(
             "SELECT {} FROM codes WHERE user_id = ?1 AND purpose = ?2 AND state = 'active'",
@@ -153,7 +169,11 @@ fn active_code(connection: &Connection, user: &UserId, purpose: CodePurpose) -> 
 }
 
 /// The active code if there is one, else the newest.
-fn latest_code(connection: &Connection, user: &UserId, purpose: CodePurpose) -> rusqlite::Result<Option<CodeRecord>> {
+fn latest_code(
+    connection: &Connection,
+    user: &UserId,
+    purpose: CodePurpose,
+) -> rusqlite::Result<Option<CodeRecord>> {
     connection
         .prepare_cached(&format!(
             "SELECT {} FROM codes WHERE user_id = ?1 AND purpose = ?2 \
@@ -164,7 +184,11 @@ fn latest_code(connection: &Connection, user: &UserId, purpose: CodePurpose) -> 
         .optional()
 }
 
-fn cooldown_until(connection: &Connection, subject: &str, purpose: CodePurpose) -> rusqlite::Result<Option<Timestamp>> {
+fn cooldown_until(
+    connection: &Connection,
+    subject: &str,
+    purpose: CodePurpose,
+) -> rusqlite::Result<Option<Timestamp>> {
     connection
         .prepare_cached("SELECT until FROM cooldowns WHERE subject = ?1 AND purpose = ?2")?
         .query_row([subject, purpose.as_str()], |row| rows::timestamp(row, 0))
@@ -193,14 +217,19 @@ impl Directory for SqliteStore {
 
     async fn org(&self, id: &OrgId) -> Result<Option<Org>> {
         let id = id.clone();
-        self.read("could not read an organisation", move |connection| org_by_id(connection, &id))
-            .await
+        self.read("could not read an organisation", move |connection| {
+            org_by_id(connection, &id)
+        })
+        .await
     }
 
     async fn orgs(&self) -> Result<Vec<Org>> {
         self.read("could not list organisations", |connection| {
             connection
-                .prepare_cached(&format!("SELECT {} FROM orgs ORDER BY created_at, id", rows::ORG_COLUMNS))?
+                .prepare_cached(&format!(
+                    "SELECT {} FROM orgs ORDER BY created_at, id",
+                    rows::ORG_COLUMNS
+                ))?
                 .query_map([], rows::org)?
                 .collect()
         })
@@ -262,7 +291,10 @@ impl Directory for SqliteStore {
         let digest = *digest;
         self.read("could not look up a token", move |connection| {
             connection
-                .prepare_cached(&format!("SELECT {} FROM tokens WHERE digest = ?1", rows::TOKEN_COLUMNS))?
+                .prepare_cached(&format!(
+                    "SELECT {} FROM tokens WHERE digest = ?1",
+                    rows::TOKEN_COLUMNS
+                ))?
                 .query_row([digest.as_slice()], rows::token)
                 .optional()
         })
@@ -273,7 +305,10 @@ impl Directory for SqliteStore {
         let id = id.clone();
         self.read("could not read a user", move |connection| {
             connection
-                .prepare_cached(&format!("SELECT {} FROM users WHERE id = ?1", rows::USER_COLUMNS))?
+                .prepare_cached(&format!(
+                    "SELECT {} FROM users WHERE id = ?1",
+                    rows::USER_COLUMNS
+                ))?
                 .query_row([id.as_str()], rows::user)
                 .optional()
         })
@@ -346,7 +381,8 @@ impl Registrations for SqliteStore {
         self.writer
             .run(move |connection| {
                 let state = CreateUserState {
-                    org: org_by_id(connection, &command.org_id).map_err(db_error("could not read an organisation"))?,
+                    org: org_by_id(connection, &command.org_id)
+                        .map_err(db_error("could not read an organisation"))?,
                     existing: user_by_username(connection, &command.org_id, &command.username)
                         .map_err(db_error("could not read a user"))?,
                 };
@@ -362,18 +398,26 @@ impl Registrations for SqliteStore {
                     record_nonce(connection, nonce, command.now)?;
                 }
                 let read = db_error("could not read the state of a resend");
-                let user = user_by_username(connection, &command.org_id, &command.username).map_err(&read)?;
+                let user = user_by_username(connection, &command.org_id, &command.username)
+                    .map_err(&read)?;
                 let app = match &command.app {
                     Some(check) => connection
-                        .prepare_cached(&format!("SELECT {} FROM apps WHERE id = ?1", rows::APP_COLUMNS))
+                        .prepare_cached(&format!(
+                            "SELECT {} FROM apps WHERE id = ?1",
+                            rows::APP_COLUMNS
+                        ))
                         .and_then(|mut statement| {
-                            statement.query_row([check.app_id.as_str()], rows::app).optional()
+                            statement
+                                .query_row([check.app_id.as_str()], rows::app)
+                                .optional()
                         })
                         .map_err(&read)?,
                     None => None,
                 };
                 let active_code = match &user {
-                    Some(user) => active_code(connection, &user.id, command.purpose).map_err(&read)?,
+                    Some(user) => {
+                        active_code(connection, &user.id, command.purpose).map_err(&read)?
+                    }
                     None => None,
                 };
                 let state = IssueCodeState {
@@ -381,8 +425,12 @@ impl Registrations for SqliteStore {
                     user,
                     app,
                     active_code,
-                    cooldown_until: cooldown_until(connection, &command.cooldown_subject, command.purpose)
-                        .map_err(&read)?,
+                    cooldown_until: cooldown_until(
+                        connection,
+                        &command.cooldown_subject,
+                        command.purpose,
+                    )
+                    .map_err(&read)?,
                 };
                 carry_out(connection, rules::issue_code(&state, &command))
             })
@@ -393,9 +441,12 @@ impl Registrations for SqliteStore {
         self.writer
             .run(move |connection| {
                 let read = db_error("could not read the state of a verification");
-                let user = user_by_username(connection, &command.org_id, &command.username).map_err(&read)?;
+                let user = user_by_username(connection, &command.org_id, &command.username)
+                    .map_err(&read)?;
                 let latest_code = match &user {
-                    Some(user) => latest_code(connection, &user.id, command.purpose).map_err(&read)?,
+                    Some(user) => {
+                        latest_code(connection, &user.id, command.purpose).map_err(&read)?
+                    }
                     None => None,
                 };
                 let state = VerifyCodeState { user, latest_code };
@@ -428,7 +479,12 @@ fn record_nonce(connection: &Connection, nonce: &Nonce, now: Timestamp) -> Resul
 
 #[async_trait]
 impl Outbox for SqliteStore {
-    async fn claim(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<ClaimedMessage>> {
+    async fn claim(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedMessage>> {
         self.read("could not claim outbox messages", move |connection| {
             let claimed: Vec<ClaimedMessage> = connection
                 .prepare_cached(
@@ -477,8 +533,12 @@ impl Outbox for SqliteStore {
         self.read("could not record a delivery", move |connection| {
             let (state, next_attempt_at, error, keep_content) = match &outcome {
                 DeliveryOutcome::Sent => (MessageState::Sent, None, None, false),
-                DeliveryOutcome::Retry { at, error } => (MessageState::Queued, Some(*at), Some(error.as_str()), true),
-                DeliveryOutcome::Abandoned { error } => (MessageState::Abandoned, None, Some(error.as_str()), false),
+                DeliveryOutcome::Retry { at, error } => {
+                    (MessageState::Queued, Some(*at), Some(error.as_str()), true)
+                }
+                DeliveryOutcome::Abandoned { error } => {
+                    (MessageState::Abandoned, None, Some(error.as_str()), false)
+                }
                 DeliveryOutcome::Superseded => (MessageState::Superseded, None, None, false),
             };
             connection
@@ -586,4 +646,3 @@ impl Inbox for SqliteStore {
         .await
     }
 }
-

@@ -19,7 +19,12 @@ fn invalid(index: usize, what: &str, value: &str) -> rusqlite::Error {
     )
 }
 
-fn parsed<T>(row: &Row<'_>, index: usize, what: &str, parse: impl Fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+fn parsed<T>(
+    row: &Row<'_>,
+    index: usize,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     parse(&text).ok_or_else(|| invalid(index, what, &text))
 }
@@ -29,7 +34,9 @@ pub fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
 }
 
 fn optional_timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Timestamp>> {
-    Ok(row.get::<_, Option<i64>>(index)?.map(Timestamp::from_millis))
+    Ok(row
+        .get::<_, Option<i64>>(index)?
+        .map(Timestamp::from_millis))
 }
 
 pub fn permissions(row: &Row<'_>, index: usize) -> rusqlite::Result<Vec<Permission>> {
@@ -43,8 +50,13 @@ pub fn permissions(row: &Row<'_>, index: usize) -> rusqlite::Result<Vec<Permissi
 }
 
 pub fn permissions_json(permissions: &[Permission]) -> String {
-    serde_json::to_string(&permissions.iter().map(Permission::as_str).collect::<Vec<_>>())
-        .unwrap_or_else(|_| "[]".to_owned())
+    serde_json::to_string(
+        &permissions
+            .iter()
+            .map(Permission::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_else(|_| "[]".to_owned())
 }
 
 pub const ORG_COLUMNS: &str = "id, name, default_locale, created_at";
@@ -131,7 +143,8 @@ pub fn event(row: &Row<'_>) -> rusqlite::Result<Event> {
         aggregate_id: row.get(0)?,
         sequence: row.get(1)?,
         kind: row.get(2)?,
-        payload: serde_json::from_str(&payload).map_err(|_| invalid(3, "event payload", &payload))?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|_| invalid(3, "event payload", &payload))?,
         org_id: OrgId::from_trusted(row.get(4)?),
         at: timestamp(row, 5)?,
     })

@@ -46,7 +46,10 @@ impl Writer {
             let complete: Completion = Box::new(move |commit_error| {
                 let answer = match (result, commit_error) {
                     (Ok(value), None) => Ok(value),
-                    (Ok(_), Some(error)) => Err(Error::internal("could not commit to the SQLite database", error)),
+                    (Ok(_), Some(error)) => Err(Error::internal(
+                        "could not commit to the SQLite database",
+                        error,
+                    )),
                     (Err(error), _) => Err(error),
                 };
                 // The caller may have gone away (client disconnected); the work is done either way.

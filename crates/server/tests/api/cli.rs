@@ -18,8 +18,16 @@ fn enroll(data_dir: &std::path::Path) -> Command {
 }
 
 fn run_json(data_dir: &std::path::Path, args: &[&str]) -> Value {
-    let output = enroll(data_dir).args(args).arg("--json").output().expect("enroll runs");
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    let output = enroll(data_dir)
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("enroll runs");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("JSON from {args:?}"))
 }
 
@@ -58,15 +66,29 @@ async fn first_start_bootstraps_and_the_commands_act_on_the_same_database() {
     let data_dir = tempfile::tempdir().unwrap();
     let (server, printed) = serve(data_dir.path());
     let bootstrap_path = data_dir.path().join("bootstrap.json");
-    let bootstrap: Value = serde_json::from_str(&std::fs::read_to_string(&bootstrap_path).unwrap()).unwrap();
+    let bootstrap: Value =
+        serde_json::from_str(&std::fs::read_to_string(&bootstrap_path).unwrap()).unwrap();
     let org_id = bootstrap["orgId"].as_str().unwrap().to_owned();
-    assert!(bootstrap["adminToken"].as_str().is_some_and(|token| token.len() > 40));
-    assert!(printed.iter().any(|line| line.contains(&org_id)), "{printed:?}");
-    assert!(printed.iter().any(|line| line.contains("bootstrap.json")), "{printed:?}");
+    assert!(
+        bootstrap["adminToken"]
+            .as_str()
+            .is_some_and(|token| token.len() > 40)
+    );
+    assert!(
+        printed.iter().any(|line| line.contains(&org_id)),
+        "{printed:?}"
+    );
+    assert!(
+        printed.iter().any(|line| line.contains("bootstrap.json")),
+        "{printed:?}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&bootstrap_path).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&bootstrap_path)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let address = printed
@@ -81,7 +103,16 @@ async fn first_start_bootstraps_and_the_commands_act_on_the_same_database() {
 
     let user = run_json(
         data_dir.path(),
-        &["user", "create", "--org", &org_id, "--email", "jane@example.com", "--kind", "CustomerEmployee"],
+        &[
+            "user",
+            "create",
+            "--org",
+            &org_id,
+            "--email",
+            "jane@example.com",
+            "--kind",
+            "CustomerEmployee",
+        ],
     );
     assert_eq!(user["state"], "Pending");
     assert_eq!(user["username"], "jane@example.com");
@@ -101,20 +132,38 @@ async fn first_start_bootstraps_and_the_commands_act_on_the_same_database() {
         if mails.as_array().is_some_and(|mails| mails.len() == 1) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no mail captured: {mails}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no mail captured: {mails}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let log = run_json(data_dir.path(), &["mail", "list", "--to", "jane@example.com"]);
+    let log = run_json(
+        data_dir.path(),
+        &["mail", "list", "--to", "jane@example.com"],
+    );
     assert_eq!(log[0]["state"], "sent");
-    let shown = run_json(data_dir.path(), &["user", "show", user["id"].as_str().unwrap()]);
+    let shown = run_json(
+        data_dir.path(),
+        &["user", "show", user["id"].as_str().unwrap()],
+    );
     assert_eq!(shown["codes"][0]["state"], "active");
     assert!(shown["codes"][0].get("hash").is_none());
     drop(server);
 
     // A second start keeps the organisation and does not touch bootstrap.json.
     let (_server, printed) = serve(data_dir.path());
-    assert!(!printed.iter().any(|line| line.contains("Created")), "{printed:?}");
-    assert_eq!(run_json(data_dir.path(), &["org", "list"]).as_array().unwrap().len(), 1);
+    assert!(
+        !printed.iter().any(|line| line.contains("Created")),
+        "{printed:?}"
+    );
+    assert_eq!(
+        run_json(data_dir.path(), &["org", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -129,7 +178,10 @@ fn bad_settings_fail_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("24 hours"), "{stderr}");
 
-    let output = enroll(data_dir.path()).args(["user", "create", "--org", "nope", "--email", "a@b.co"]).output().unwrap();
+    let output = enroll(data_dir.path())
+        .args(["user", "create", "--org", "nope", "--email", "a@b.co"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not an organisation id"));
 }

@@ -39,7 +39,12 @@ pub struct TestApp {
 pub async fn fresh_postgres_database() -> String {
     let admin_url = std::env::var("ENROLL_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("enroll_test_{}", enroll_core::ids::UserId::generate().as_str().replace('-', "_"));
+    let name = format!(
+        "enroll_test_{}",
+        enroll_core::ids::UserId::generate()
+            .as_str()
+            .replace('-', "_")
+    );
     let mut connection = sqlx::PgConnection::connect(&admin_url)
         .await
         .expect("PostgreSQL must be reachable at ENROLL_TEST_POSTGRES_URL");
@@ -47,7 +52,9 @@ pub async fn fresh_postgres_database() -> String {
         .execute(&mut connection)
         .await
         .expect("create a test database");
-    let (base, _) = admin_url.rsplit_once('/').expect("a database URL with a path");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("a database URL with a path");
     format!("{base}/{name}")
 }
 
@@ -73,12 +80,20 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: Db) -> Self {
-        Self::spawn_with(Options { db, ..Options::default() }).await
+        Self::spawn_with(Options {
+            db,
+            ..Options::default()
+        })
+        .await
     }
 
     pub async fn spawn_with(options: Options) -> Self {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
-        let smtp = if options.smtp { Some(SmtpSink::start().await) } else { None };
+        let smtp = if options.smtp {
+            Some(SmtpSink::start().await)
+        } else {
+            None
+        };
         let mut settings = Settings {
             listen: "127.0.0.1:0".parse().expect("an address"),
             data_dir: data_dir.path().to_owned(),
@@ -92,7 +107,9 @@ impl TestApp {
         }
         (options.settings)(&mut settings);
         let clock = Arc::new(ManualClock::starting_now());
-        let application = Application::build(&settings, clock.clone()).await.expect("the application starts");
+        let application = Application::build(&settings, clock.clone())
+            .await
+            .expect("the application starts");
         let (bootstrap, _) = application.bootstrap().expect("a first start");
         let org_id = OrgId::parse(&bootstrap.org_id).expect("an org id");
         let admin_token = bootstrap.admin_token.clone();
@@ -112,7 +129,9 @@ impl TestApp {
     }
 
     pub fn smtp(&self) -> &SmtpSink {
-        self.smtp.as_ref().expect("this app relays to an SMTP server")
+        self.smtp
+            .as_ref()
+            .expect("this app relays to an SMTP server")
     }
 
     pub async fn create_user(&self, email: &str) -> User {
@@ -129,7 +148,11 @@ impl TestApp {
     }
 
     /// Waits until the SMTP server holds `count` messages for `to`, and returns them.
-    pub async fn mails_to(&self, to: &str, count: usize) -> Vec<enroll_testkit::smtp::ReceivedMail> {
+    pub async fn mails_to(
+        &self,
+        to: &str,
+        count: usize,
+    ) -> Vec<enroll_testkit::smtp::ReceivedMail> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let mails: Vec<_> = self
@@ -160,7 +183,12 @@ impl TestApp {
         self.verify(email, code, CodeUse::Check).await.is_ok()
     }
 
-    pub async fn verify(&self, email: &str, code: &str, usage: CodeUse) -> enroll_core::Result<User> {
+    pub async fn verify(
+        &self,
+        email: &str,
+        code: &str,
+        usage: CodeUse,
+    ) -> enroll_core::Result<User> {
         self.enroll
             .verify_code(
                 self.org_id.clone(),
@@ -182,7 +210,8 @@ impl TestApp {
 
     /// `PUT /auth/registration/code`; returns status, headers and the exact body.
     pub async fn resend(&self, body: &Value) -> Reply {
-        self.put("/auth/registration/code", body.to_string(), &[]).await
+        self.put("/auth/registration/code", body.to_string(), &[])
+            .await
     }
 
     pub async fn put(&self, path: &str, body: String, headers: &[(&str, &str)]) -> Reply {
@@ -198,7 +227,14 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        Reply::from(self.client.get(self.url(path)).send().await.expect("the server answers")).await
+        Reply::from(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("the server answers"),
+        )
+        .await
     }
 
     pub async fn outbox_len(&self) -> usize {
@@ -228,7 +264,8 @@ impl Reply {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("a JSON body, got {:?}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|_| panic!("a JSON body, got {:?}", self.body))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

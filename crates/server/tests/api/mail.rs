@@ -15,9 +15,17 @@ async fn the_email_arrives_once_after_smtp_was_down() {
     app.create_user("jane@example.com").await;
     // Let the worker fail at least once, then schedule retries by moving the clock.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let log = app.enroll.store().messages(&MessageFilter::default()).await.unwrap();
+    let log = app
+        .enroll
+        .store()
+        .messages(&MessageFilter::default())
+        .await
+        .unwrap();
     assert_eq!(log[0].state, MessageState::Queued, "{log:?}");
-    assert!(log[0].attempts >= 1 && log[0].last_error.is_some(), "{log:?}");
+    assert!(
+        log[0].attempts >= 1 && log[0].last_error.is_some(),
+        "{log:?}"
+    );
 
     app.smtp().set_mode(Mode::TempFail);
     app.clock.advance(Duration::from_secs(5));
@@ -29,11 +37,22 @@ async fn the_email_arrives_once_after_smtp_was_down() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.mails_to("jane@example.com", 1).await;
 
-    let log = app.enroll.store().messages(&MessageFilter::default()).await.unwrap();
+    let log = app
+        .enroll
+        .store()
+        .messages(&MessageFilter::default())
+        .await
+        .unwrap();
     assert_eq!(log[0].state, MessageState::Sent);
-    assert!(!log[0].has_content, "the sealed content is erased after delivery");
+    assert!(
+        !log[0].has_content,
+        "the sealed content is erased after delivery"
+    );
     let message_id = mails[0].message_id.clone().expect("a Message-ID");
-    assert!(message_id.starts_with(&format!("<{}@", log[0].id)), "{message_id}");
+    assert!(
+        message_id.starts_with(&format!("<{}@", log[0].id)),
+        "{message_id}"
+    );
 }
 
 #[tokio::test]
@@ -43,10 +62,22 @@ async fn a_permanent_failure_is_abandoned_and_logged() {
     app.create_user("jane@example.com").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let log = app.enroll.store().messages(&MessageFilter::default()).await.unwrap();
+        let log = app
+            .enroll
+            .store()
+            .messages(&MessageFilter::default())
+            .await
+            .unwrap();
         if log[0].state == MessageState::Abandoned {
             assert_eq!(log[0].attempts, 1);
-            assert!(log[0].last_error.as_deref().unwrap_or_default().contains("550"), "{log:?}");
+            assert!(
+                log[0]
+                    .last_error
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("550"),
+                "{log:?}"
+            );
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{log:?}");
@@ -56,7 +87,11 @@ async fn a_permanent_failure_is_abandoned_and_logged() {
 
 #[tokio::test]
 async fn the_inbox_captures_mail_and_shows_it() {
-    let app = TestApp::spawn_with(Options { smtp: false, ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options {
+        smtp: false,
+        ..Options::default()
+    })
+    .await;
     app.create_user("jane@example.com").await;
     app.create_user("joe@example.com").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -64,7 +99,9 @@ async fn the_inbox_captures_mail_and_shows_it() {
         let reply = app.get("/dev/mail?to=jane@example.com").await;
         assert_eq!(reply.status, 200);
         let mails = reply.json();
-        if mails.as_array().is_some_and(|mails| !mails.is_empty()) || tokio::time::Instant::now() > deadline {
+        if mails.as_array().is_some_and(|mails| !mails.is_empty())
+            || tokio::time::Instant::now() > deadline
+        {
             break mails;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -76,7 +113,8 @@ async fn the_inbox_captures_mail_and_shows_it() {
         assert!(mail.get(key).is_some(), "{key} in {mail}");
     }
     assert_eq!(mail["to"], "jane@example.com");
-    let code = enroll_testkit::smtp::find_registration_code(mail["text"].as_str().unwrap()).expect("a code in the text");
+    let code = enroll_testkit::smtp::find_registration_code(mail["text"].as_str().unwrap())
+        .expect("a code in the text");
     assert!(app.code_verifies("jane@example.com", &code).await);
 
     let page = app.get("/dev/mail/ui").await;

@@ -8,9 +8,15 @@ use crate::helpers::TestApp;
 async fn health_and_readiness_answer() {
     let app = TestApp::spawn().await;
     let health = app.get("/healthz").await;
-    assert_eq!((health.status, health.body.as_str()), (200, r#"{"status":"ok"}"#));
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (200, r#"{"status":"ok"}"#)
+    );
     let ready = app.get("/readyz").await;
-    assert_eq!((ready.status, ready.body.as_str()), (200, r#"{"status":"ready"}"#));
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (200, r#"{"status":"ready"}"#)
+    );
 }
 
 #[tokio::test]
@@ -19,13 +25,16 @@ async fn metrics_count_requests_and_emails() {
     app.create_user("jane@example.com").await;
     app.mails_to("jane@example.com", 1).await;
     app.pass_cooldown();
-    app.resend(&json!({"username": "jane@example.com", "orgId": app.org_id})).await;
+    app.resend(&json!({"username": "jane@example.com", "orgId": app.org_id}))
+        .await;
     app.mails_to("jane@example.com", 2).await;
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status, 200);
     let text = metrics.body;
     assert!(
-        text.contains(r#"http_requests_total{route="/auth/registration/code",method="PUT",status="200"} 1"#),
+        text.contains(
+            r#"http_requests_total{route="/auth/registration/code",method="PUT",status="200"} 1"#
+        ),
         "{text}"
     );
     assert!(text.contains("emails_sent_total 2"), "{text}");
@@ -38,8 +47,14 @@ async fn metrics_count_requests_and_emails() {
 async fn unknown_paths_and_methods_answer_in_json() {
     let app = TestApp::spawn().await;
     let missing = app.get("/nope").await;
-    assert_eq!((missing.status, missing.body.as_str()), (404, r#"{"error":{"message":"Not Found"}}"#));
+    assert_eq!(
+        (missing.status, missing.body.as_str()),
+        (404, r#"{"error":{"message":"Not Found"}}"#)
+    );
     let wrong_method = app.get("/auth/registration/code").await;
     assert_eq!(wrong_method.status, 405);
-    assert_eq!(wrong_method.body, r#"{"error":{"message":"Method Not Allowed"}}"#);
+    assert_eq!(
+        wrong_method.body,
+        r#"{"error":{"message":"Method Not Allowed"}}"#
+    );
 }

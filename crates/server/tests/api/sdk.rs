@@ -24,7 +24,11 @@ async fn run_node(script: &str, args: &[&str]) -> Value {
         .output()
         .await
         .expect("node runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("one JSON line, got {stdout:?}"))
 }
@@ -37,15 +41,32 @@ async fn the_dfns_sdk_resends_a_registration_code() {
     app.pass_cooldown();
 
     let org = app.org_id.to_string();
-    let result = run_node("dfns-resend.mjs", &[&app.base_url, &org, "jane@example.com"]).await;
-    assert_eq!(result, serde_json::json!({"ok": true, "result": {"message": "success"}}));
+    let result = run_node(
+        "dfns-resend.mjs",
+        &[&app.base_url, &org, "jane@example.com"],
+    )
+    .await;
+    assert_eq!(
+        result,
+        serde_json::json!({"ok": true, "result": {"message": "success"}})
+    );
     let second = app.code_in_mail("jane@example.com", 2).await;
     assert!(!app.code_verifies("jane@example.com", &first).await);
     assert!(app.code_verifies("jane@example.com", &second).await);
 
     // Inside the cooldown the SDK raises a DfnsError carrying our status and message.
-    let refused = run_node("dfns-resend.mjs", &[&app.base_url, &org, "jane@example.com"]).await;
+    let refused = run_node(
+        "dfns-resend.mjs",
+        &[&app.base_url, &org, "jane@example.com"],
+    )
+    .await;
     assert_eq!(refused["ok"], false);
     assert_eq!(refused["status"], 429);
-    assert!(refused["message"].as_str().unwrap_or_default().contains("seconds"), "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("seconds"),
+        "{refused}"
+    );
 }

@@ -32,8 +32,14 @@ impl DfnsError {
 impl From<Error> for DfnsError {
     fn from(error: Error) -> Self {
         let (status, message) = match &error {
-            Error::NonceInvalid => (StatusCode::BAD_REQUEST, "request nonce is missing or invalid".to_owned()),
-            Error::NonceReused => (StatusCode::BAD_REQUEST, "request nonce has already been used".to_owned()),
+            Error::NonceInvalid => (
+                StatusCode::BAD_REQUEST,
+                "request nonce is missing or invalid".to_owned(),
+            ),
+            Error::NonceReused => (
+                StatusCode::BAD_REQUEST,
+                "request nonce has already been used".to_owned(),
+            ),
             Error::UnknownApp => (StatusCode::UNAUTHORIZED, "Not Authorized.".to_owned()),
             Error::PermissionDenied { .. } => (StatusCode::FORBIDDEN, error.to_string()),
             Error::Cooldown { retry_after } => {
@@ -46,22 +52,34 @@ impl From<Error> for DfnsError {
                     retry_after: Some(seconds),
                 };
             }
-            Error::CodeExpired => (StatusCode::BAD_REQUEST, "Registration code expired".to_owned()),
+            Error::CodeExpired => (
+                StatusCode::BAD_REQUEST,
+                "Registration code expired".to_owned(),
+            ),
             Error::AlreadyRegistered | Error::UserExists => {
                 (StatusCode::UNAUTHORIZED, "User already exists.".to_owned())
             }
-            Error::UserNotFound | Error::OrgNotFound => (StatusCode::UNAUTHORIZED, "User not found".to_owned()),
-            Error::CodeInvalid | Error::CodeExhausted => {
-                (StatusCode::UNAUTHORIZED, "Invalid registration code".to_owned())
+            Error::UserNotFound | Error::OrgNotFound => {
+                (StatusCode::UNAUTHORIZED, "User not found".to_owned())
             }
+            Error::CodeInvalid | Error::CodeExhausted => (
+                StatusCode::UNAUTHORIZED,
+                "Invalid registration code".to_owned(),
+            ),
             Error::Invalid(message) => (StatusCode::BAD_REQUEST, message.clone()),
             Error::Unavailable(source) => {
                 tracing::error!(error = %source, "store unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable".to_owned())
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable".to_owned(),
+                )
             }
             Error::Internal { .. } => {
                 tracing::error!(error = ?anyhow::Error::from(error), "request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error".to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error".to_owned(),
+                )
             }
         };
         Self::new(status, message)
@@ -77,7 +95,11 @@ impl From<axum::extract::rejection::BytesRejection> for DfnsError {
 
 impl IntoResponse for DfnsError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "error": { "message": self.message } }))).into_response();
+        let mut response = (
+            self.status,
+            Json(json!({ "error": { "message": self.message } })),
+        )
+            .into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

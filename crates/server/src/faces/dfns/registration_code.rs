@@ -28,10 +28,14 @@ fn parse_body(body: &[u8]) -> Result<ResendBody, DfnsError> {
     let parsed: ResendBody = serde_json::from_slice(body)
         .map_err(|error| DfnsError::bad_request(format!("Invalid request body: {error}")))?;
     if parsed.username.trim().is_empty() {
-        return Err(DfnsError::bad_request("Invalid request body: username must not be empty"));
+        return Err(DfnsError::bad_request(
+            "Invalid request body: username must not be empty",
+        ));
     }
     if parsed.org_id.trim().is_empty() {
-        return Err(DfnsError::bad_request("Invalid request body: orgId must not be empty"));
+        return Err(DfnsError::bad_request(
+            "Invalid request body: orgId must not be empty",
+        ));
     }
     Ok(parsed)
 }
@@ -71,7 +75,10 @@ async fn resend_code(
     });
     // No account can have an address that does not parse or an org id of the wrong shape:
     // such requests get the answer an unknown user gets.
-    let (Ok(username), Some(org_id)) = (EmailAddress::parse(&body.username), OrgId::parse(body.org_id.trim())) else {
+    let (Ok(username), Some(org_id)) = (
+        EmailAddress::parse(&body.username),
+        OrgId::parse(body.org_id.trim()),
+    ) else {
         return Ok(success());
     };
     let request = ResendCode {
@@ -83,7 +90,9 @@ async fn resend_code(
     };
     match state.enroll.resend_registration_code(request).await {
         // Unknown and already registered users get the same answer as pending ones.
-        Ok(_) | Err(Error::UserNotFound | Error::OrgNotFound | Error::AlreadyRegistered) => Ok(success()),
+        Ok(_) | Err(Error::UserNotFound | Error::OrgNotFound | Error::AlreadyRegistered) => {
+            Ok(success())
+        }
         Err(error) => Err(error.into()),
     }
 }
