@@ -1,6 +1,12 @@
 //! Black-box tests: the real server on port 0, real SQLite and PostgreSQL, a real SMTP server,
 //! and the real client SDKs. One test binary for the crate.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot go on should stop loudly"
+)]
+
 mod cli;
 mod dfns_resend;
 mod helpers;
