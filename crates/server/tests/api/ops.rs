@@ -47,7 +47,12 @@ async fn metrics_count_requests_and_emails() {
 async fn the_first_start_keeps_an_admin_token_and_a_private_secret() {
     let app = TestApp::spawn().await;
     let presented = enroll_core::secret::TokenSecret::from_presented(&app.admin_token);
-    let token = app.enroll.store().token_by_digest(&presented.digest()).await.unwrap();
+    let token = app
+        .enroll
+        .store()
+        .token_by_digest(&presented.digest())
+        .await
+        .unwrap();
     let token = token.expect("the admin token is stored by its digest");
     assert_eq!(token.org_id, app.org_id);
     assert_eq!(token.permissions, enroll_core::model::Permission::all());
@@ -55,7 +60,10 @@ async fn the_first_start_keeps_an_admin_token_and_a_private_secret() {
     {
         use std::os::unix::fs::PermissionsExt as _;
         for file in ["secret.key", "bootstrap.json"] {
-            let mode = std::fs::metadata(app.data_dir.path().join(file)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(app.data_dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{file}");
         }
     }
