@@ -5,6 +5,9 @@ mod render;
 mod transport;
 mod worker;
 
-pub use render::{LOCALES, MailContext, MailSettings, RenderError, RenderedMail, Renderer, message_id_header};
+pub use render::{
+    InvalidSender, LOCALES, MailContext, MailSettings, RenderError, RenderedMail, Renderer,
+    message_id_header,
+};
 pub use transport::{InboxTransport, MailTransport, SendError, SmtpTransport, SmtpUrlError};
 pub use worker::{DeliveryStats, OutboxWorker, WorkerSignal};

@@ -14,15 +14,42 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
 const EMBEDDED: &[(&str, &str)] = &[
     ("base.html.j2", include_str!("../templates/base.html.j2")),
     ("base.txt.j2", include_str!("../templates/base.txt.j2")),
-    ("en/registration.subject.j2", include_str!("../templates/en/registration.subject.j2")),
-    ("en/registration.txt.j2", include_str!("../templates/en/registration.txt.j2")),
-    ("en/registration.html.j2", include_str!("../templates/en/registration.html.j2")),
-    ("de/registration.subject.j2", include_str!("../templates/de/registration.subject.j2")),
-    ("de/registration.txt.j2", include_str!("../templates/de/registration.txt.j2")),
-    ("de/registration.html.j2", include_str!("../templates/de/registration.html.j2")),
-    ("fr/registration.subject.j2", include_str!("../templates/fr/registration.subject.j2")),
-    ("fr/registration.txt.j2", include_str!("../templates/fr/registration.txt.j2")),
-    ("fr/registration.html.j2", include_str!("../templates/fr/registration.html.j2")),
+    (
+        "en/registration.subject.j2",
+        include_str!("../templates/en/registration.subject.j2"),
+    ),
+    (
+        "en/registration.txt.j2",
+        include_str!("../templates/en/registration.txt.j2"),
+    ),
+    (
+        "en/registration.html.j2",
+        include_str!("../templates/en/registration.html.j2"),
+    ),
+    (
+        "de/registration.subject.j2",
+        include_str!("../templates/de/registration.subject.j2"),
+    ),
+    (
+        "de/registration.txt.j2",
+        include_str!("../templates/de/registration.txt.j2"),
+    ),
+    (
+        "de/registration.html.j2",
+        include_str!("../templates/de/registration.html.j2"),
+    ),
+    (
+        "fr/registration.subject.j2",
+        include_str!("../templates/fr/registration.subject.j2"),
+    ),
+    (
+        "fr/registration.txt.j2",
+        include_str!("../templates/fr/registration.txt.j2"),
+    ),
+    (
+        "fr/registration.html.j2",
+        include_str!("../templates/fr/registration.html.j2"),
+    ),
 ];
 
 /// Locales every message kind has built-in templates for.
@@ -48,8 +75,29 @@ pub struct RenderedMail {
     pub html: String,
 }
 
+impl MailSettings {
+    /// Whether `from` is a mailbox the SMTP transport can send from; for the start, so that a
+    /// typo fails it instead of every delivery.
+    pub fn validate(&self) -> Result<(), InvalidSender> {
+        self.from
+            .parse::<lettre::message::Mailbox>()
+            .map(drop)
+            .map_err(|error| {
+                InvalidSender(format!(
+                    "{:?} is not a mailbox such as \"enroll <no-reply@example.com>\": {error}",
+                    self.from
+                ))
+            })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-#[error("template {template} ({locale}): {source}")]
+#[error("the sender address {0}")]
+pub struct InvalidSender(String);
+
+/// A template that could not be rendered: its file, its locale and what went wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("email template {template} (locale {locale}): {source}")]
 pub struct RenderError {
     template: String,
     locale: String,
@@ -57,24 +105,51 @@ pub struct RenderError {
     source: minijinja::Error,
 }
 
-/// What a message's templates can use.
+impl RenderError {
+    /// The template file, e.g. `de/registration.subject.j2`.
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+
+    pub fn locale(&self) -> &str {
+        &self.locale
+    }
+}
+
+/// What a message's templates are rendered with. In the templates (all strings unless said):
+///
+/// | variable | value |
+/// |---|---|
+/// | `locale` | the locale whose templates are used (`en`, `de`, `fr`, or an override's) |
+/// | `product_name` | [`MailSettings::product_name`] |
+/// | `org_name` | the organisation's name |
+/// | `recipient` | the recipient's address |
+/// | `code` | the code, `XXXX-XXXX-XXXX-XXXX` |
+/// | `expires_at` | when the code expires, `2027-01-15 08:00 UTC` (empty without a code) |
+/// | `expires_at_rfc3339` | the same, `2027-01-15T08:00:00.000Z` (empty without a code) |
+/// | `valid_minutes` | the code's lifetime in minutes, rounded up (integer; 0 without a code) |
 #[derive(Debug, Clone)]
 pub struct MailContext<'a> {
     pub org_name: &'a str,
     pub recipient: &'a EmailAddress,
     pub code: &'a str,
     pub expires_at: Option<Timestamp>,
+    /// When the code was issued: its lifetime runs from here to `expires_at`.
     pub created_at: Timestamp,
 }
 
+/// Renders subject, text and HTML of each email; cheap to clone.
 #[derive(Clone)]
 pub struct Renderer {
     environment: Arc<Environment<'static>>,
+    override_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Renderer")
+        f.debug_struct("Renderer")
+            .field("override_dir", &self.override_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,7 +162,7 @@ fn embedded(name: &str) -> Option<&'static str> {
 
 impl Renderer {
     /// Templates in `override_dir` (same names, e.g. `de/registration.subject.j2`) replace the
-    /// built-in ones; others may be added for more locales.
+    /// built-in ones; a new directory there (`it/…`) adds a locale.
     pub fn new(override_dir: Option<&Path>) -> Result<Self, std::io::Error> {
         if let Some(dir) = override_dir
             && !dir.is_dir()
@@ -100,6 +175,7 @@ impl Renderer {
         let override_dir: Option<PathBuf> = override_dir.map(Path::to_owned);
         let mut environment = Environment::new();
         environment.set_undefined_behavior(UndefinedBehavior::Strict);
+        environment.set_keep_trailing_newline(true);
         environment.set_auto_escape_callback(|name| {
             if name.ends_with(".html.j2") {
                 AutoEscape::Html
@@ -107,14 +183,18 @@ impl Renderer {
                 AutoEscape::None
             }
         });
+        let dir = override_dir.clone();
         environment.set_loader(move |name| {
-            if let Some(dir) = &override_dir {
+            if let Some(dir) = &dir {
                 let path = dir.join(name);
-                // Template names come from this module, never from requests; still, stay inside.
+                // Names come from this module and from stored locales; still, stay inside.
                 if !name.contains("..") && path.is_file() {
                     return std::fs::read_to_string(&path).map(Some).map_err(|error| {
-                        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("cannot read {}", path.display()))
-                            .with_source(error)
+                        minijinja::Error::new(
+                            minijinja::ErrorKind::InvalidOperation,
+                            format!("cannot read {}", path.display()),
+                        )
+                        .with_source(error)
                     });
                 }
             }
@@ -122,6 +202,7 @@ impl Renderer {
         });
         Ok(Self {
             environment: Arc::new(environment),
+            override_dir,
         })
     }
 
@@ -129,11 +210,16 @@ impl Renderer {
     fn locale_for(&self, template: MailTemplate, locale: &Locale) -> String {
         [locale.as_str(), locale.language()]
             .into_iter()
-            .find(|candidate| self.environment.get_template(&format!("{candidate}/{}.subject.j2", template.as_str())).is_ok())
+            .find(|candidate| {
+                self.environment
+                    .get_template(&format!("{candidate}/{}.subject.j2", template.as_str()))
+                    .is_ok()
+            })
             .unwrap_or("en")
             .to_owned()
     }
 
+    /// Renders `template` in the best locale for `locale`.
     pub fn render(
         &self,
         template: MailTemplate,
@@ -143,35 +229,52 @@ impl Renderer {
         message_id_header: String,
     ) -> Result<RenderedMail, RenderError> {
         let locale = self.locale_for(template, locale);
-        let valid_hours = context
-            .expires_at
-            .map_or(0, |expires| context.created_at.until(expires).as_secs().div_ceil(3600));
+        self.render_in(template, &locale, context, settings, message_id_header)
+    }
+
+    /// Renders `template` with the templates of exactly `locale`.
+    fn render_in(
+        &self,
+        template: MailTemplate,
+        locale: &str,
+        context: &MailContext<'_>,
+        settings: &MailSettings,
+        message_id_header: String,
+    ) -> Result<RenderedMail, RenderError> {
+        let valid_minutes = context.expires_at.map_or(0, |expires| {
+            context.created_at.until(expires).as_secs().div_ceil(60)
+        });
         let values = context! {
-            locale => &locale,
+            locale => locale,
             product_name => &settings.product_name,
             org_name => context.org_name,
             recipient => context.recipient.as_str(),
             code => context.code,
             expires_at => context.expires_at.map(human_time).unwrap_or_default(),
-            valid_hours => valid_hours,
+            expires_at_rfc3339 => context.expires_at.map(Timestamp::to_rfc3339).unwrap_or_default(),
+            valid_minutes => valid_minutes,
         };
-        let part = |suffix: &str| {
-            let name = format!("{locale}/{}.{suffix}.j2", template.as_str());
+        let part = |part: &str| {
+            let name = format!("{locale}/{}.{part}.j2", template.as_str());
             self.environment
                 .get_template(&name)
                 .and_then(|found| found.render(&values))
                 .map_err(|source| RenderError {
                     template: name,
-                    locale: locale.clone(),
+                    locale: locale.to_owned(),
                     source,
                 })
         };
+        // A subject is one line, whatever the template's line breaks.
+        let subject = part("subject")?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         Ok(RenderedMail {
             message_id_header,
             from: settings.from.clone(),
             to: context.recipient.clone(),
-            // A subject is one line, whatever the template's trailing newline.
-            subject: part("subject")?.lines().map(str::trim).collect::<Vec<_>>().join(" ").trim().to_owned(),
+            subject,
             text: part("txt")?,
             html: part("html")?,
         })
@@ -191,11 +294,38 @@ impl Renderer {
             expires_at: message.code_expires_at,
             created_at: message.created_at,
         };
-        self.render(message.template, &message.locale, &context, settings, message_id_header(message, settings))
+        self.render(
+            message.template,
+            &message.locale,
+            &context,
+            settings,
+            message_id_header(message, settings),
+        )
     }
 
-    /// Renders every template in every built-in locale with sample values, so a broken
-    /// template stops the start instead of a delivery.
+    /// The built-in locales and those the override directory adds.
+    pub fn locales(&self) -> Vec<String> {
+        let mut locales: Vec<String> = LOCALES.iter().map(|locale| (*locale).to_owned()).collect();
+        let entries = self
+            .override_dir
+            .as_deref()
+            .and_then(|dir| std::fs::read_dir(dir).ok());
+        for entry in entries.into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir()
+                && Locale::parse(&name).is_some_and(|locale| locale.as_str() == name)
+            {
+                locales.push(name);
+            }
+        }
+        locales.sort();
+        locales.dedup();
+        locales
+    }
+
+    /// Renders every template in every locale with sample values, so that a broken template
+    /// (a syntax error, an unknown variable, a missing part) stops the start instead of a
+    /// delivery. The error names the template file, the locale and the problem.
     pub fn check(&self) -> Result<(), RenderError> {
         let recipient = EmailAddress::from_trusted("jane@example.com".to_owned());
         let created_at = Timestamp::from_millis(1_800_000_000_000);
@@ -211,22 +341,30 @@ impl Renderer {
             product_name: "enroll".to_owned(),
         };
         for template in MailTemplate::ALL {
-            for locale in LOCALES {
-                let locale = Locale::from_trusted(locale.to_owned());
-                self.render(template, &locale, &context, &settings, "<check@example.com>".to_owned())?;
+            for locale in self.locales() {
+                // Every part of every locale must render: a locale directory missing a part
+                // is an error here, not a silent fallback to English later.
+                self.render_in(
+                    template,
+                    &locale,
+                    &context,
+                    &settings,
+                    "<check@example.com>".to_owned(),
+                )?;
             }
         }
         Ok(())
     }
 }
 
-/// `<ms-…@domain of the sender>`.
+/// `<ms-…@domain of the sender>`: the outbox message's id, so a duplicate delivery carries the
+/// same Message-ID.
 pub fn message_id_header(message: &ClaimedMessage, settings: &MailSettings) -> String {
     let domain = settings
         .from
         .rsplit_once('@')
         .map(|(_, domain)| domain.trim_end_matches('>').trim())
-        .filter(|domain| !domain.is_empty())
+        .filter(|domain| !domain.is_empty() && !domain.contains(['<', '>', ' ', '@']))
         .unwrap_or("enroll.invalid");
     format!("<{}@{domain}>", message.id)
 }
@@ -247,93 +385,249 @@ fn human_time(at: Timestamp) -> String {
 mod tests {
     use super::*;
 
-    fn sample(locale: &str) -> RenderedMail {
-        let renderer = Renderer::new(None).unwrap();
-        let recipient = EmailAddress::parse("jane@example.com").unwrap();
-        let created_at = Timestamp::from_millis(1_800_000_000_000);
-        let context = MailContext {
-            org_name: "Acme <Labs>",
-            recipient: &recipient,
-            code: "7KQX-M2RD-9HTV-PW4C",
-            expires_at: Some(created_at.plus(std::time::Duration::from_secs(86_400))),
-            created_at,
-        };
-        let settings = MailSettings {
+    fn settings() -> MailSettings {
+        MailSettings {
             from: "enroll <no-reply@example.com>".to_owned(),
             product_name: "enroll".to_owned(),
+        }
+    }
+
+    fn render_with(
+        renderer: &Renderer,
+        locale: &str,
+        lifetime: std::time::Duration,
+    ) -> RenderedMail {
+        let recipient = EmailAddress::parse("jane.doe@example.com").unwrap();
+        let created_at = Timestamp::from_millis(1_800_000_000_000);
+        let context = MailContext {
+            org_name: "Acme <Labs> & \"Sons\"",
+            recipient: &recipient,
+            code: "7KQX-M2RD-9HTV-PW4C",
+            expires_at: Some(created_at.plus(lifetime)),
+            created_at,
         };
         renderer
             .render(
                 MailTemplate::Registration,
                 &Locale::parse(locale).unwrap(),
                 &context,
-                &settings,
+                &settings(),
                 "<ms-1@example.com>".to_owned(),
             )
             .unwrap()
     }
 
+    fn sample(locale: &str) -> RenderedMail {
+        render_with(
+            &Renderer::new(None).unwrap(),
+            locale,
+            std::time::Duration::from_secs(86_400),
+        )
+    }
+
     fn snapshot(mail: &RenderedMail) -> String {
-        format!("Subject: {}\n\n--- text ---\n{}\n--- html ---\n{}", mail.subject, mail.text, mail.html)
+        format!(
+            "Subject: {}\n\n--- text ---\n{}\n--- html ---\n{}",
+            mail.subject, mail.text, mail.html
+        )
     }
 
     #[test]
-    fn registration_email_en() {
+    fn registration_en() {
         insta::assert_snapshot!(snapshot(&sample("en")));
     }
 
     #[test]
-    fn registration_email_de() {
+    fn registration_de() {
         insta::assert_snapshot!(snapshot(&sample("de")));
     }
 
     #[test]
-    fn registration_email_fr() {
+    fn registration_fr() {
         insta::assert_snapshot!(snapshot(&sample("fr")));
     }
 
     #[test]
     fn regions_fall_back_to_their_language_and_unknown_languages_to_english() {
-        assert_eq!(sample("de-CH").subject, sample("de").subject);
-        assert_eq!(sample("ja").subject, sample("en").subject);
+        assert_eq!(sample("de-CH"), sample("de"));
+        assert_eq!(
+            sample("fr-CH").subject,
+            "Votre code d’inscription pour Acme <Labs> & \"Sons\""
+        );
+        assert_eq!(sample("ja"), sample("en"));
     }
 
     #[test]
-    fn html_is_escaped_and_text_is_not() {
+    fn html_is_escaped_and_text_and_subject_are_not() {
         let mail = sample("en");
-        assert!(mail.html.contains("Acme &lt;Labs&gt;"));
-        assert!(mail.text.contains("Acme <Labs>"));
+        assert!(
+            mail.html
+                .contains("Acme &lt;Labs&gt; &amp; &quot;Sons&quot;"),
+            "{}",
+            mail.html
+        );
+        assert!(!mail.html.contains("<Labs>"));
+        assert!(mail.text.contains("Acme <Labs> & \"Sons\""));
+        assert_eq!(
+            mail.subject,
+            "Your registration code for Acme <Labs> & \"Sons\""
+        );
     }
 
     #[test]
-    fn the_built_in_templates_pass_the_check_and_a_broken_override_fails_it() {
-        Renderer::new(None).unwrap().check().unwrap();
+    fn the_lifetime_is_said_in_hours_or_minutes() {
+        let renderer = Renderer::new(None).unwrap();
+        let minutes = |seconds| std::time::Duration::from_secs(seconds);
+        assert!(
+            render_with(&renderer, "en", minutes(3600))
+                .text
+                .contains("valid for one hour,")
+        );
+        assert!(
+            render_with(&renderer, "en", minutes(900))
+                .text
+                .contains("valid for 15 minutes,")
+        );
+        assert!(
+            render_with(&renderer, "de", minutes(60))
+                .text
+                .contains("Er ist 1 Minute gültig")
+        );
+        assert!(
+            render_with(&renderer, "fr", minutes(7200))
+                .text
+                .contains("valable\n2 heures,")
+        );
+    }
+
+    #[test]
+    fn the_built_in_templates_pass_the_check() {
+        let renderer = Renderer::new(None).unwrap();
+        assert_eq!(renderer.locales(), ["de", "en", "fr"]);
+        renderer.check().unwrap();
+    }
+
+    #[test]
+    fn an_unknown_variable_fails_the_check_naming_template_and_locale() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("de")).unwrap();
-        std::fs::write(dir.path().join("de/registration.subject.j2"), "Code für {{ organisation }}").unwrap();
-        let error = Renderer::new(Some(dir.path())).unwrap().check().unwrap_err().to_string();
-        assert!(error.contains("de/registration.subject.j2"), "{error}");
+        std::fs::write(
+            dir.path().join("de/registration.subject.j2"),
+            "Code für {{ organisation }}",
+        )
+        .unwrap();
+        let error = Renderer::new(Some(dir.path()))
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            (error.template(), error.locale()),
+            ("de/registration.subject.j2", "de")
+        );
+        assert!(error.to_string().contains("undefined"), "{error}");
     }
 
     #[test]
-    fn an_override_replaces_the_built_in_template() {
+    fn a_syntax_error_fails_the_check() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("en")).unwrap();
-        std::fs::write(dir.path().join("en/registration.subject.j2"), "Welcome to {{ org_name }}").unwrap();
+        std::fs::write(
+            dir.path().join("en/registration.html.j2"),
+            "{% if code %}unclosed",
+        )
+        .unwrap();
+        let error = Renderer::new(Some(dir.path()))
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(error.template(), "en/registration.html.j2", "{error}");
+    }
+
+    #[test]
+    fn an_override_replaces_a_built_in_template_and_may_add_a_locale() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("en")).unwrap();
+        std::fs::write(
+            dir.path().join("en/registration.subject.j2"),
+            "Welcome to {{ org_name }}\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("it")).unwrap();
+        for (part, source) in [
+            ("subject", "Il tuo codice per {{ org_name }}"),
+            (
+                "txt",
+                "{% extends \"base.txt.j2\" %}{% block content %}Codice: {{ code }}{% endblock %}",
+            ),
+            ("html", "<p>Codice: {{ code }}</p>"),
+        ] {
+            std::fs::write(
+                dir.path().join(format!("it/registration.{part}.j2")),
+                source,
+            )
+            .unwrap();
+        }
         let renderer = Renderer::new(Some(dir.path())).unwrap();
         renderer.check().unwrap();
-        let recipient = EmailAddress::parse("jane@example.com").unwrap();
-        let context = MailContext {
-            org_name: "Acme",
-            recipient: &recipient,
-            code: "7KQX-M2RD-9HTV-PW4C",
-            expires_at: None,
-            created_at: Timestamp::from_millis(0),
+        assert_eq!(renderer.locales(), ["de", "en", "fr", "it"]);
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(
+            render_with(&renderer, "en-GB", day).subject,
+            "Welcome to Acme <Labs> & \"Sons\""
+        );
+        assert_eq!(render_with(&renderer, "de", day), sample("de"));
+        let italian = render_with(&renderer, "it-CH", day);
+        assert_eq!(italian.text, "Codice: 7KQX-M2RD-9HTV-PW4C\n-- \nenroll\n");
+    }
+
+    #[test]
+    fn an_incomplete_locale_fails_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("it")).unwrap();
+        std::fs::write(dir.path().join("it/registration.subject.j2"), "Codice").unwrap();
+        let error = Renderer::new(Some(dir.path()))
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(error.template(), "it/registration.txt.j2", "{error}");
+        assert!(Renderer::new(Some(&dir.path().join("missing"))).is_err());
+    }
+
+    #[test]
+    fn the_message_id_takes_the_sender_domain() {
+        let message = crate::worker::tests::claimed("ms-1", Some(Timestamp::from_millis(0)));
+        let header = |from: &str| {
+            message_id_header(
+                &message,
+                &MailSettings {
+                    from: from.to_owned(),
+                    product_name: "enroll".to_owned(),
+                },
+            )
         };
-        let settings = MailSettings { from: "a@b.co".into(), product_name: "enroll".into() };
-        let mail = renderer
-            .render(MailTemplate::Registration, &Locale::english(), &context, &settings, "<x@b.co>".into())
-            .unwrap();
-        assert_eq!(mail.subject, "Welcome to Acme");
+        assert_eq!(
+            header("enroll <no-reply@localhost>"),
+            format!("<{}@localhost>", message.id)
+        );
+        assert_eq!(
+            header("no-reply@mail.example.com"),
+            format!("<{}@mail.example.com>", message.id)
+        );
+        assert_eq!(header("nobody"), format!("<{}@enroll.invalid>", message.id));
+    }
+
+    #[test]
+    fn senders_are_validated() {
+        assert!(settings().validate().is_ok());
+        let bad = MailSettings {
+            from: "enroll no-reply".to_owned(),
+            product_name: "enroll".to_owned(),
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("enroll no-reply")
+        );
     }
 }
