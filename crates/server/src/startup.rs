@@ -73,6 +73,11 @@ impl Application {
         let store = open_store(settings).await?;
         let secret = bootstrap::server_secret(settings)?;
         let renderer = renderer(settings)?;
+        let mail_settings = MailSettings {
+            from: settings.mail_from.clone(),
+            product_name: settings.product_name.clone(),
+        };
+        mail_settings.validate().context("mail_from is not a valid sender")?;
         let inbox_enabled = settings.smtp_url.is_none();
         let transport: Arc<dyn MailTransport> = match &settings.smtp_url {
             Some(url) => Arc::new(
@@ -81,7 +86,9 @@ impl Application {
                     settings.smtp_username.clone(),
                     settings.smtp_password.clone(),
                 )
-                .context("the SMTP settings are not valid")?,
+                .context("the SMTP settings are not valid")?
+                // One connection per concurrent send, so sends never wait for a connection.
+                .with_pool_size(settings.mail_concurrency as usize),
             ),
             None => Arc::new(InboxTransport::new(store.clone(), clock.clone())),
         };
@@ -109,10 +116,7 @@ impl Application {
             secret.sealer(),
             clock,
             settings.retry_policy(),
-            MailSettings {
-                from: settings.mail_from.clone(),
-                product_name: settings.product_name.clone(),
-            },
+            mail_settings,
             settings.mail_concurrency,
             wake,
             stats,
