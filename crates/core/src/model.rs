@@ -367,6 +367,34 @@ pub enum DeliveryOutcome {
     Superseded,
 }
 
+/// How a finished attempt is written down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryRecord<'a> {
+    pub state: MessageState,
+    /// For a retry: when it is due.
+    pub next_attempt_at: Option<Timestamp>,
+    pub error: Option<&'a str>,
+    /// Only a message that will be tried again keeps its sealed content.
+    pub keep_content: bool,
+}
+
+impl DeliveryOutcome {
+    pub fn record(&self) -> DeliveryRecord<'_> {
+        let (state, next_attempt_at, error) = match self {
+            Self::Sent => (MessageState::Sent, None, None),
+            Self::Retry { at, error } => (MessageState::Queued, Some(*at), Some(error.as_str())),
+            Self::Abandoned { error } => (MessageState::Abandoned, None, Some(error.as_str())),
+            Self::Superseded => (MessageState::Superseded, None, None),
+        };
+        DeliveryRecord {
+            state,
+            next_attempt_at,
+            error,
+            keep_content: state == MessageState::Queued,
+        }
+    }
+}
+
 /// A message's metadata: the delivery log, which outlives the content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

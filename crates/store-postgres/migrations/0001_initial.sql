@@ -33,11 +33,12 @@ CREATE TABLE users (
     sequence   BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
-    UNIQUE (org_id, username)
+    CONSTRAINT users_username_unique UNIQUE (org_id, username)
 );
 
 CREATE TABLE codes (
     id              TEXT PRIMARY KEY,
+    seq             BIGINT GENERATED ALWAYS AS IDENTITY, -- insertion order, for ties in time
     user_id         TEXT NOT NULL REFERENCES users (id),
     purpose         TEXT NOT NULL,
     hash            BYTEA NOT NULL, -- HMAC-SHA256; the code itself is never stored
@@ -46,7 +47,7 @@ CREATE TABLE codes (
     created_at      BIGINT NOT NULL,
     expires_at      BIGINT NOT NULL
 );
-CREATE INDEX codes_by_user ON codes (user_id, purpose, created_at);
+CREATE INDEX codes_by_user ON codes (user_id, purpose, created_at, seq);
 -- Rule 1 as a constraint: at most one active code per user and purpose.
 CREATE UNIQUE INDEX codes_one_active ON codes (user_id, purpose) WHERE state = 'active';
 
@@ -77,6 +78,7 @@ CREATE INDEX nonces_by_age ON nonces (seen_at);
 
 CREATE TABLE outbox (
     id              TEXT PRIMARY KEY,
+    seq             BIGINT GENERATED ALWAYS AS IDENTITY, -- insertion order, for ties in time
     org_id          TEXT NOT NULL,
     user_id         TEXT NOT NULL,
     code_id         TEXT,
@@ -94,9 +96,11 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state IN ('queued', 'sending');
 CREATE INDEX outbox_by_recipient ON outbox (recipient, created_at);
+CREATE INDEX outbox_by_age ON outbox (created_at, seq);
 
 CREATE TABLE captured_mail (
     id         TEXT PRIMARY KEY,
+    seq        BIGINT GENERATED ALWAYS AS IDENTITY, -- insertion order, for ties in time
     message_id TEXT NOT NULL,
     sender     TEXT NOT NULL,
     recipient  TEXT NOT NULL,

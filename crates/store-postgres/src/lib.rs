@@ -1,7 +1,10 @@
 //! The scale-out store: PostgreSQL, shared by any number of server instances.
 //!
-//! Each command runs in one transaction that locks the user's row, so commands on one user
-//! are serialised across instances; outbox claims use `FOR UPDATE SKIP LOCKED` with a lease.
+//! Each command of [`Registrations`] runs in one transaction: it locks the user's row (and the
+//! cooldown subject, which exists whether or not the user does), loads what the rule needs,
+//! calls the rule of [`enroll_core::rules`], applies its effects and commits. Commands on one
+//! user or one address are so serialised across instances. Outbox claims take due rows with
+//! `FOR UPDATE SKIP LOCKED` and lease them, so no two workers send one message at once.
 
 mod effects;
 mod rows;
@@ -24,14 +27,23 @@ use enroll_core::rules::{
     VerifyCode, VerifyCodeState,
 };
 use enroll_core::{Error, Result};
+use sqlx::PgConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{PgConnection, Row as _};
 
+/// The migrations, in order; the version of each is its position, from 1.
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
 
-/// Held while migrating, so instances starting together migrate one after the other.
+/// Held while migrating, so that instances starting together migrate one after the other.
 const MIGRATION_LOCK: i64 = 0x656e_726f_6c6c; // "enroll"
 
+/// Class of the transaction-scoped advisory locks on cooldown subjects (the two-key form of
+/// `pg_advisory_xact_lock`, a key space apart from [`MIGRATION_LOCK`]).
+const COOLDOWN_LOCK_CLASS: i32 = 0x636f_6f6c; // "cool"
+
+/// How long a command waits for a pooled connection before the store counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL store; cheap to clone (it is a pool).
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -39,26 +51,34 @@ pub struct PostgresStore {
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PostgresStore")
+        f.debug_struct("PostgresStore")
+            .field("connections", &self.pool.size())
+            .finish_non_exhaustive()
     }
 }
 
+/// Connection trouble: the database may answer again later, unlike a failed statement.
 fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => true,
-        // Class 08: connection exceptions; 57P0x: the server is shutting down or restarting.
-        sqlx::Error::Database(database) => database
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exceptions; 57P0x: the server is shutting down or restarting;
+        // 53300: too many connections.
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
         _ => false,
     }
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(database) if database.code().as_deref() == Some("23505"))
+/// The unique constraint on (org, username) refused a second user.
+fn is_duplicate_username(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database)
+        if database.code().as_deref() == Some("23505")
+            && database.constraint() == Some("users_username_unique"))
 }
 
 fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> Error {
@@ -72,11 +92,11 @@ fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> Error {
 }
 
 impl PostgresStore {
-    /// Connects a pool of `max_connections` and brings the schema up to date.
+    /// Connects a pool of up to `max_connections` and brings the schema up to date.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await
             .map_err(db_error("could not connect to PostgreSQL"))?;
@@ -85,6 +105,9 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// Applies the migrations not yet recorded in `schema_migrations`, in order, in one
+    /// transaction that holds an advisory lock: a second instance waits, then finds nothing
+    /// left to do.
     pub async fn migrate(&self) -> Result<()> {
         let fail = db_error("could not migrate the PostgreSQL database");
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
@@ -93,31 +116,42 @@ impl PostgresStore {
             .execute(&mut *transaction)
             .await
             .map_err(&fail)?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&mut *transaction)
-            .await
-            .map_err(&fail)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations \
+             (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *transaction)
+        .await
+        .map_err(&fail)?;
         let applied: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
                 .fetch_one(&mut *transaction)
                 .await
                 .map_err(&fail)?;
-        for (index, sql) in MIGRATIONS.iter().enumerate() {
-            let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
+        for (version, sql) in (1_i64..).zip(MIGRATIONS) {
             if version <= applied {
                 continue;
             }
+            tracing::info!(version, "applying a PostgreSQL migration");
             sqlx::raw_sql(sql)
                 .execute(&mut *transaction)
                 .await
                 .map_err(&fail)?;
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, (extract(epoch FROM now()) * 1000)::BIGINT)")
-                .bind(version)
-                .execute(&mut *transaction)
-                .await
-                .map_err(&fail)?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, applied_at) \
+                 VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)",
+            )
+            .bind(version)
+            .execute(&mut *transaction)
+            .await
+            .map_err(&fail)?;
         }
         transaction.commit().await.map_err(&fail)
+    }
+
+    /// Closes the pool: waits for connections in use to come back, then closes them all.
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 }
 
@@ -132,7 +166,8 @@ async fn org_by_id(connection: &mut PgConnection, id: &OrgId) -> sqlx::Result<Op
     .await
 }
 
-/// The user, locked until the transaction ends: commands on one user run one at a time.
+/// The user, locked until the transaction ends: commands on one user run one at a time, and
+/// each sees what the one before it committed.
 async fn lock_user(
     connection: &mut PgConnection,
     org: &OrgId,
@@ -149,8 +184,51 @@ async fn lock_user(
     .await
 }
 
-/// The active code if there is one, else the newest.
-async fn latest_code(
+/// Serialises the commands on one cooldown subject until the transaction ends. The subject
+/// has no row to lock when the address has no account, and an unknown address must be
+/// refused by its cooldown exactly like a known one, whatever the concurrency.
+async fn lock_cooldown(
+    connection: &mut PgConnection,
+    subject: &str,
+    purpose: CodePurpose,
+) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2 || '/' || $3))")
+        .bind(COOLDOWN_LOCK_CLASS)
+        .bind(subject)
+        .bind(purpose.as_str())
+        .execute(connection)
+        .await
+        .map(drop)
+}
+
+async fn cooldown_until(
+    connection: &mut PgConnection,
+    subject: &str,
+    purpose: CodePurpose,
+) -> sqlx::Result<Option<Timestamp>> {
+    let until: Option<i64> =
+        sqlx::query_scalar("SELECT until FROM cooldowns WHERE subject = $1 AND purpose = $2")
+            .bind(subject)
+            .bind(purpose.as_str())
+            .fetch_optional(connection)
+            .await?;
+    Ok(until.map(Timestamp::from_millis))
+}
+
+async fn app_by_id(connection: &mut PgConnection, id: &str) -> sqlx::Result<Option<App>> {
+    sqlx::query(&format!(
+        "SELECT {} FROM apps WHERE id = $1",
+        rows::APP_COLUMNS
+    ))
+    .bind(id)
+    .try_map(|row| rows::app(&row))
+    .fetch_optional(connection)
+    .await
+}
+
+/// The user's code for `purpose` that a command works on: the active one when `only_active`,
+/// else the newest whatever its state (the active one, when there is one, is the newest).
+async fn current_code(
     connection: &mut PgConnection,
     user: &UserId,
     purpose: CodePurpose,
@@ -158,7 +236,7 @@ async fn latest_code(
 ) -> sqlx::Result<Option<CodeRecord>> {
     sqlx::query(&format!(
         "SELECT {} FROM codes WHERE user_id = $1 AND purpose = $2 AND (NOT $3 OR state = 'active') \
-         ORDER BY state = 'active' DESC, created_at DESC LIMIT 1",
+         ORDER BY state = 'active' DESC, created_at DESC, seq DESC LIMIT 1",
         rows::CODE_COLUMNS
     ))
     .bind(user.as_str())
@@ -169,11 +247,12 @@ async fn latest_code(
     .await
 }
 
-/// Runs a decision's writes; a refusal may carry writes of its own (a counted attempt).
+/// Applies a decision's writes in order and hands back its answer; a refusal may carry
+/// writes of its own (a wrong code counts an attempt), which are kept.
 async fn carry_out<T>(
     connection: &mut PgConnection,
     plan: rules::Plan<T>,
-) -> std::result::Result<Result<T>, sqlx::Error> {
+) -> sqlx::Result<Result<T>> {
     for effect in &plan.effects {
         effects::apply(connection, effect).await?;
     }
@@ -205,14 +284,9 @@ impl Directory for PostgresStore {
     }
 
     async fn org(&self, id: &OrgId) -> Result<Option<Org>> {
-        let mut connection = self
-            .pool
-            .acquire()
-            .await
-            .map_err(db_error("could not read an organisation"))?;
-        org_by_id(&mut connection, id)
-            .await
-            .map_err(db_error("could not read an organisation"))
+        let fail = db_error("could not read an organisation");
+        let mut connection = self.pool.acquire().await.map_err(&fail)?;
+        org_by_id(&mut connection, id).await.map_err(&fail)
     }
 
     async fn orgs(&self) -> Result<Vec<Org>> {
@@ -227,16 +301,18 @@ impl Directory for PostgresStore {
     }
 
     async fn insert_app(&self, app: &App) -> Result<()> {
-        sqlx::query("INSERT INTO apps (id, org_id, name, permissions, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(app.id.as_str())
-            .bind(app.org_id.as_str())
-            .bind(&app.name)
-            .bind(rows::permissions_json(&app.permissions))
-            .bind(app.created_at.as_millis())
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(db_error("could not insert an app"))
+        sqlx::query(
+            "INSERT INTO apps (id, org_id, name, permissions, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(app.id.as_str())
+        .bind(app.org_id.as_str())
+        .bind(&app.name)
+        .bind(rows::permissions_json(&app.permissions))
+        .bind(app.created_at.as_millis())
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(db_error("could not insert an app"))
     }
 
     async fn apps(&self, org: Option<&OrgId>) -> Result<Vec<App>> {
@@ -252,17 +328,20 @@ impl Directory for PostgresStore {
     }
 
     async fn insert_token(&self, token: &AccessToken) -> Result<()> {
-        sqlx::query("INSERT INTO tokens (id, org_id, kind, digest, permissions, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(token.id.as_str())
-            .bind(token.org_id.as_str())
-            .bind(token.kind.as_str())
-            .bind(token.digest.as_slice())
-            .bind(rows::permissions_json(&token.permissions))
-            .bind(token.created_at.as_millis())
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(db_error("could not insert a token"))
+        sqlx::query(
+            "INSERT INTO tokens (id, org_id, kind, digest, permissions, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(token.id.as_str())
+        .bind(token.org_id.as_str())
+        .bind(token.kind.as_str())
+        .bind(token.digest.as_slice())
+        .bind(rows::permissions_json(&token.permissions))
+        .bind(token.created_at.as_millis())
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(db_error("could not insert a token"))
     }
 
     async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AccessToken>> {
@@ -316,7 +395,7 @@ impl Directory for PostgresStore {
 
     async fn codes(&self, user: &UserId) -> Result<Vec<CodeRecord>> {
         sqlx::query(&format!(
-            "SELECT {} FROM codes WHERE user_id = $1 ORDER BY created_at, id",
+            "SELECT {} FROM codes WHERE user_id = $1 ORDER BY created_at, seq",
             rows::CODE_COLUMNS
         ))
         .bind(user.as_str())
@@ -344,19 +423,21 @@ impl Registrations for PostgresStore {
     async fn create_user(&self, command: CreateUser) -> Result<UserCreated> {
         let fail = db_error("could not create a user");
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
+        let existing = lock_user(&mut transaction, &command.org_id, &command.username)
+            .await
+            .map_err(&fail)?;
         let state = CreateUserState {
             org: org_by_id(&mut transaction, &command.org_id)
                 .await
                 .map_err(&fail)?,
-            existing: lock_user(&mut transaction, &command.org_id, &command.username)
-                .await
-                .map_err(&fail)?,
+            existing,
         };
         let outcome = match carry_out(&mut transaction, rules::create_user(&state, &command)).await
         {
             Ok(outcome) => outcome,
-            // Another instance created the same user between our read and our insert.
-            Err(error) if is_unique_violation(&error) => return Err(Error::UserExists),
+            // Another transaction inserted the same username after our read: the constraint
+            // decides, and the loser writes nothing (the transaction rolls back on drop).
+            Err(error) if is_duplicate_username(&error) => return Err(Error::UserExists),
             Err(error) => return Err(fail(error)),
         };
         transaction.commit().await.map_err(&fail)?;
@@ -367,8 +448,9 @@ impl Registrations for PostgresStore {
         let fail = db_error("could not issue a code");
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
         if let Some(nonce) = &nonce {
+            // First, so that a replay waits for the first use to commit and then sees it.
             let inserted = sqlx::query(
-                "INSERT INTO nonces (key, seen_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                "INSERT INTO nonces (key, seen_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
             )
             .bind(&nonce.key)
             .bind(command.now.as_millis())
@@ -376,39 +458,29 @@ impl Registrations for PostgresStore {
             .await
             .map_err(&fail)?;
             if inserted.rows_affected() == 0 {
+                transaction.rollback().await.map_err(&fail)?;
                 return Err(Error::NonceReused);
             }
         }
+        // Locks in one order everywhere: the user's row, then the cooldown subject.
         let user = lock_user(&mut transaction, &command.org_id, &command.username)
             .await
             .map_err(&fail)?;
-        let app = match &command.app {
-            Some(check) => sqlx::query(&format!(
-                "SELECT {} FROM apps WHERE id = $1",
-                rows::APP_COLUMNS
-            ))
-            .bind(check.app_id.as_str())
-            .try_map(|row| rows::app(&row))
-            .fetch_optional(&mut *transaction)
+        lock_cooldown(&mut transaction, &command.cooldown_subject, command.purpose)
             .await
-            .map_err(&fail)?,
-            None => None,
-        };
-        let active_code = match &user {
-            Some(user) => latest_code(&mut transaction, &user.id, command.purpose, true)
+            .map_err(&fail)?;
+        let app = match &command.app {
+            Some(check) => app_by_id(&mut transaction, check.app_id.as_str())
                 .await
                 .map_err(&fail)?,
             None => None,
         };
-        let cooldown_until: Option<i64> = sqlx::query(
-            "SELECT until FROM cooldowns WHERE subject = $1 AND purpose = $2 FOR UPDATE",
-        )
-        .bind(&command.cooldown_subject)
-        .bind(command.purpose.as_str())
-        .try_map(|row: sqlx::postgres::PgRow| row.try_get("until"))
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(&fail)?;
+        let active_code = match &user {
+            Some(user) => current_code(&mut transaction, &user.id, command.purpose, true)
+                .await
+                .map_err(&fail)?,
+            None => None,
+        };
         let state = IssueCodeState {
             org: org_by_id(&mut transaction, &command.org_id)
                 .await
@@ -416,11 +488,19 @@ impl Registrations for PostgresStore {
             user,
             app,
             active_code,
-            cooldown_until: cooldown_until.map(Timestamp::from_millis),
+            cooldown_until: cooldown_until(
+                &mut transaction,
+                &command.cooldown_subject,
+                command.purpose,
+            )
+            .await
+            .map_err(&fail)?,
         };
         let outcome = carry_out(&mut transaction, rules::issue_code(&state, &command))
             .await
             .map_err(&fail)?;
+        // Committed whatever the answer: the nonce stays recorded, and a refusal's writes
+        // (the cooldown of an unknown or registered address) are kept.
         transaction.commit().await.map_err(&fail)?;
         outcome
     }
@@ -432,7 +512,7 @@ impl Registrations for PostgresStore {
             .await
             .map_err(&fail)?;
         let latest_code = match &user {
-            Some(user) => latest_code(&mut transaction, &user.id, command.purpose, false)
+            Some(user) => current_code(&mut transaction, &user.id, command.purpose, false)
                 .await
                 .map_err(&fail)?,
             None => None,
@@ -463,19 +543,26 @@ impl Outbox for PostgresStore {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>> {
+        // One statement: the due rows are locked (rows another claimer holds are skipped, not
+        // waited for), leased and counted, then joined with their org and code.
         sqlx::query(
-            "WITH due AS ( \
-                 SELECT id FROM outbox \
-                 WHERE (state = 'queued' AND next_attempt_at <= $1) OR (state = 'sending' AND lease_until < $1) \
-                 ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
-             claimed AS ( \
-                 UPDATE outbox m SET state = 'sending', attempts = m.attempts + 1, lease_until = $2 \
-                 FROM due WHERE m.id = due.id \
-                 RETURNING m.id, m.org_id, m.user_id, m.code_id, m.template, m.locale, m.recipient, m.sealed, \
-                           m.attempts, m.created_at, m.next_attempt_at) \
-             SELECT claimed.*, o.name AS org_name, c.state AS code_state, c.expires_at AS code_expires_at \
-             FROM claimed LEFT JOIN orgs o ON o.id = claimed.org_id LEFT JOIN codes c ON c.id = claimed.code_id \
-             ORDER BY claimed.next_attempt_at",
+            "WITH claimed AS ( \
+                 UPDATE outbox SET state = 'sending', lease_until = $2, attempts = attempts + 1 \
+                 WHERE id IN ( \
+                     SELECT id FROM outbox \
+                     WHERE (state = 'queued' AND next_attempt_at <= $1) \
+                        OR (state = 'sending' AND lease_until < $1) \
+                     ORDER BY next_attempt_at, seq LIMIT $3 \
+                     FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, seq, org_id, user_id, code_id, template, locale, recipient, sealed, \
+                           attempts, created_at, next_attempt_at) \
+             SELECT claimed.id, claimed.org_id, claimed.user_id, claimed.template, claimed.locale, \
+                    claimed.recipient, claimed.sealed, claimed.attempts, claimed.created_at, \
+                    o.name AS org_name, c.state AS code_state, c.expires_at AS code_expires_at \
+             FROM claimed \
+             LEFT JOIN orgs o ON o.id = claimed.org_id \
+             LEFT JOIN codes c ON c.id = claimed.code_id \
+             ORDER BY claimed.next_attempt_at, claimed.seq",
         )
         .bind(now.as_millis())
         .bind(lease_until.as_millis())
@@ -519,8 +606,9 @@ impl Outbox for PostgresStore {
 
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>> {
         sqlx::query(&format!(
-            "SELECT {} FROM outbox WHERE ($1::TEXT IS NULL OR recipient = $1) AND ($2::TEXT IS NULL OR org_id = $2) \
-             ORDER BY created_at DESC, id DESC LIMIT $3",
+            "SELECT {} FROM outbox \
+             WHERE ($1::TEXT IS NULL OR recipient = $1) AND ($2::TEXT IS NULL OR org_id = $2) \
+             ORDER BY created_at DESC, seq DESC LIMIT $3",
             rows::MESSAGE_COLUMNS
         ))
         .bind(filter.recipient.as_deref())
@@ -557,7 +645,8 @@ impl Outbox for PostgresStore {
 impl Inbox for PostgresStore {
     async fn capture(&self, mail: &CapturedMail) -> Result<()> {
         sqlx::query(
-            "INSERT INTO captured_mail (id, message_id, sender, recipient, subject, text_body, html_body, created_at) \
+            "INSERT INTO captured_mail \
+                 (id, message_id, sender, recipient, subject, text_body, html_body, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&mail.id)
@@ -576,7 +665,8 @@ impl Inbox for PostgresStore {
 
     async fn captured(&self, recipient: Option<&str>) -> Result<Vec<CapturedMail>> {
         sqlx::query(&format!(
-            "SELECT {} FROM captured_mail WHERE $1::TEXT IS NULL OR recipient = $1 ORDER BY created_at DESC, id DESC",
+            "SELECT {} FROM captured_mail WHERE $1::TEXT IS NULL OR recipient = $1 \
+             ORDER BY created_at DESC, seq DESC",
             rows::CAPTURED_COLUMNS
         ))
         .bind(recipient)

@@ -18,7 +18,7 @@ use enroll_core::email::EmailAddress;
 use enroll_core::ids::{MessageId, OrgId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event, Locale,
-    MailTemplate, MessageState, MessageSummary, Org, User,
+    MailTemplate, MessageSummary, Org, User,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
@@ -531,16 +531,7 @@ impl Outbox for SqliteStore {
     async fn finish(&self, id: &MessageId, outcome: DeliveryOutcome, now: Timestamp) -> Result<()> {
         let id = id.clone();
         self.read("could not record a delivery", move |connection| {
-            let (state, next_attempt_at, error, keep_content) = match &outcome {
-                DeliveryOutcome::Sent => (MessageState::Sent, None, None, false),
-                DeliveryOutcome::Retry { at, error } => {
-                    (MessageState::Queued, Some(*at), Some(error.as_str()), true)
-                }
-                DeliveryOutcome::Abandoned { error } => {
-                    (MessageState::Abandoned, None, Some(error.as_str()), false)
-                }
-                DeliveryOutcome::Superseded => (MessageState::Superseded, None, None, false),
-            };
+            let record = outcome.record();
             connection
                 .prepare_cached(
                     "UPDATE outbox SET state = ?2, lease_until = NULL, \
@@ -552,10 +543,10 @@ impl Outbox for SqliteStore {
                 )?
                 .execute(params![
                     id.as_str(),
-                    state.as_str(),
-                    next_attempt_at.map(Timestamp::as_millis),
-                    error,
-                    keep_content,
+                    record.state.as_str(),
+                    record.next_attempt_at.map(Timestamp::as_millis),
+                    record.error,
+                    record.keep_content,
                     now.as_millis()
                 ])
                 .map(drop)

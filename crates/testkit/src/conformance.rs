@@ -1,1 +1,1695 @@
-//! The store conformance suite (in progress).
+//! The store conformance suite: one set of cases every store passes, written only against the
+//! traits of [`enroll_core::ports`] and driven through the real core service
+//! ([`enroll_core::service::Enroll`]) with a [`ManualClock`], so time moves only when a case
+//! says so.
+//!
+//! A store crate runs the suite from an integration test:
+//!
+//! ```ignore
+//! async fn fresh_store() -> Arc<dyn Store> { /* a new, empty store */ }
+//! enroll_testkit::conformance_suite!(fresh_store);
+//! ```
+//!
+//! Every case gets a fresh, empty store from the factory. Codes are read the way the mail
+//! worker reads them: by claiming the outbox message and opening its sealed content.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use enroll_core::clock::{Clock, ManualClock, Timestamp};
+use enroll_core::code::{CodePurpose, CodeSecret, CodeState};
+use enroll_core::email::EmailAddress;
+use enroll_core::ids::{AppId, MessageId, OrgId, UserId};
+use enroll_core::model::{
+    CapturedMail, ClaimedMessage, DeliveryOutcome, Locale, MailTemplate, MessageState,
+    MessageSummary, Org, Permission, TokenKind, User, UserKind, UserState,
+};
+use enroll_core::nonce::Nonce;
+use enroll_core::policy::Policy;
+use enroll_core::ports::{MessageFilter, NoSignal, Store};
+use enroll_core::rules::{AppCheck, CodeIssued, CodeUse, UserCreated};
+use enroll_core::secret::{ServerSecret, TokenSecret};
+use enroll_core::service::{Enroll, NewUser, ResendCode, SealedContent};
+use enroll_core::{Error, Result, random};
+
+/// How long a claim in these cases leases its messages.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The core over a store, with a clock the case moves by hand.
+pub struct Harness {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<ManualClock>,
+    pub enroll: Enroll,
+    /// Codes of the messages claimed so far, by message.
+    opened: Mutex<HashMap<MessageId, CodeSecret>>,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("now", &self.now())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Harness {
+    /// The core with default policy, a fresh secret, and a clock starting at the wall clock.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::with(
+            store,
+            Arc::new(ManualClock::starting_now()),
+            &ServerSecret::generate(),
+        )
+    }
+
+    /// The core over `store` with a given clock and secret, so that several stores (server
+    /// instances) can share them.
+    pub fn with(store: Arc<dyn Store>, clock: Arc<ManualClock>, secret: &ServerSecret) -> Self {
+        let enroll = Enroll::new(
+            Arc::clone(&store),
+            Arc::clone(&clock) as Arc<dyn Clock>,
+            secret,
+            Policy::default(),
+            Arc::new(NoSignal),
+        );
+        Self {
+            store,
+            clock,
+            enroll,
+            opened: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Asks the store many things at once, so that a pooled store opens its connections
+    /// before a race: otherwise the racers queue for the one connection a pool starts with,
+    /// and run one after the other.
+    pub async fn warm_up(&self) {
+        let store = Arc::clone(&self.store);
+        let pings = all_at_once(32, |_| {
+            let store = Arc::clone(&store);
+            async move { store.ping().await }
+        })
+        .await;
+        for ping in pings {
+            ping.expect("the store answers");
+        }
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    pub async fn org(&self, name: &str) -> Org {
+        self.enroll
+            .create_org(name, locale("de"))
+            .await
+            .expect("an organisation is created")
+    }
+
+    pub async fn create(&self, org: &Org, address: &str) -> Result<UserCreated> {
+        self.enroll
+            .create_user(NewUser {
+                org_id: org.id.clone(),
+                email: email(address),
+                kind: UserKind::CustomerEmployee,
+                locale: None,
+            })
+            .await
+    }
+
+    /// A new pending user, whose registration email is queued.
+    pub async fn user(&self, org: &Org, address: &str) -> UserCreated {
+        self.create(org, address)
+            .await
+            .expect("the user is created")
+    }
+
+    pub async fn resend(&self, org_id: &OrgId, address: &str) -> Result<CodeIssued> {
+        self.resend_with(org_id, address, None, None).await
+    }
+
+    pub async fn resend_with(
+        &self,
+        org_id: &OrgId,
+        address: &str,
+        nonce: Option<Nonce>,
+        app: Option<AppCheck>,
+    ) -> Result<CodeIssued> {
+        self.enroll
+            .resend_registration_code(ResendCode {
+                org_id: org_id.clone(),
+                username: email(address),
+                locale: None,
+                nonce,
+                app,
+            })
+            .await
+    }
+
+    pub async fn verify(
+        &self,
+        org_id: &OrgId,
+        address: &str,
+        code: &str,
+        usage: CodeUse,
+    ) -> Result<User> {
+        self.enroll
+            .verify_code(
+                org_id.clone(),
+                email(address),
+                CodePurpose::Registration,
+                CodeSecret::from_user_input(code),
+                usage,
+            )
+            .await
+    }
+
+    /// The code a message carries, as the mail worker would read it.
+    pub fn open(&self, message: &ClaimedMessage) -> CodeSecret {
+        let sealed = message
+            .sealed
+            .as_deref()
+            .expect("a claimed message has its content");
+        let content = self
+            .enroll
+            .sealer()
+            .open(message.id.as_str(), sealed)
+            .expect("the sealed content opens under the server secret");
+        let content: SealedContent =
+            serde_json::from_slice(&content).expect("the sealed content is a SealedContent");
+        content.code
+    }
+
+    /// Claims every due message and keeps their codes.
+    pub async fn claim_all(&self) -> Vec<ClaimedMessage> {
+        let now = self.now();
+        let claimed = self
+            .store
+            .claim(now, now.plus(LEASE), 1_000)
+            .await
+            .expect("messages are claimed");
+        let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
+        for message in &claimed {
+            if message.sealed.is_some() {
+                opened.insert(message.id.clone(), self.open(message));
+            }
+        }
+        claimed
+    }
+
+    /// The code the message `id` carries, claiming due messages if it was not read yet.
+    pub async fn code(&self, id: &MessageId) -> String {
+        let known = |this: &Self| {
+            this.opened
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(id)
+                .map(|code| code.expose().to_owned())
+        };
+        if let Some(code) = known(self) {
+            return code;
+        }
+        self.claim_all().await;
+        known(self).unwrap_or_else(|| panic!("message {id} was not due for delivery"))
+    }
+
+    pub async fn stored_user(&self, id: &UserId) -> User {
+        self.store
+            .user(id)
+            .await
+            .expect("the user is read")
+            .expect("the user exists")
+    }
+
+    /// Checks the user's history: sequences 1..=n without gaps, n the user's sequence.
+    /// Returns the event kinds in order.
+    pub async fn history(&self, id: &UserId) -> Vec<String> {
+        let user = self.stored_user(id).await;
+        let events = self
+            .store
+            .events(id.as_str())
+            .await
+            .expect("events are read");
+        let sequences: Vec<i64> = events.iter().map(|event| event.sequence).collect();
+        let expected: Vec<i64> = (1..=user.sequence).collect();
+        assert_eq!(
+            sequences, expected,
+            "events are numbered 1..=n and n is the user's sequence"
+        );
+        for event in &events {
+            assert_eq!(event.aggregate_id, id.as_str());
+            assert_eq!(event.org_id, user.org_id);
+        }
+        events.into_iter().map(|event| event.kind).collect()
+    }
+
+    pub async fn messages_to(&self, address: &str) -> Vec<MessageSummary> {
+        self.store
+            .messages(&MessageFilter {
+                recipient: Some(email(address).as_str().to_owned()),
+                ..MessageFilter::default()
+            })
+            .await
+            .expect("messages are listed")
+    }
+
+    pub async fn all_messages(&self) -> Vec<MessageSummary> {
+        self.store
+            .messages(&MessageFilter::default())
+            .await
+            .expect("messages are listed")
+    }
+
+    pub async fn code_states(&self, user: &UserId) -> Vec<CodeState> {
+        self.store
+            .codes(user)
+            .await
+            .expect("codes are read")
+            .into_iter()
+            .map(|code| code.state)
+            .collect()
+    }
+}
+
+pub fn email(address: &str) -> EmailAddress {
+    let address = if address.contains('@') {
+        address.to_owned()
+    } else {
+        format!("{address}@example.com")
+    };
+    EmailAddress::parse(&address).expect("a valid address")
+}
+
+pub fn locale(tag: &str) -> Locale {
+    Locale::parse(tag).expect("a valid locale")
+}
+
+/// A fresh nonce dated `date`.
+pub fn nonce(date: Timestamp) -> Nonce {
+    Nonce {
+        key: format!("nonce-{}", random::characters(b"0123456789abcdef", 24)),
+        date,
+    }
+}
+
+/// A code of the right shape that is not the one sent.
+const WRONG_CODE: &str = "2222-3333-4444-5555";
+
+fn ids(messages: &[MessageSummary]) -> Vec<MessageId> {
+    messages.iter().map(|message| message.id.clone()).collect()
+}
+
+/// Runs `count` tasks, made by `task(index)`, released together; returns their answers in
+/// index order.
+pub async fn all_at_once<T, F, Fut>(count: usize, task: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(count));
+    let mut handles = Vec::with_capacity(count);
+    for index in 0..count {
+        let barrier = Arc::clone(&barrier);
+        let work = task(index);
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            work.await
+        }));
+    }
+    let mut results = Vec::with_capacity(count);
+    for handle in handles {
+        results.push(handle.await.expect("a concurrent task completes"));
+    }
+    results
+}
+
+pub fn describe<T>(result: &Result<T>) -> String {
+    match result {
+        Ok(_) => "Ok".to_owned(),
+        Err(error) => format!("{error:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directory round trips
+// ---------------------------------------------------------------------------------------------
+
+pub async fn orgs_round_trip(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    h.store.ping().await.expect("the store answers");
+    assert!(
+        h.store.orgs().await.expect("orgs are listed").is_empty(),
+        "the store starts empty"
+    );
+    let acme = h.org("Acme").await;
+    h.advance(SECOND);
+    let globex = h
+        .enroll
+        .create_org("Globex", locale("fr-CH"))
+        .await
+        .expect("an organisation is created");
+    assert_eq!(
+        h.store.org(&acme.id).await.expect("read"),
+        Some(acme.clone())
+    );
+    assert_eq!(
+        h.store.org(&globex.id).await.expect("read"),
+        Some(globex.clone())
+    );
+    assert_eq!(globex.default_locale.as_str(), "fr-CH");
+    assert_eq!(h.store.org(&OrgId::generate()).await.expect("read"), None);
+    let mut listed = h.store.orgs().await.expect("orgs are listed");
+    listed.sort_by_key(|org| org.created_at);
+    assert_eq!(listed, vec![acme, globex]);
+}
+
+pub async fn apps_round_trip(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let globex = h.org("Globex").await;
+    let custom = Permission::parse("Custom:Thing.read").expect("a valid permission");
+    let app = h
+        .enroll
+        .create_app(
+            &acme.id,
+            "legacy",
+            vec![Permission::AUTH_USERS_CREATE, custom],
+        )
+        .await
+        .expect("an app is created");
+    let bare = h
+        .enroll
+        .create_app(&globex.id, "bare", Vec::new())
+        .await
+        .expect("an app is created");
+    assert_eq!(
+        h.store.apps(Some(&acme.id)).await.expect("apps"),
+        vec![app.clone()]
+    );
+    assert_eq!(
+        h.store.apps(Some(&globex.id)).await.expect("apps"),
+        vec![bare.clone()]
+    );
+    let all = h.store.apps(None).await.expect("apps");
+    assert_eq!(all.len(), 2);
+    assert!(all.contains(&app) && all.contains(&bare));
+    assert!(
+        h.store
+            .apps(Some(&OrgId::generate()))
+            .await
+            .expect("apps")
+            .is_empty()
+    );
+    assert!(matches!(
+        h.enroll
+            .create_app(&OrgId::generate(), "nowhere", Vec::new())
+            .await,
+        Err(Error::OrgNotFound)
+    ));
+}
+
+pub async fn tokens_round_trip(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let (admin, admin_secret) = h
+        .enroll
+        .create_token(&acme.id, TokenKind::Admin, Permission::all())
+        .await
+        .expect("a token is created");
+    let (personal, personal_secret) = h
+        .enroll
+        .create_token(&acme.id, TokenKind::Personal, vec![Permission::USER_WRITE])
+        .await
+        .expect("a token is created");
+    let found = |secret: TokenSecret| {
+        let store = Arc::clone(&h.store);
+        async move {
+            store
+                .token_by_digest(&secret.digest())
+                .await
+                .expect("a token lookup")
+        }
+    };
+    assert_eq!(found(admin_secret).await, Some(admin));
+    assert_eq!(found(personal_secret).await, Some(personal));
+    assert_eq!(found(TokenSecret::generate()).await, None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+// ---------------------------------------------------------------------------------------------
+
+pub async fn create_user_issues_one_code_and_one_message(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let other = h.org("Globex").await;
+    let created_at = h.now();
+    let created = h.user(&acme, "jane").await;
+    let user = &created.user;
+    assert_eq!(user.state, UserState::Pending);
+    assert_eq!(user.username, email("jane"));
+    assert_eq!(user.org_id, acme.id);
+    assert_eq!(h.stored_user(&user.id).await, *user);
+    assert_eq!(
+        h.store
+            .user_by_username(&acme.id, &email("jane"))
+            .await
+            .expect("read"),
+        Some(user.clone())
+    );
+    assert_eq!(
+        h.store
+            .user_by_username(&other.id, &email("jane"))
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        h.store.users(Some(&acme.id)).await.expect("users"),
+        vec![user.clone()]
+    );
+    assert!(
+        h.store
+            .users(Some(&other.id))
+            .await
+            .expect("users")
+            .is_empty()
+    );
+    assert_eq!(h.store.user(&UserId::generate()).await.expect("read"), None);
+
+    let codes = h.store.codes(&user.id).await.expect("codes");
+    assert_eq!(codes.len(), 1, "one code");
+    assert_eq!(codes[0].state, CodeState::Active);
+    assert_eq!(codes[0].purpose, CodePurpose::Registration);
+    assert_eq!(codes[0].failed_attempts, 0);
+    assert_eq!(codes[0].user_id, user.id);
+    assert_eq!(codes[0].created_at, created_at);
+    assert_eq!(
+        codes[0].expires_at,
+        created_at.plus(Duration::from_secs(24 * 3600))
+    );
+
+    let kinds = h.history(&user.id).await;
+    assert_eq!(kinds, ["user.created", "user.code.issued"]);
+    let events = h.store.events(user.id.as_str()).await.expect("events");
+    assert_eq!(
+        events[1].payload["messageId"].as_str(),
+        Some(created.message_id.as_str()),
+        "event payloads round-trip"
+    );
+    assert_eq!(events[1].at, created_at);
+
+    let messages = h.all_messages().await;
+    assert_eq!(messages.len(), 1, "one message");
+    let message = &messages[0];
+    assert_eq!(message.id, created.message_id);
+    assert_eq!(message.state, MessageState::Queued);
+    assert!(message.has_content);
+    assert_eq!(message.attempts, 0);
+    assert_eq!(message.recipient, email("jane"));
+    assert_eq!(message.org_id, acme.id);
+    assert_eq!(message.user_id, user.id);
+    assert_eq!(message.template, MailTemplate::Registration);
+    assert_eq!(message.locale.as_str(), "de", "the org's default locale");
+    assert_eq!(message.created_at, created_at);
+    assert_eq!(message.next_attempt_at, created_at);
+    assert_eq!(message.sent_at, None);
+    assert_eq!(message.last_error, None);
+    assert_eq!(h.store.depth().await.expect("depth"), 1);
+
+    let code = h.code(&created.message_id).await;
+    let checked = h
+        .verify(&acme.id, "jane", &code, CodeUse::Check)
+        .await
+        .expect("the code checks");
+    assert_eq!(
+        checked.state,
+        UserState::Pending,
+        "a check does not register"
+    );
+    assert_eq!(
+        h.code_states(&user.id).await,
+        [CodeState::Active],
+        "a check leaves the code"
+    );
+
+    let registered = h
+        .verify(&acme.id, "jane", &code.to_lowercase(), CodeUse::Consume)
+        .await
+        .expect("the emailed code verifies");
+    assert_eq!(registered.state, UserState::Registered);
+    assert_eq!(h.stored_user(&user.id).await, registered);
+    assert_eq!(h.code_states(&user.id).await, [CodeState::Used]);
+    let kinds = h.history(&user.id).await;
+    assert_eq!(kinds.last().map(String::as_str), Some("user.registered"));
+    assert!(kinds.iter().any(|kind| kind == "user.code.verified"));
+}
+
+pub async fn usernames_are_unique_per_org(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let globex = h.org("Globex").await;
+    let first = h.user(&acme, "jane").await;
+    h.advance(2 * MINUTE);
+    assert!(matches!(
+        h.create(&acme, "jane").await,
+        Err(Error::UserExists)
+    ));
+    assert_eq!(
+        h.stored_user(&first.user.id).await,
+        first.user,
+        "the first user is untouched"
+    );
+    assert_eq!(
+        h.all_messages().await.len(),
+        1,
+        "a refused create sends nothing"
+    );
+    assert_eq!(h.store.codes(&first.user.id).await.expect("codes").len(), 1);
+    let elsewhere = h.user(&globex, "jane").await;
+    assert_ne!(elsewhere.user.id, first.user.id);
+    assert_eq!(h.store.users(None).await.expect("users").len(), 2);
+    assert!(matches!(
+        h.enroll
+            .create_user(NewUser {
+                org_id: OrgId::generate(),
+                email: email("joe"),
+                kind: UserKind::EndUser,
+                locale: None,
+            })
+            .await,
+        Err(Error::OrgNotFound)
+    ));
+    assert_eq!(h.store.users(None).await.expect("users").len(), 2);
+}
+
+pub async fn concurrent_creates_admit_one(store: Arc<dyn Store>) {
+    let h = Arc::new(Harness::new(store));
+    let acme = h.org("Acme").await;
+    h.warm_up().await;
+    let results = all_at_once(10, |_| {
+        let h = Arc::clone(&h);
+        let acme = acme.clone();
+        async move { h.create(&acme, "jane").await }
+    })
+    .await;
+    let created: Vec<&UserCreated> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "exactly one create succeeds: {:?}",
+        results.iter().map(describe).collect::<Vec<_>>()
+    );
+    for result in &results {
+        assert!(
+            matches!(result, Ok(_) | Err(Error::UserExists)),
+            "the others are told the user exists, got {}",
+            describe(result)
+        );
+    }
+    let users = h.store.users(Some(&acme.id)).await.expect("users");
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].id, created[0].user.id);
+    assert_eq!(h.all_messages().await.len(), 1, "one message");
+    assert_eq!(
+        h.store.codes(&users[0].id).await.expect("codes").len(),
+        1,
+        "one code"
+    );
+    h.history(&users[0].id).await;
+}
+
+pub async fn resend_supersedes_the_previous_code(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "jane").await;
+    let first = h.code(&created.message_id).await;
+    h.advance(MINUTE + SECOND);
+    let issued = h
+        .resend(&acme.id, "jane")
+        .await
+        .expect("a new code is issued");
+    assert_ne!(issued.message_id, created.message_id);
+    assert_eq!(issued.user.id, created.user.id);
+    assert_eq!(
+        h.stored_user(&created.user.id).await,
+        issued.user,
+        "the user row is updated"
+    );
+    let codes = h.store.codes(&created.user.id).await.expect("codes");
+    assert_eq!(codes.len(), 2);
+    assert_eq!(
+        codes[0].state,
+        CodeState::Superseded,
+        "the old code is void"
+    );
+    assert_eq!(codes[1].state, CodeState::Active);
+    assert_eq!(codes[1].id, issued.code_id);
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|code| code.state == CodeState::Active)
+            .count(),
+        1,
+        "exactly one active code"
+    );
+    assert_eq!(
+        ids(&h.messages_to("jane").await),
+        [issued.message_id.clone(), created.message_id.clone()],
+        "newest first"
+    );
+    let second = h.code(&issued.message_id).await;
+    assert_ne!(first, second);
+    assert!(matches!(
+        h.verify(&acme.id, "jane", &first, CodeUse::Consume).await,
+        Err(Error::CodeInvalid)
+    ));
+    let user = h
+        .verify(&acme.id, "jane", &second, CodeUse::Consume)
+        .await
+        .expect("the new code verifies");
+    assert_eq!(user.state, UserState::Registered);
+    let kinds = h.history(&created.user.id).await;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|kind| *kind == "user.code.issued")
+            .count(),
+        2
+    );
+}
+
+pub async fn cooldown_refuses_with_the_time_left(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "jane").await;
+    h.advance(Duration::from_secs(20));
+    match h.resend(&acme.id, "jane").await {
+        Err(Error::Cooldown { retry_after }) => assert!(
+            retry_after <= Duration::from_secs(40) && retry_after >= Duration::from_secs(39),
+            "about 40 s are left, got {retry_after:?}"
+        ),
+        other => panic!("expected a cooldown, got {}", describe(&other)),
+    }
+    assert_eq!(
+        h.all_messages().await.len(),
+        1,
+        "a refused resend sends nothing"
+    );
+    assert_eq!(h.code_states(&created.user.id).await, [CodeState::Active]);
+    h.advance(Duration::from_secs(41));
+    h.resend(&acme.id, "jane")
+        .await
+        .expect("the cooldown is over");
+    match h.resend(&acme.id, "jane").await {
+        Err(Error::Cooldown { retry_after }) => {
+            assert!(
+                retry_after > Duration::from_secs(59) && retry_after <= MINUTE,
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("a resend starts a new cooldown, got {}", describe(&other)),
+    }
+    assert_eq!(h.all_messages().await.len(), 2);
+    h.history(&created.user.id).await;
+}
+
+pub async fn concurrent_resends_admit_one(store: Arc<dyn Store>) {
+    let h = Arc::new(Harness::new(store));
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "jane").await;
+    h.advance(MINUTE + SECOND);
+    h.warm_up().await;
+    let results = all_at_once(50, |_| {
+        let h = Arc::clone(&h);
+        let org = acme.id.clone();
+        async move { h.resend(&org, "jane").await }
+    })
+    .await;
+    let issued: Vec<&CodeIssued> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(
+        issued.len(),
+        1,
+        "exactly one resend succeeds: {:?}",
+        results.iter().map(describe).collect::<Vec<_>>()
+    );
+    let cooled = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::Cooldown { .. })))
+        .count();
+    assert_eq!(cooled, 49, "the others meet the cooldown");
+    assert_eq!(
+        h.code_states(&created.user.id).await,
+        [CodeState::Superseded, CodeState::Active],
+        "one new code"
+    );
+    let messages = h.all_messages().await;
+    assert_eq!(messages.len(), 2, "one new message");
+    assert_eq!(messages[0].id, issued[0].message_id);
+    let code = h.code(&issued[0].message_id).await;
+    h.verify(&acme.id, "jane", &code, CodeUse::Consume)
+        .await
+        .expect("the new code verifies");
+    h.history(&created.user.id).await;
+}
+
+/// The cooldown holds for an address without an account too, whatever the concurrency, so a
+/// burst of resends does not tell a known address from an unknown one.
+pub async fn concurrent_resends_to_an_unknown_address_meet_the_cooldown(store: Arc<dyn Store>) {
+    let h = Arc::new(Harness::new(store));
+    let acme = h.org("Acme").await;
+    h.warm_up().await;
+    let results = all_at_once(20, |_| {
+        let h = Arc::clone(&h);
+        let org = acme.id.clone();
+        async move { h.resend(&org, "nobody").await }
+    })
+    .await;
+    let not_found = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::UserNotFound)))
+        .count();
+    let cooled = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::Cooldown { .. })))
+        .count();
+    assert_eq!(
+        (not_found, cooled),
+        (1, 19),
+        "one answer, then the cooldown: {:?}",
+        results.iter().map(describe).collect::<Vec<_>>()
+    );
+    assert!(h.all_messages().await.is_empty());
+}
+
+pub async fn wrong_codes_exhaust_the_code(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "jane").await;
+    let code = h.code(&created.message_id).await;
+    for attempt in 1..=5_u32 {
+        assert!(
+            matches!(
+                h.verify(&acme.id, "jane", WRONG_CODE, CodeUse::Consume)
+                    .await,
+                Err(Error::CodeInvalid)
+            ),
+            "wrong attempt {attempt}"
+        );
+        let codes = h.store.codes(&created.user.id).await.expect("codes");
+        assert_eq!(
+            codes[0].failed_attempts, attempt,
+            "a refused attempt is still counted"
+        );
+    }
+    assert_eq!(
+        h.code_states(&created.user.id).await,
+        [CodeState::Exhausted]
+    );
+    assert!(matches!(
+        h.verify(&acme.id, "jane", &code, CodeUse::Consume).await,
+        Err(Error::CodeExhausted)
+    ));
+    assert_eq!(
+        h.stored_user(&created.user.id).await.state,
+        UserState::Pending
+    );
+    let kinds = h.history(&created.user.id).await;
+    assert_eq!(kinds.len(), 2 + 5, "each wrong attempt is an event");
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("user.code.exhausted")
+    );
+
+    h.advance(MINUTE + SECOND);
+    let issued = h
+        .resend(&acme.id, "jane")
+        .await
+        .expect("a new code after exhaustion");
+    assert_eq!(
+        h.code_states(&created.user.id).await,
+        [CodeState::Exhausted, CodeState::Active]
+    );
+    let fresh = h.code(&issued.message_id).await;
+    h.verify(&acme.id, "jane", &fresh, CodeUse::Consume)
+        .await
+        .expect("the new code verifies");
+}
+
+pub async fn codes_expire(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "jane").await;
+    let code = h.code(&created.message_id).await;
+    h.advance(Duration::from_secs(24 * 3600));
+    assert!(matches!(
+        h.verify(&acme.id, "jane", &code, CodeUse::Consume).await,
+        Err(Error::CodeExpired)
+    ));
+    assert_eq!(
+        h.code_states(&created.user.id).await,
+        [CodeState::Expired],
+        "the expiry is stored"
+    );
+    assert!(matches!(
+        h.verify(&acme.id, "jane", &code, CodeUse::Consume).await,
+        Err(Error::CodeExpired)
+    ));
+    assert_eq!(
+        h.stored_user(&created.user.id).await.state,
+        UserState::Pending
+    );
+    h.history(&created.user.id).await;
+
+    // The lease of the first claim has long run out: the message comes back, and shows why it
+    // should not be sent.
+    let claimed = h.claim_all().await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].code_state, Some(CodeState::Expired));
+    assert_eq!(claimed[0].attempts, 2);
+
+    let issued = h
+        .resend(&acme.id, "jane")
+        .await
+        .expect("a new code after expiry");
+    let fresh = h.code(&issued.message_id).await;
+    h.verify(&acme.id, "jane", &fresh, CodeUse::Consume)
+        .await
+        .expect("the new code verifies");
+}
+
+pub async fn registered_users_get_no_code(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "jane").await;
+    let code = h.code(&created.message_id).await;
+    h.verify(&acme.id, "jane", &code, CodeUse::Consume)
+        .await
+        .expect("registered");
+    h.advance(MINUTE + SECOND);
+    assert!(matches!(
+        h.resend(&acme.id, "jane").await,
+        Err(Error::AlreadyRegistered)
+    ));
+    assert_eq!(h.all_messages().await.len(), 1, "no new message");
+    assert_eq!(
+        h.code_states(&created.user.id).await,
+        [CodeState::Used],
+        "no new code"
+    );
+    assert!(
+        matches!(
+            h.resend(&acme.id, "jane").await,
+            Err(Error::Cooldown { .. })
+        ),
+        "the refusal still started a cooldown, as for any address"
+    );
+    assert!(matches!(
+        h.verify(&acme.id, "jane", &code, CodeUse::Consume).await,
+        Err(Error::AlreadyRegistered)
+    ));
+    h.history(&created.user.id).await;
+}
+
+pub async fn unknown_users_and_orgs_are_not_found(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let globex = h.org("Globex").await;
+    h.user(&acme, "jane").await;
+    h.advance(MINUTE + SECOND);
+    assert!(matches!(
+        h.resend(&acme.id, "nobody").await,
+        Err(Error::UserNotFound)
+    ));
+    assert!(matches!(
+        h.verify(&acme.id, "nobody", WRONG_CODE, CodeUse::Consume)
+            .await,
+        Err(Error::UserNotFound)
+    ));
+    assert!(matches!(
+        h.resend(&OrgId::generate(), "jane").await,
+        Err(Error::UserNotFound)
+    ));
+    assert!(matches!(
+        h.verify(&OrgId::generate(), "jane", WRONG_CODE, CodeUse::Consume)
+            .await,
+        Err(Error::UserNotFound)
+    ));
+    assert!(
+        matches!(h.resend(&globex.id, "jane").await, Err(Error::UserNotFound)),
+        "a user of another org is not found"
+    );
+    assert!(matches!(
+        h.verify(&globex.id, "jane", WRONG_CODE, CodeUse::Consume)
+            .await,
+        Err(Error::UserNotFound)
+    ));
+    assert_eq!(h.all_messages().await.len(), 1, "nothing was sent");
+    assert!(
+        matches!(
+            h.resend(&acme.id, "nobody").await,
+            Err(Error::Cooldown { .. })
+        ),
+        "an unknown address has a cooldown like a known one"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nonces
+// ---------------------------------------------------------------------------------------------
+
+pub async fn nonces_are_single_use(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "jane").await;
+    h.advance(MINUTE + SECOND);
+    let once = nonce(h.now());
+    h.resend_with(&acme.id, "jane", Some(once.clone()), None)
+        .await
+        .expect("the first use is accepted");
+    h.advance(MINUTE + SECOND);
+    assert!(matches!(
+        h.resend_with(&acme.id, "jane", Some(once.clone()), None)
+            .await,
+        Err(Error::NonceReused)
+    ));
+    assert_eq!(
+        h.store.codes(&created.user.id).await.expect("codes").len(),
+        2,
+        "no new code"
+    );
+    assert_eq!(h.all_messages().await.len(), 2, "no new message");
+    // The replay wrote nothing, not even a cooldown.
+    h.resend_with(&acme.id, "jane", Some(nonce(h.now())), None)
+        .await
+        .expect("a fresh nonce is accepted");
+    h.history(&created.user.id).await;
+}
+
+pub async fn nonces_are_recorded_when_the_request_is_refused(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    h.user(&acme, "jane").await;
+    let refused = nonce(h.now());
+    assert!(matches!(
+        h.resend_with(&acme.id, "jane", Some(refused.clone()), None)
+            .await,
+        Err(Error::Cooldown { .. })
+    ));
+    let unknown = nonce(h.now());
+    assert!(matches!(
+        h.resend_with(&acme.id, "nobody", Some(unknown.clone()), None)
+            .await,
+        Err(Error::UserNotFound)
+    ));
+    h.advance(MINUTE + SECOND);
+    assert!(matches!(
+        h.resend_with(&acme.id, "jane", Some(refused), None).await,
+        Err(Error::NonceReused)
+    ));
+    assert!(matches!(
+        h.resend_with(&acme.id, "nobody", Some(unknown), None).await,
+        Err(Error::NonceReused)
+    ));
+    h.resend_with(&acme.id, "jane", Some(nonce(h.now())), None)
+        .await
+        .expect("a fresh nonce is accepted");
+}
+
+pub async fn purge_nonces_forgets_old_ones(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    h.user(&acme, "jane").await;
+    let start = h.now();
+    let old = nonce(h.now());
+    assert!(matches!(
+        h.resend_with(&acme.id, "jane", Some(old.clone()), None)
+            .await,
+        Err(Error::Cooldown { .. })
+    ));
+    h.advance(MINUTE + SECOND);
+    let recent = nonce(h.now());
+    h.resend_with(&acme.id, "jane", Some(recent.clone()), None)
+        .await
+        .expect("accepted");
+    assert_eq!(
+        h.store
+            .purge_nonces(start.plus(Duration::from_secs(30)))
+            .await
+            .expect("purged"),
+        1,
+        "only the nonce seen before the cut is forgotten"
+    );
+    assert!(
+        matches!(
+            h.resend_with(&acme.id, "jane", Some(old), None).await,
+            Err(Error::Cooldown { .. })
+        ),
+        "a forgotten nonce is accepted again (and meets the cooldown)"
+    );
+    assert!(matches!(
+        h.resend_with(&acme.id, "jane", Some(recent), None).await,
+        Err(Error::NonceReused)
+    ));
+    assert_eq!(
+        h.store
+            .purge_nonces(h.now().plus(SECOND))
+            .await
+            .expect("purged"),
+        2
+    );
+    assert_eq!(
+        h.store
+            .purge_nonces(h.now().plus(SECOND))
+            .await
+            .expect("purged"),
+        0
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification under concurrency, and apps
+// ---------------------------------------------------------------------------------------------
+
+pub async fn concurrent_consumes_admit_one(store: Arc<dyn Store>) {
+    let h = Arc::new(Harness::new(store));
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "jane").await;
+    let code = h.code(&created.message_id).await;
+    h.warm_up().await;
+    let results = all_at_once(32, |_| {
+        let h = Arc::clone(&h);
+        let org = acme.id.clone();
+        let code = code.clone();
+        async move { h.verify(&org, "jane", &code, CodeUse::Consume).await }
+    })
+    .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(
+        ok,
+        1,
+        "the code is used once: {:?}",
+        results.iter().map(describe).collect::<Vec<_>>()
+    );
+    for result in &results {
+        assert!(
+            matches!(
+                result,
+                Ok(_) | Err(Error::AlreadyRegistered | Error::CodeInvalid)
+            ),
+            "{}",
+            describe(result)
+        );
+    }
+    assert_eq!(h.code_states(&created.user.id).await, [CodeState::Used]);
+    let kinds = h.history(&created.user.id).await;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|kind| *kind == "user.registered")
+            .count(),
+        1
+    );
+}
+
+pub async fn apps_are_checked(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    h.user(&acme, "jane").await; // a CustomerEmployee
+    h.enroll
+        .create_user(NewUser {
+            org_id: acme.id.clone(),
+            email: email("bob"),
+            kind: UserKind::EndUser,
+            locale: Some(locale("fr")),
+        })
+        .await
+        .expect("an end user is created");
+    let employees = h
+        .enroll
+        .create_app(
+            &acme.id,
+            "employees",
+            vec![
+                Permission::AUTH_USERS_CREATE,
+                Permission::AUTH_TYPES_EMPLOYEE,
+            ],
+        )
+        .await
+        .expect("an app");
+    let bare = h
+        .enroll
+        .create_app(&acme.id, "bare", Vec::new())
+        .await
+        .expect("an app");
+    let check = |app_id: &AppId, require_user_permissions| {
+        Some(AppCheck {
+            app_id: app_id.clone(),
+            require_user_permissions,
+        })
+    };
+    h.advance(MINUTE + SECOND);
+    assert!(matches!(
+        h.resend_with(&acme.id, "jane", None, check(&AppId::generate(), false))
+            .await,
+        Err(Error::UnknownApp)
+    ));
+    assert!(matches!(
+        h.resend_with(&acme.id, "jane", None, check(&bare.id, true)).await,
+        Err(Error::PermissionDenied { permission, .. }) if permission == Permission::AUTH_USERS_CREATE
+    ));
+    assert!(matches!(
+        h.resend_with(&acme.id, "bob", None, check(&employees.id, true)).await,
+        Err(Error::PermissionDenied { permission, .. }) if permission == Permission::AUTH_TYPES_END_USER
+    ));
+    assert_eq!(
+        h.all_messages().await.len(),
+        2,
+        "refused requests send nothing"
+    );
+    // Nor did they start a cooldown.
+    let issued = h
+        .resend_with(&acme.id, "jane", None, check(&employees.id, true))
+        .await
+        .expect("an app with the permissions may resend");
+    assert_eq!(issued.user.username, email("jane"));
+    let bob = h
+        .resend_with(&acme.id, "bob", None, check(&bare.id, false))
+        .await
+        .expect("a known app without the legacy check may resend");
+    let messages = h.messages_to("bob").await;
+    assert_eq!(messages[0].id, bob.message_id);
+    assert_eq!(messages[0].locale.as_str(), "fr", "the user's locale");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbox
+// ---------------------------------------------------------------------------------------------
+
+pub async fn claims_lease_messages(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let start = h.now();
+    let mut created = Vec::new();
+    for address in ["ann", "ben", "cat"] {
+        created.push(h.user(&acme, address).await);
+        h.advance(SECOND);
+    }
+    let now = h.now();
+    let first = h
+        .store
+        .claim(now, now.plus(LEASE), 1)
+        .await
+        .expect("a claim");
+    assert_eq!(first.len(), 1, "the limit holds");
+    assert_eq!(
+        first[0].id, created[0].message_id,
+        "the oldest due message first"
+    );
+    let rest = h
+        .store
+        .claim(now, now.plus(LEASE), 10)
+        .await
+        .expect("a claim");
+    assert_eq!(
+        rest.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+        [created[1].message_id.clone(), created[2].message_id.clone()]
+    );
+    for (message, created) in first.iter().chain(&rest).zip(&created) {
+        assert_eq!(message.attempts, 1);
+        assert_eq!(message.org_id, acme.id);
+        assert_eq!(message.org_name, "Acme");
+        assert_eq!(message.user_id, created.user.id);
+        assert_eq!(message.recipient, created.user.username);
+        assert_eq!(message.template, MailTemplate::Registration);
+        assert_eq!(message.locale.as_str(), "de");
+        assert_eq!(message.code_state, Some(CodeState::Active));
+        let codes = h.store.codes(&created.user.id).await.expect("codes");
+        assert_eq!(message.code_expires_at, Some(codes[0].expires_at));
+        assert!(message.created_at >= start);
+        h.open(message);
+    }
+    for message in h.all_messages().await {
+        assert_eq!(message.state, MessageState::Sending);
+        assert_eq!(message.attempts, 1);
+        assert!(message.has_content);
+    }
+    assert_eq!(
+        h.store.depth().await.expect("depth"),
+        3,
+        "sending messages are not finished"
+    );
+    assert!(
+        h.store
+            .claim(now, now.plus(LEASE), 10)
+            .await
+            .expect("a claim")
+            .is_empty()
+    );
+    h.advance(LEASE - SECOND);
+    let later = h.now();
+    assert!(
+        h.store
+            .claim(later, later.plus(LEASE), 10)
+            .await
+            .expect("a claim")
+            .is_empty(),
+        "nothing while the lease runs"
+    );
+    h.advance(2 * SECOND);
+    let lapsed = h.now();
+    let again = h
+        .store
+        .claim(lapsed, lapsed.plus(LEASE), 10)
+        .await
+        .expect("a claim");
+    assert_eq!(again.len(), 3, "a lapsed lease frees the messages");
+    assert!(again.iter().all(|message| message.attempts == 2));
+}
+
+pub async fn concurrent_claimers_never_share(store: Arc<dyn Store>) {
+    let h = Arc::new(Harness::new(store));
+    let acme = h.org("Acme").await;
+    let mut expected = HashSet::new();
+    for index in 0..40 {
+        expected.insert(h.user(&acme, &format!("user{index}")).await.message_id);
+    }
+    h.warm_up().await;
+    let results = all_at_once(2, |_| {
+        let h = Arc::clone(&h);
+        async move {
+            let mut mine = Vec::new();
+            loop {
+                let now = h.now();
+                let batch = h
+                    .store
+                    .claim(now, now.plus(LEASE), 3)
+                    .await
+                    .expect("a claim");
+                if batch.is_empty() {
+                    return mine;
+                }
+                assert!(batch.len() <= 3);
+                mine.extend(batch.into_iter().map(|message| message.id));
+                tokio::task::yield_now().await;
+            }
+        }
+    })
+    .await;
+    let (a, b) = (&results[0], &results[1]);
+    let a_set: HashSet<&MessageId> = a.iter().collect();
+    let b_set: HashSet<&MessageId> = b.iter().collect();
+    assert_eq!(a_set.len(), a.len(), "a claimer never gets a message twice");
+    assert_eq!(b_set.len(), b.len(), "a claimer never gets a message twice");
+    assert!(
+        a_set.is_disjoint(&b_set),
+        "no message goes to both claimers"
+    );
+    let all: HashSet<MessageId> = a.iter().chain(b).cloned().collect();
+    assert_eq!(all, expected, "every message is claimed");
+}
+
+pub async fn finishing_a_message_records_the_outcome(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let sent = h.user(&acme, "ann").await;
+    let dropped = h.user(&acme, "ben").await;
+    let claimed = h.claim_all().await;
+    assert_eq!(claimed.len(), 2);
+    h.advance(SECOND);
+    let done_at = h.now();
+    h.store
+        .finish(&sent.message_id, DeliveryOutcome::Sent, done_at)
+        .await
+        .expect("finished");
+    h.store
+        .finish(
+            &dropped.message_id,
+            DeliveryOutcome::Abandoned {
+                error: "550 5.1.1 no such mailbox".into(),
+            },
+            done_at,
+        )
+        .await
+        .expect("finished");
+    let sent_summary = &h.messages_to("ann").await[0];
+    assert_eq!(sent_summary.state, MessageState::Sent);
+    assert!(
+        !sent_summary.has_content,
+        "a delivered message loses its content"
+    );
+    assert_eq!(sent_summary.sent_at, Some(done_at));
+    assert_eq!(sent_summary.attempts, 1);
+    assert_eq!(sent_summary.last_error, None);
+    let dropped_summary = &h.messages_to("ben").await[0];
+    assert_eq!(dropped_summary.state, MessageState::Abandoned);
+    assert!(
+        !dropped_summary.has_content,
+        "an abandoned message loses its content"
+    );
+    assert_eq!(dropped_summary.sent_at, None);
+    assert_eq!(
+        dropped_summary.last_error.as_deref(),
+        Some("550 5.1.1 no such mailbox")
+    );
+    assert_eq!(h.store.depth().await.expect("depth"), 0);
+    assert_eq!(h.store.next_due().await.expect("next due"), None);
+    h.advance(10 * LEASE);
+    let now = h.now();
+    assert!(
+        h.store
+            .claim(now, now.plus(LEASE), 10)
+            .await
+            .expect("a claim")
+            .is_empty(),
+        "finished messages are never claimed again"
+    );
+}
+
+pub async fn retries_return_messages_to_the_queue(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "ann").await;
+    let claimed = h.claim_all().await;
+    let code = h.open(&claimed[0]);
+    let retry_at = h.now().plus(5 * MINUTE);
+    h.store
+        .finish(
+            &created.message_id,
+            DeliveryOutcome::Retry {
+                at: retry_at,
+                error: "421 4.7.0 try again later".into(),
+            },
+            h.now(),
+        )
+        .await
+        .expect("finished");
+    let summary = &h.messages_to("ann").await[0];
+    assert_eq!(summary.state, MessageState::Queued);
+    assert_eq!(summary.next_attempt_at, retry_at);
+    assert_eq!(
+        summary.last_error.as_deref(),
+        Some("421 4.7.0 try again later")
+    );
+    assert!(summary.has_content, "a message to retry keeps its content");
+    assert_eq!(summary.attempts, 1);
+    assert_eq!(h.store.depth().await.expect("depth"), 1);
+    assert_eq!(h.store.next_due().await.expect("next due"), Some(retry_at));
+    let now = h.now();
+    assert!(
+        h.store
+            .claim(now, now.plus(LEASE), 10)
+            .await
+            .expect("a claim")
+            .is_empty(),
+        "not before its time"
+    );
+    h.advance(5 * MINUTE);
+    let again = h.claim_all().await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(h.open(&again[0]), code, "the same content");
+}
+
+pub async fn superseded_messages_show_their_code_state(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "ann").await;
+    h.advance(MINUTE + SECOND);
+    let issued = h.resend(&acme.id, "ann").await.expect("a new code");
+    let claimed = h.claim_all().await;
+    let state_of = |id: &MessageId| {
+        claimed
+            .iter()
+            .find(|message| &message.id == id)
+            .map(|message| message.code_state)
+            .expect("the message was claimed")
+    };
+    assert_eq!(state_of(&created.message_id), Some(CodeState::Superseded));
+    assert_eq!(state_of(&issued.message_id), Some(CodeState::Active));
+    h.store
+        .finish(&created.message_id, DeliveryOutcome::Superseded, h.now())
+        .await
+        .expect("finished");
+    let summary = h
+        .all_messages()
+        .await
+        .into_iter()
+        .find(|message| message.id == created.message_id)
+        .expect("listed");
+    assert_eq!(summary.state, MessageState::Superseded);
+    assert!(!summary.has_content);
+    assert_eq!(summary.sent_at, None);
+
+    let code = h.code(&issued.message_id).await;
+    h.verify(&acme.id, "ann", &code, CodeUse::Consume)
+        .await
+        .expect("registered");
+    h.advance(LEASE + SECOND);
+    let again = h.claim_all().await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, issued.message_id);
+    assert_eq!(
+        again[0].code_state,
+        Some(CodeState::Used),
+        "the code state is read at claim time"
+    );
+}
+
+pub async fn depth_and_next_due(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    assert_eq!(h.store.depth().await.expect("depth"), 0);
+    assert_eq!(h.store.next_due().await.expect("next due"), None);
+    let acme = h.org("Acme").await;
+    let first_at = h.now();
+    let ann = h.user(&acme, "ann").await;
+    assert_eq!(h.store.depth().await.expect("depth"), 1);
+    assert_eq!(h.store.next_due().await.expect("next due"), Some(first_at));
+    h.advance(10 * SECOND);
+    let second_at = h.now();
+    let ben = h.user(&acme, "ben").await;
+    assert_eq!(h.store.depth().await.expect("depth"), 2);
+    assert_eq!(h.store.next_due().await.expect("next due"), Some(first_at));
+
+    let now = h.now();
+    let claimed = h
+        .store
+        .claim(now, now.plus(LEASE), 1)
+        .await
+        .expect("a claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, ann.message_id);
+    assert_eq!(
+        h.store.depth().await.expect("depth"),
+        2,
+        "a sending message counts"
+    );
+    assert_eq!(h.store.next_due().await.expect("next due"), Some(second_at));
+    h.store
+        .finish(&ann.message_id, DeliveryOutcome::Sent, now)
+        .await
+        .expect("finished");
+    assert_eq!(h.store.depth().await.expect("depth"), 1);
+    assert_eq!(h.store.next_due().await.expect("next due"), Some(second_at));
+
+    let claimed = h
+        .store
+        .claim(now, now.plus(LEASE), 10)
+        .await
+        .expect("a claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, ben.message_id);
+    assert_eq!(
+        h.store.next_due().await.expect("next due"),
+        Some(now.plus(LEASE)),
+        "a sending message is due again when its lease ends"
+    );
+    let retry_at = now.plus(5 * MINUTE);
+    h.store
+        .finish(
+            &ben.message_id,
+            DeliveryOutcome::Retry {
+                at: retry_at,
+                error: "timeout".into(),
+            },
+            now,
+        )
+        .await
+        .expect("finished");
+    assert_eq!(h.store.depth().await.expect("depth"), 1);
+    assert_eq!(h.store.next_due().await.expect("next due"), Some(retry_at));
+    h.store
+        .finish(
+            &ben.message_id,
+            DeliveryOutcome::Abandoned {
+                error: "gave up".into(),
+            },
+            now,
+        )
+        .await
+        .expect("finished");
+    assert_eq!(h.store.depth().await.expect("depth"), 0);
+    assert_eq!(h.store.next_due().await.expect("next due"), None);
+}
+
+pub async fn messages_are_listed_newest_first_and_filtered(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let globex = h.org("Globex").await;
+    let a1 = h.user(&acme, "ann").await;
+    h.advance(SECOND);
+    let a2 = h.user(&acme, "ben").await;
+    h.advance(SECOND);
+    let g1 = h.user(&globex, "ann").await;
+    assert_eq!(
+        ids(&h.all_messages().await),
+        [
+            g1.message_id.clone(),
+            a2.message_id.clone(),
+            a1.message_id.clone()
+        ]
+    );
+    assert_eq!(
+        ids(&h.messages_to("ann").await),
+        [g1.message_id.clone(), a1.message_id.clone()]
+    );
+    let in_acme = h
+        .store
+        .messages(&MessageFilter {
+            org_id: Some(acme.id.clone()),
+            ..MessageFilter::default()
+        })
+        .await
+        .expect("listed");
+    assert_eq!(
+        ids(&in_acme),
+        [a2.message_id.clone(), a1.message_id.clone()]
+    );
+    let both = h
+        .store
+        .messages(&MessageFilter {
+            recipient: Some(email("ann").as_str().to_owned()),
+            org_id: Some(acme.id.clone()),
+            limit: None,
+        })
+        .await
+        .expect("listed");
+    assert_eq!(ids(&both), std::slice::from_ref(&a1.message_id));
+    let newest = h
+        .store
+        .messages(&MessageFilter {
+            limit: Some(1),
+            ..MessageFilter::default()
+        })
+        .await
+        .expect("listed");
+    assert_eq!(ids(&newest), std::slice::from_ref(&g1.message_id));
+    assert!(h.messages_to("nobody").await.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inbox
+// ---------------------------------------------------------------------------------------------
+
+pub async fn inbox_captures_and_filters(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    assert!(h.store.captured(None).await.expect("listed").is_empty());
+    let mail = |n: u32, to: &str, at: Timestamp| CapturedMail {
+        id: format!("cap-{n}"),
+        message_id: format!("<ms-{n}@enroll.test>"),
+        from: "Enroll <no-reply@enroll.test>".into(),
+        to: to.into(),
+        subject: format!("Your code ({n})"),
+        text: format!("Code: ABCD-{n}"),
+        html: format!("<p>Code: <b>ABCD-{n}</b></p>"),
+        created_at: at,
+    };
+    let first = mail(1, "ann@example.com", h.now());
+    h.advance(SECOND);
+    let second = mail(2, "ben@example.com", h.now());
+    h.advance(SECOND);
+    let third = mail(3, "ann@example.com", h.now());
+    for captured in [&first, &second, &third] {
+        h.store.capture(captured).await.expect("captured");
+    }
+    assert_eq!(
+        h.store.captured(None).await.expect("listed"),
+        [third.clone(), second.clone(), first.clone()],
+        "newest first, every field kept"
+    );
+    assert_eq!(
+        h.store
+            .captured(Some("ann@example.com"))
+            .await
+            .expect("listed"),
+        [third, first]
+    );
+    assert_eq!(
+        h.store
+            .captured(Some("ben@example.com"))
+            .await
+            .expect("listed"),
+        [second]
+    );
+    assert!(
+        h.store
+            .captured(Some("cat@example.com"))
+            .await
+            .expect("listed")
+            .is_empty()
+    );
+}
+
+/// One `#[tokio::test]` per conformance case, each on a fresh store from `$factory`, an
+/// `async fn() -> Arc<dyn Store>` (or a closure returning such a future).
+#[macro_export]
+macro_rules! conformance_suite {
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::conformance::$case(($factory)().await).await;
+            }
+        )*
+    };
+    ($factory:expr) => {
+        $crate::conformance_suite!(@cases $factory;
+            orgs_round_trip,
+            apps_round_trip,
+            tokens_round_trip,
+            create_user_issues_one_code_and_one_message,
+            usernames_are_unique_per_org,
+            concurrent_creates_admit_one,
+            resend_supersedes_the_previous_code,
+            cooldown_refuses_with_the_time_left,
+            concurrent_resends_admit_one,
+            concurrent_resends_to_an_unknown_address_meet_the_cooldown,
+            wrong_codes_exhaust_the_code,
+            codes_expire,
+            registered_users_get_no_code,
+            unknown_users_and_orgs_are_not_found,
+            nonces_are_single_use,
+            nonces_are_recorded_when_the_request_is_refused,
+            purge_nonces_forgets_old_ones,
+            concurrent_consumes_admit_one,
+            apps_are_checked,
+            claims_lease_messages,
+            concurrent_claimers_never_share,
+            finishing_a_message_records_the_outcome,
+            retries_return_messages_to_the_queue,
+            superseded_messages_show_their_code_state,
+            depth_and_next_due,
+            messages_are_listed_newest_first_and_filtered,
+            inbox_captures_and_filters,
+        );
+    };
+}

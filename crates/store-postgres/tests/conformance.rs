@@ -1,0 +1,272 @@
+//! The store conformance suite on PostgreSQL, a fresh database per test, plus what only a
+//! shared database can show: several instances (pools) working on the same rows.
+//!
+//! The server is `ENROLL_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); the role needs `CREATEDB`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use enroll_core::Error;
+use enroll_core::clock::{Clock, ManualClock, SystemClock};
+use enroll_core::ids::MessageId;
+use enroll_core::ports::Store;
+use enroll_core::random;
+use enroll_core::secret::ServerSecret;
+use enroll_store_postgres::PostgresStore;
+use enroll_testkit::conformance::{Harness, LEASE, all_at_once, describe};
+use sqlx::Connection as _;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Test databases older than this are dropped by the next run: whatever left them behind
+/// (a failed or interrupted run) is over.
+const STALE_AFTER_SECONDS: i64 = 3600;
+
+fn server_url() -> String {
+    std::env::var("ENROLL_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+/// `url` with its database (the path) replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |index| index + 3);
+    let base = match base[authority..].find('/') {
+        Some(slash) => &base[..authority + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+fn created_at_seconds(database: &str) -> Option<i64> {
+    let rest = database.strip_prefix("enroll_test_")?;
+    let (seconds, suffix) = rest.split_once('_')?;
+    let well_formed = suffix.len() == 16 && suffix.bytes().all(|b| b.is_ascii_hexdigit());
+    well_formed.then(|| seconds.parse().ok()).flatten()
+}
+
+/// Drops the test databases of runs long finished; once per test binary.
+async fn drop_stale_databases(admin: &mut sqlx::PgConnection, now_seconds: i64) {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'enroll\\_test\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        let stale = created_at_seconds(&name)
+            .is_some_and(|created| now_seconds - created > STALE_AFTER_SECONDS);
+        if stale {
+            // Best effort: another run may be dropping it at the same moment.
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut *admin)
+                .await;
+        }
+    }
+}
+
+/// A new, empty database on the test server; returns its URL.
+async fn fresh_database() -> String {
+    let url = server_url();
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|error| {
+        panic!("the PostgreSQL test server at {url} is reachable (ENROLL_TEST_POSTGRES_URL): {error}")
+    });
+    let now_seconds = SystemClock.now().as_millis() / 1000;
+    drop_stale_databases(&mut admin, now_seconds).await;
+    let name = format!(
+        "enroll_test_{now_seconds}_{}",
+        random::characters(b"0123456789abcdef", 16)
+    );
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .expect("a test database is created");
+    let _ = admin.close().await;
+    with_database(&url, &name)
+}
+
+async fn fresh_store() -> Arc<dyn Store> {
+    let url = fresh_database().await;
+    Arc::new(
+        PostgresStore::connect(&url, 8)
+            .await
+            .expect("the store connects and migrates"),
+    )
+}
+
+enroll_testkit::conformance_suite!(fresh_store);
+
+/// Two instances started at once on one new database: both migrate (one waits for the other)
+/// and the schema is recorded once.
+async fn two_instances() -> (String, PostgresStore, PostgresStore) {
+    let url = fresh_database().await;
+    let (a, b) = tokio::join!(
+        PostgresStore::connect(&url, 8),
+        PostgresStore::connect(&url, 8)
+    );
+    let (a, b) = (
+        a.expect("the first instance starts"),
+        b.expect("the second instance starts"),
+    );
+    (url, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_once() {
+    let (url, a, _b) = two_instances().await;
+    a.migrate().await.expect("migrating again is a no-op");
+    let mut connection = sqlx::PgConnection::connect(&url).await.expect("connects");
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(&mut connection)
+            .await
+            .expect("the migrations are recorded");
+    assert_eq!(versions, [1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_cooldowns_and_never_share_claims() {
+    let (_url, a, b) = two_instances().await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let secret = ServerSecret::generate();
+    let instances = Arc::new([
+        Harness::with(Arc::new(a), Arc::clone(&clock), &secret),
+        Harness::with(Arc::new(b), Arc::clone(&clock), &secret),
+    ]);
+    for instance in instances.iter() {
+        instance.warm_up().await;
+    }
+    let org = instances[0].org("Acme").await;
+    let created = instances[1].user(&org, "jane").await;
+    clock.advance(Duration::from_secs(61));
+
+    // Resends for one user, split across the instances.
+    let results = all_at_once(40, |index| {
+        let instances = Arc::clone(&instances);
+        let org = org.id.clone();
+        async move { instances[index % 2].resend(&org, "jane").await }
+    })
+    .await;
+    let ok = results.iter().filter(|result| result.is_ok()).count();
+    let cooled = results
+        .iter()
+        .filter(|result| matches!(result, Err(Error::Cooldown { .. })))
+        .count();
+    assert_eq!(
+        (ok, cooled),
+        (1, 39),
+        "one resend across both instances: {:?}",
+        results.iter().map(describe).collect::<Vec<_>>()
+    );
+    let codes = instances[0]
+        .store
+        .codes(&created.user.id)
+        .await
+        .expect("codes");
+    assert_eq!(codes.len(), 2);
+    instances[1].history(&created.user.id).await;
+
+    // Resends for an address without an account, split likewise.
+    let results = all_at_once(20, |index| {
+        let instances = Arc::clone(&instances);
+        let org = org.id.clone();
+        async move { instances[index % 2].resend(&org, "nobody").await }
+    })
+    .await;
+    let not_found = results
+        .iter()
+        .filter(|result| matches!(result, Err(Error::UserNotFound)))
+        .count();
+    assert_eq!(
+        not_found,
+        1,
+        "{:?}",
+        results.iter().map(describe).collect::<Vec<_>>()
+    );
+
+    // Claims from both instances, in small batches, until the outbox is drained.
+    for index in 0..30 {
+        instances[index % 2]
+            .user(&org, &format!("user{index}"))
+            .await;
+    }
+    let expected: HashSet<MessageId> = instances[0]
+        .all_messages()
+        .await
+        .into_iter()
+        .map(|message| message.id)
+        .collect();
+    assert_eq!(expected.len(), 32);
+    let claimed = all_at_once(2, |index| {
+        let instances = Arc::clone(&instances);
+        async move {
+            let instance = &instances[index];
+            let mut mine = Vec::new();
+            loop {
+                let now = instance.now();
+                let batch = instance
+                    .store
+                    .claim(now, now.plus(LEASE), 2)
+                    .await
+                    .expect("a claim");
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|message| message.id));
+            }
+        }
+    })
+    .await;
+    let first: HashSet<&MessageId> = claimed[0].iter().collect();
+    let second: HashSet<&MessageId> = claimed[1].iter().collect();
+    assert_eq!(
+        first.len() + second.len(),
+        claimed[0].len() + claimed[1].len()
+    );
+    assert!(
+        first.is_disjoint(&second),
+        "no message goes to both instances"
+    );
+    let all: HashSet<MessageId> = claimed.iter().flatten().cloned().collect();
+    assert_eq!(all, expected, "every message is claimed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_unavailable() {
+    // Port 1 on the loopback: nothing listens there.
+    match PostgresStore::connect("postgres://postgres@127.0.0.1:1/postgres", 1).await {
+        Err(Error::Unavailable(_)) => {}
+        Err(other) => panic!("expected Unavailable, got {other:?}"),
+        Ok(_) => panic!("expected Unavailable, but connected"),
+    }
+}
+
+#[test]
+fn database_urls_are_rewritten() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@db:5432/app?sslmode=disable", "x"),
+        "postgres://u:p@db:5432/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://db", "x"), "postgres://db/x");
+    assert_eq!(
+        created_at_seconds("enroll_test_1700000000_0123456789abcdef"),
+        Some(1_700_000_000)
+    );
+    assert_eq!(created_at_seconds("enroll_test_other"), None);
+}
