@@ -74,11 +74,16 @@ const SECRET: &str = "6b1f0c3a9e2d4c5b8a7f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4
 async fn seed(store: Arc<dyn Store>, users: usize) -> anyhow::Result<String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secret = ServerSecret::from_hex(SECRET)?;
+    // The server runs without a cooldown; seeded users must not start inside one either.
+    let policy = Policy {
+        cooldown: Duration::ZERO,
+        ..Policy::default()
+    };
     let enroll = Arc::new(Enroll::new(
         store,
         clock,
         &secret,
-        Policy::default(),
+        policy,
         Arc::new(NoSignal),
     ));
     let org = enroll.create_org("Bench", Locale::english()).await?;
@@ -115,6 +120,7 @@ async fn seed(store: Arc<dyn Store>, users: usize) -> anyhow::Result<String> {
         let finished = claimed.iter().map(|message| {
             store.finish(
                 &message.id,
+                message.attempts,
                 enroll_core::model::DeliveryOutcome::Superseded,
                 now,
             )

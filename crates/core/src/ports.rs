@@ -67,12 +67,22 @@ pub trait Outbox: Send + Sync {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>>;
-    /// Records how an attempt ended; delivered and dropped messages lose their sealed content.
-    async fn finish(&self, id: &MessageId, outcome: DeliveryOutcome, now: Timestamp) -> Result<()>;
+    /// Records how attempt number `attempt` ended; delivered and dropped messages lose their
+    /// sealed content. Only the holder of the current claim may record: when the lease lapsed
+    /// and the message was claimed again (or already finished), nothing is written and the
+    /// answer is `false`.
+    async fn finish(
+        &self,
+        id: &MessageId,
+        attempt: u32,
+        outcome: DeliveryOutcome,
+        now: Timestamp,
+    ) -> Result<bool>;
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>>;
     /// Messages not yet finished (queued or sending).
     async fn depth(&self) -> Result<u64>;
-    /// Earliest time a queued message becomes due, to sleep exactly that long.
+    /// Earliest time a message becomes due: a queued one's next attempt, or the end of a
+    /// sending one's lease.
     async fn next_due(&self) -> Result<Option<Timestamp>>;
 }
 

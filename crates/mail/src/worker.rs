@@ -166,13 +166,17 @@ impl OutboxWorker {
         futures_util::stream::iter(claimed)
             .for_each_concurrent(self.concurrency, |message| async move {
                 let outcome = self.deliver(&message).await;
-                if let Err(error) = self
+                match self
                     .outbox
-                    .finish(&message.id, outcome, self.clock.now())
+                    .finish(&message.id, message.attempts, outcome, self.clock.now())
                     .await
                 {
+                    Ok(true) => {}
+                    // Our lease lapsed and another worker holds the message now; its outcome
+                    // is the one that counts.
+                    Ok(false) => tracing::warn!(message = %message.id, "the delivery outcome came after the lease ended"),
                     // The lease runs out and another attempt follows: at least once.
-                    tracing::error!(%error, message = %message.id, "could not record a delivery");
+                    Err(error) => tracing::error!(%error, message = %message.id, "could not record a delivery"),
                 }
             })
             .await;
@@ -392,18 +396,19 @@ pub(crate) mod tests {
         async fn finish(
             &self,
             id: &MessageId,
+            attempt: u32,
             outcome: DeliveryOutcome,
             _now: Timestamp,
-        ) -> enroll_core::Result<()> {
+        ) -> enroll_core::Result<bool> {
             let mut entries = self.entries.lock().unwrap();
             let entry = entries
                 .iter_mut()
                 .find(|entry| &entry.message.id == id)
                 .unwrap();
             assert_eq!(
-                entry.state,
-                MessageState::Sending,
-                "finished without a claim"
+                (entry.state, entry.message.attempts),
+                (MessageState::Sending, attempt),
+                "finished without holding the claim"
             );
             (entry.state, entry.last_error) = match outcome {
                 DeliveryOutcome::Sent => (MessageState::Sent, None),
@@ -417,7 +422,7 @@ pub(crate) mod tests {
             if entry.state != MessageState::Queued {
                 entry.message.sealed = None;
             }
-            Ok(())
+            Ok(true)
         }
 
         async fn messages(

@@ -77,7 +77,9 @@ impl Application {
             from: settings.mail_from.clone(),
             product_name: settings.product_name.clone(),
         };
-        mail_settings.validate().context("mail_from is not a valid sender")?;
+        mail_settings
+            .validate()
+            .context("mail_from is not a valid sender")?;
         let inbox_enabled = settings.smtp_url.is_none();
         let transport: Arc<dyn MailTransport> = match &settings.smtp_url {
             Some(url) => Arc::new(

@@ -18,7 +18,7 @@ use enroll_core::email::EmailAddress;
 use enroll_core::ids::{MessageId, OrgId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
-    MessageState, MessageSummary, Org, User,
+    MessageSummary, Org, User,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
@@ -573,34 +573,32 @@ impl Outbox for PostgresStore {
         .map_err(db_error("could not claim outbox messages"))
     }
 
-    async fn finish(&self, id: &MessageId, outcome: DeliveryOutcome, now: Timestamp) -> Result<()> {
-        let (state, next_attempt_at, error, keep_content) = match &outcome {
-            DeliveryOutcome::Sent => (MessageState::Sent, None, None, false),
-            DeliveryOutcome::Retry { at, error } => {
-                (MessageState::Queued, Some(*at), Some(error.as_str()), true)
-            }
-            DeliveryOutcome::Abandoned { error } => {
-                (MessageState::Abandoned, None, Some(error.as_str()), false)
-            }
-            DeliveryOutcome::Superseded => (MessageState::Superseded, None, None, false),
-        };
+    async fn finish(
+        &self,
+        id: &MessageId,
+        attempt: u32,
+        outcome: DeliveryOutcome,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let record = outcome.record();
         sqlx::query(
             "UPDATE outbox SET state = $2, lease_until = NULL, \
                 next_attempt_at = COALESCE($3, next_attempt_at), \
                 last_error = COALESCE($4, last_error), \
                 sealed = CASE WHEN $5 THEN sealed ELSE NULL END, \
                 sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END \
-             WHERE id = $1",
+             WHERE id = $1 AND state = 'sending' AND attempts = $7",
         )
         .bind(id.as_str())
-        .bind(state.as_str())
-        .bind(next_attempt_at.map(Timestamp::as_millis))
-        .bind(error)
-        .bind(keep_content)
+        .bind(record.state.as_str())
+        .bind(record.next_attempt_at.map(Timestamp::as_millis))
+        .bind(record.error)
+        .bind(record.keep_content)
         .bind(now.as_millis())
+        .bind(i64::from(attempt))
         .execute(&self.pool)
         .await
-        .map(drop)
+        .map(|done| done.rows_affected() == 1)
         .map_err(db_error("could not record a delivery"))
     }
 

@@ -528,7 +528,13 @@ impl Outbox for SqliteStore {
         .await
     }
 
-    async fn finish(&self, id: &MessageId, outcome: DeliveryOutcome, now: Timestamp) -> Result<()> {
+    async fn finish(
+        &self,
+        id: &MessageId,
+        attempt: u32,
+        outcome: DeliveryOutcome,
+        now: Timestamp,
+    ) -> Result<bool> {
         let id = id.clone();
         self.read("could not record a delivery", move |connection| {
             let record = outcome.record();
@@ -539,7 +545,7 @@ impl Outbox for SqliteStore {
                         last_error = COALESCE(?4, last_error), \
                         sealed = CASE WHEN ?5 THEN sealed ELSE NULL END, \
                         sent_at = CASE WHEN ?2 = 'sent' THEN ?6 ELSE sent_at END \
-                     WHERE id = ?1",
+                     WHERE id = ?1 AND state = 'sending' AND attempts = ?7",
                 )?
                 .execute(params![
                     id.as_str(),
@@ -547,9 +553,10 @@ impl Outbox for SqliteStore {
                     record.next_attempt_at.map(Timestamp::as_millis),
                     record.error,
                     record.keep_content,
-                    now.as_millis()
+                    now.as_millis(),
+                    attempt
                 ])
-                .map(drop)
+                .map(|updated| updated == 1)
         })
         .await
     }

@@ -7,8 +7,14 @@ use enroll_store_sqlite::SqliteStore;
 
 async fn fresh_store() -> Arc<dyn Store> {
     // Leaked on purpose: the directory must outlive the store's writer thread.
-    let dir = Box::leak(Box::new(tempfile::tempdir().expect("a temporary directory")));
-    Arc::new(SqliteStore::open(&dir.path().join("enroll.db")).await.expect("the store opens"))
+    let dir = Box::leak(Box::new(
+        tempfile::tempdir().expect("a temporary directory"),
+    ));
+    Arc::new(
+        SqliteStore::open(&dir.path().join("enroll.db"))
+            .await
+            .expect("the store opens"),
+    )
 }
 
 enroll_testkit::conformance_suite!(fresh_store);

@@ -1327,20 +1327,25 @@ pub async fn finishing_a_message_records_the_outcome(store: Arc<dyn Store>) {
     assert_eq!(claimed.len(), 2);
     h.advance(SECOND);
     let done_at = h.now();
-    h.store
-        .finish(&sent.message_id, DeliveryOutcome::Sent, done_at)
-        .await
-        .expect("finished");
-    h.store
-        .finish(
-            &dropped.message_id,
-            DeliveryOutcome::Abandoned {
-                error: "550 5.1.1 no such mailbox".into(),
-            },
-            done_at,
-        )
-        .await
-        .expect("finished");
+    assert!(
+        h.store
+            .finish(&sent.message_id, 1, DeliveryOutcome::Sent, done_at)
+            .await
+            .expect("finished")
+    );
+    assert!(
+        h.store
+            .finish(
+                &dropped.message_id,
+                1,
+                DeliveryOutcome::Abandoned {
+                    error: "550 5.1.1 no such mailbox".into(),
+                },
+                done_at,
+            )
+            .await
+            .expect("finished")
+    );
     let sent_summary = &h.messages_to("ann").await[0];
     assert_eq!(sent_summary.state, MessageState::Sent);
     assert!(
@@ -1382,17 +1387,20 @@ pub async fn retries_return_messages_to_the_queue(store: Arc<dyn Store>) {
     let claimed = h.claim_all().await;
     let code = h.open(&claimed[0]);
     let retry_at = h.now().plus(5 * MINUTE);
-    h.store
-        .finish(
-            &created.message_id,
-            DeliveryOutcome::Retry {
-                at: retry_at,
-                error: "421 4.7.0 try again later".into(),
-            },
-            h.now(),
-        )
-        .await
-        .expect("finished");
+    assert!(
+        h.store
+            .finish(
+                &created.message_id,
+                1,
+                DeliveryOutcome::Retry {
+                    at: retry_at,
+                    error: "421 4.7.0 try again later".into(),
+                },
+                h.now(),
+            )
+            .await
+            .expect("finished")
+    );
     let summary = &h.messages_to("ann").await[0];
     assert_eq!(summary.state, MessageState::Queued);
     assert_eq!(summary.next_attempt_at, retry_at);
@@ -1436,10 +1444,12 @@ pub async fn superseded_messages_show_their_code_state(store: Arc<dyn Store>) {
     };
     assert_eq!(state_of(&created.message_id), Some(CodeState::Superseded));
     assert_eq!(state_of(&issued.message_id), Some(CodeState::Active));
-    h.store
-        .finish(&created.message_id, DeliveryOutcome::Superseded, h.now())
-        .await
-        .expect("finished");
+    assert!(
+        h.store
+            .finish(&created.message_id, 1, DeliveryOutcome::Superseded, h.now())
+            .await
+            .expect("finished")
+    );
     let summary = h
         .all_messages()
         .await
@@ -1494,10 +1504,12 @@ pub async fn depth_and_next_due(store: Arc<dyn Store>) {
         "a sending message counts"
     );
     assert_eq!(h.store.next_due().await.expect("next due"), Some(second_at));
-    h.store
-        .finish(&ann.message_id, DeliveryOutcome::Sent, now)
-        .await
-        .expect("finished");
+    assert!(
+        h.store
+            .finish(&ann.message_id, 1, DeliveryOutcome::Sent, now)
+            .await
+            .expect("finished")
+    );
     assert_eq!(h.store.depth().await.expect("depth"), 1);
     assert_eq!(h.store.next_due().await.expect("next due"), Some(second_at));
 
@@ -1514,29 +1526,49 @@ pub async fn depth_and_next_due(store: Arc<dyn Store>) {
         "a sending message is due again when its lease ends"
     );
     let retry_at = now.plus(5 * MINUTE);
-    h.store
-        .finish(
-            &ben.message_id,
-            DeliveryOutcome::Retry {
-                at: retry_at,
-                error: "timeout".into(),
-            },
-            now,
-        )
-        .await
-        .expect("finished");
+    assert!(
+        h.store
+            .finish(
+                &ben.message_id,
+                1,
+                DeliveryOutcome::Retry {
+                    at: retry_at,
+                    error: "timeout".into(),
+                },
+                now,
+            )
+            .await
+            .expect("finished")
+    );
     assert_eq!(h.store.depth().await.expect("depth"), 1);
     assert_eq!(h.store.next_due().await.expect("next due"), Some(retry_at));
-    h.store
-        .finish(
-            &ben.message_id,
-            DeliveryOutcome::Abandoned {
-                error: "gave up".into(),
-            },
-            now,
-        )
+    let reclaimed = h
+        .store
+        .claim(retry_at, retry_at.plus(LEASE), 10)
         .await
-        .expect("finished");
+        .expect("a claim");
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(reclaimed[0].attempts, 2);
+    // The holder of the first attempt reports late: its word no longer counts.
+    let late = h
+        .store
+        .finish(&ben.message_id, 1, DeliveryOutcome::Sent, retry_at)
+        .await
+        .expect("answered");
+    assert!(!late, "a lapsed claim records nothing");
+    assert!(
+        h.store
+            .finish(
+                &ben.message_id,
+                2,
+                DeliveryOutcome::Abandoned {
+                    error: "gave up".into(),
+                },
+                now,
+            )
+            .await
+            .expect("finished")
+    );
     assert_eq!(h.store.depth().await.expect("depth"), 0);
     assert_eq!(h.store.next_due().await.expect("next due"), None);
 }
