@@ -45,7 +45,8 @@ pub trait Directory: Send + Sync {
 pub trait Registrations: Send + Sync {
     /// [`crate::rules::create_user`] in one transaction.
     async fn create_user(&self, command: CreateUser) -> Result<UserCreated>;
-    /// [`crate::rules::issue_code`] in one transaction. A nonce, when given, is recorded in
+    /// [`crate::rules::issue_code`] in one transaction; commands for one cooldown subject run
+    /// one at a time, whether or not its user exists. A nonce, when given, is recorded in
     /// that transaction (refused with `NonceReused` if seen before) and stays recorded even
     /// when the rules refuse the request.
     async fn issue_code(&self, command: IssueCode, nonce: Option<Nonce>) -> Result<CodeIssued>;

@@ -296,11 +296,20 @@ pub fn create_user(state: &CreateUserState, command: &CreateUser) -> Plan<UserCr
 /// A new code for a pending user; the previous one stops working in the same transaction.
 pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssued> {
     if let Some(check) = &command.app {
-        let Some(app) = state.app.as_ref().filter(|app| app.id == check.app_id) else {
+        // An app of another organisation is as unknown as no app at all.
+        let Some(app) = state
+            .app
+            .as_ref()
+            .filter(|app| app.id == check.app_id && app.org_id == command.org_id)
+        else {
             return Plan::refuse(Error::UnknownApp);
         };
-        if let (true, Some(user)) = (check.require_user_permissions, &state.user) {
-            for permission in [Permission::AUTH_USERS_CREATE, user.kind.type_permission()] {
+        if check.require_user_permissions {
+            // Checked whether or not the user exists, so the answer tells nothing about them;
+            // the type permission can only be checked for a user that exists.
+            let kind_permission = state.user.as_ref().map(|user| user.kind.type_permission());
+            for permission in std::iter::once(Permission::AUTH_USERS_CREATE).chain(kind_permission)
+            {
                 if !app.holds(&permission) {
                     return Plan::refuse(Error::PermissionDenied {
                         principal: format!("Application {}", app.id),
@@ -738,6 +747,57 @@ mod tests {
             issue_code(&with_app, &command).outcome,
             Err(Error::UnknownApp)
         ));
+    }
+
+    #[test]
+    fn apps_of_other_organisations_are_unknown() {
+        let org = org();
+        let user = pending_user(&org);
+        let app = App {
+            id: AppId::generate(),
+            org_id: OrgId::generate(),
+            name: "elsewhere".into(),
+            permissions: Permission::all(),
+            created_at: NOW,
+        };
+        let mut with_app = state(&org, Some(user.clone()));
+        with_app.app = Some(app.clone());
+        let mut command = issue(&org, &user);
+        command.app = Some(AppCheck {
+            app_id: app.id,
+            require_user_permissions: false,
+        });
+        assert!(matches!(
+            issue_code(&with_app, &command).outcome,
+            Err(Error::UnknownApp)
+        ));
+    }
+
+    #[test]
+    fn a_legacy_app_without_the_create_permission_is_refused_for_known_and_unknown_users_alike() {
+        let org = org();
+        let user = pending_user(&org);
+        let app = App {
+            id: AppId::generate(),
+            org_id: org.id.clone(),
+            name: "reader".into(),
+            permissions: vec![Permission::AUTH_USERS_READ],
+            created_at: NOW,
+        };
+        let mut command = issue(&org, &user);
+        command.app = Some(AppCheck {
+            app_id: app.id.clone(),
+            require_user_permissions: true,
+        });
+        for user in [Some(user.clone()), None] {
+            let mut current = state(&org, user);
+            current.app = Some(app.clone());
+            let plan = issue_code(&current, &command);
+            assert!(matches!(
+                &plan.outcome,
+                Err(Error::PermissionDenied { permission, .. }) if *permission == Permission::AUTH_USERS_CREATE
+            ));
+        }
     }
 
     fn verify_state(
