@@ -550,8 +550,9 @@ impl Outbox for PostgresStore {
                  UPDATE outbox SET state = 'sending', lease_until = $2, attempts = attempts + 1 \
                  WHERE id IN ( \
                      SELECT id FROM outbox \
-                     WHERE (state = 'queued' AND next_attempt_at <= $1) \
-                        OR (state = 'sending' AND lease_until < $1) \
+                     WHERE state IN ('queued', 'sending') \
+                       AND ((state = 'queued' AND next_attempt_at <= $1) \
+                        OR (state = 'sending' AND lease_until < $1)) \
                      ORDER BY next_attempt_at, seq LIMIT $3 \
                      FOR UPDATE SKIP LOCKED) \
                  RETURNING id, seq, org_id, user_id, code_id, template, locale, recipient, sealed, \

@@ -4,11 +4,13 @@
 //! at that moment in one transaction, each in its own savepoint, and answers each only after
 //! the commit: durable replies at a fraction of the cost of one commit per request.
 
+mod checkpoint;
 mod effects;
 mod rows;
 mod writer;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,6 +31,7 @@ use enroll_core::rules::{
 use enroll_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::checkpoint::Checkpointer;
 use crate::writer::Writer;
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
@@ -37,6 +40,8 @@ const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: Writer,
+    /// `None` for in-memory databases, which have no log to checkpoint.
+    _checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -78,7 +83,13 @@ impl SqliteStore {
                 error,
             )
         })?;
-        Self::start(connection)
+        let mut store = Self::start(connection)?;
+        // After `start`, so the schema and the WAL mode exist when it first runs.
+        store._checkpointer = Some(Arc::new(
+            Checkpointer::start(path)
+                .map_err(db_error("could not start the SQLite checkpointer"))?,
+        ));
+        Ok(store)
     }
 
     /// A private in-memory database, for tests.
@@ -93,7 +104,10 @@ impl SqliteStore {
         migrate(&connection).map_err(db_error("could not migrate the SQLite database"))?;
         let writer = Writer::start(connection)
             .map_err(|error| Error::internal("could not start the SQLite writer thread", error))?;
-        Ok(Self { writer })
+        Ok(Self {
+            writer,
+            _checkpointer: None,
+        })
     }
 
     async fn read<T, F>(&self, context: &'static str, query: F) -> Result<T>
@@ -116,6 +130,12 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
+    // The writer thread is the only one using this connection: a large page cache keeps the
+    // indexes of the hot tables in memory, and savepoint journals need not touch the disk.
+    connection.pragma_update(None, "cache_size", -65_536)?;
+    connection.pragma_update(None, "temp_store", "MEMORY")?;
+    // Checkpoints run on their own thread (see `checkpoint`), not inside the writer's commits.
+    connection.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(())
 }
 
@@ -491,8 +511,9 @@ impl Outbox for SqliteStore {
                     "SELECT m.id, m.org_id, COALESCE(o.name, ''), m.user_id, m.template, m.locale, m.recipient, \
                             m.sealed, m.attempts + 1, c.state, c.expires_at, m.created_at \
                      FROM outbox m LEFT JOIN orgs o ON o.id = m.org_id LEFT JOIN codes c ON c.id = m.code_id \
-                     WHERE (m.state = 'queued' AND m.next_attempt_at <= ?1) \
-                        OR (m.state = 'sending' AND m.lease_until < ?1) \
+                     WHERE m.state IN ('queued', 'sending') \
+                       AND ((m.state = 'queued' AND m.next_attempt_at <= ?1) \
+                        OR (m.state = 'sending' AND m.lease_until < ?1)) \
                      ORDER BY m.next_attempt_at LIMIT ?2",
                 )?
                 .query_map(params![now.as_millis(), limit], |row| {
