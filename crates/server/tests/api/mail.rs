@@ -117,6 +117,22 @@ async fn the_inbox_captures_mail_and_shows_it() {
         .expect("a code in the text");
     assert!(app.code_verifies("jane@example.com", &code).await);
 
+    // Both mails are captured before the page is read.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app
+        .get("/dev/mail")
+        .await
+        .json()
+        .as_array()
+        .map_or(0, Vec::len)
+        < 2
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "joe's mail was not captured"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let page = app.get("/dev/mail/ui").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("jane@example.com") && page.body.contains("joe@example.com"));
