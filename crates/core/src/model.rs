@@ -180,6 +180,18 @@ impl Permission {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// How a set of permissions is stored: a JSON array of names.
+    pub fn list_to_json(permissions: &[Self]) -> String {
+        serde_json::Value::from(permissions.iter().map(Self::as_str).collect::<Vec<_>>())
+            .to_string()
+    }
+
+    /// Reads what [`Self::list_to_json`] wrote; `None` if any name is not a permission.
+    pub fn list_from_json(text: &str) -> Option<Vec<Self>> {
+        let names: Vec<String> = serde_json::from_str(text).ok()?;
+        names.iter().map(|name| Self::parse(name)).collect()
+    }
 }
 
 impl fmt::Display for Permission {
@@ -441,6 +453,15 @@ mod tests {
         for bad in ["", "e", "english", "en-", "en-US-x", "e1"] {
             assert!(Locale::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn permission_lists_round_trip_through_json() {
+        let list = vec![Permission::AUTH_USERS_CREATE, Permission::USER_WRITE];
+        let json = Permission::list_to_json(&list);
+        assert_eq!(json, r#"["Auth:Users:Create","user.write"]"#);
+        assert_eq!(Permission::list_from_json(&json), Some(list));
+        assert_eq!(Permission::list_from_json(r#"["drop table"]"#), None);
     }
 
     #[test]

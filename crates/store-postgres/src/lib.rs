@@ -18,7 +18,7 @@ use enroll_core::email::EmailAddress;
 use enroll_core::ids::{MessageId, OrgId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
-    MessageSummary, Org, User,
+    MessageSummary, Org, Permission, User,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
@@ -307,7 +307,7 @@ impl Directory for PostgresStore {
         .bind(app.id.as_str())
         .bind(app.org_id.as_str())
         .bind(&app.name)
-        .bind(rows::permissions_json(&app.permissions))
+        .bind(Permission::list_to_json(&app.permissions))
         .bind(app.created_at.as_millis())
         .execute(&self.pool)
         .await
@@ -336,7 +336,7 @@ impl Directory for PostgresStore {
         .bind(token.org_id.as_str())
         .bind(token.kind.as_str())
         .bind(token.digest.as_slice())
-        .bind(rows::permissions_json(&token.permissions))
+        .bind(Permission::list_to_json(&token.permissions))
         .bind(token.created_at.as_millis())
         .execute(&self.pool)
         .await

@@ -45,22 +45,7 @@ fn count(row: &PgRow, column: &str) -> sqlx::Result<u32> {
 
 fn permissions(row: &PgRow, column: &str) -> sqlx::Result<Vec<Permission>> {
     let text: String = row.try_get(column)?;
-    let names: Vec<String> =
-        serde_json::from_str(&text).map_err(|_| invalid(column, "permission list", &text))?;
-    names
-        .iter()
-        .map(|name| Permission::parse(name).ok_or_else(|| invalid(column, "permission", name)))
-        .collect()
-}
-
-pub fn permissions_json(permissions: &[Permission]) -> String {
-    serde_json::to_string(
-        &permissions
-            .iter()
-            .map(Permission::as_str)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap_or_else(|_| "[]".to_owned())
+    Permission::list_from_json(&text).ok_or_else(|| invalid(column, "permission list", &text))
 }
 
 fn digest(row: &PgRow, column: &str) -> sqlx::Result<[u8; 32]> {

@@ -20,7 +20,7 @@ use enroll_core::email::EmailAddress;
 use enroll_core::ids::{MessageId, OrgId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event, Locale,
-    MailTemplate, MessageSummary, Org, User,
+    MailTemplate, MessageSummary, Org, Permission, User,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
@@ -265,7 +265,7 @@ impl Directory for SqliteStore {
                     app.id.as_str(),
                     app.org_id.as_str(),
                     app.name,
-                    rows::permissions_json(&app.permissions),
+                    Permission::list_to_json(&app.permissions),
                     app.created_at.as_millis()
                 ])
                 .map(drop)
@@ -299,7 +299,7 @@ impl Directory for SqliteStore {
                     token.org_id.as_str(),
                     token.kind.as_str(),
                     token.digest.as_slice(),
-                    rows::permissions_json(&token.permissions),
+                    Permission::list_to_json(&token.permissions),
                     token.created_at.as_millis()
                 ])
                 .map(drop)

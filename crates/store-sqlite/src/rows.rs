@@ -41,22 +41,7 @@ fn optional_timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Ti
 
 pub fn permissions(row: &Row<'_>, index: usize) -> rusqlite::Result<Vec<Permission>> {
     let text: String = row.get(index)?;
-    let names: Vec<String> =
-        serde_json::from_str(&text).map_err(|_| invalid(index, "permission list", &text))?;
-    names
-        .iter()
-        .map(|name| Permission::parse(name).ok_or_else(|| invalid(index, "permission", name)))
-        .collect()
-}
-
-pub fn permissions_json(permissions: &[Permission]) -> String {
-    serde_json::to_string(
-        &permissions
-            .iter()
-            .map(Permission::as_str)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap_or_else(|_| "[]".to_owned())
+    Permission::list_from_json(&text).ok_or_else(|| invalid(index, "permission list", &text))
 }
 
 pub const ORG_COLUMNS: &str = "id, name, default_locale, created_at";
