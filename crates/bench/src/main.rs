@@ -316,7 +316,7 @@ async fn main() -> anyhow::Result<()> {
     let mut targets: Vec<(&str, String)> = Vec::new();
     let sqlite_dir = tempfile_dir("sqlite")?;
     targets.push((
-        "SQLite (group commit, synchronous=FULL)",
+        "SQLite, group commit, FULL",
         format!("sqlite://{}", sqlite_dir.join("enroll.db").display()),
     ));
     if let Some(admin_url) = &options.postgres {
@@ -378,12 +378,14 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
         row(
-            &format!("PUT /auth/registration/code, {name}"),
+            &format!("PUT registration/code, {name}"),
             &measured,
             ceiling_rps,
         );
         drop(server);
+        let _ = std::fs::remove_dir_all(&data_dir);
     }
+    let _ = std::fs::remove_dir_all(&sqlite_dir);
     Ok(())
 }
 
