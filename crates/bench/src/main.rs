@@ -386,6 +386,14 @@ async fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
     let _ = std::fs::remove_dir_all(&sqlite_dir);
+    if let Some(admin_url) = &options.postgres
+        && let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await
+    {
+        let name = format!("enroll_bench_{}", std::process::id());
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
+    }
     Ok(())
 }
 
