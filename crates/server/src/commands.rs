@@ -112,6 +112,17 @@ fn print<T: Serialize>(
     Ok(())
 }
 
+/// A list: JSON, or one line per item.
+fn print_list<T: Serialize>(
+    json: bool,
+    items: &[T],
+    line: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    print(json, &items, || {
+        items.iter().map(line).collect::<Vec<_>>().join("\n")
+    })
+}
+
 fn org_id(text: &str) -> anyhow::Result<OrgId> {
     OrgId::parse(text.trim()).with_context(|| {
         format!("{text:?} is not an organisation id (or-xxxxx-xxxxx-xxxxxxxxxxxxxxxx)")
@@ -132,11 +143,8 @@ async fn org(enroll: &Enroll, command: OrgCommand, json: bool) -> anyhow::Result
         }
         OrgCommand::List => {
             let orgs = enroll.store().orgs().await?;
-            print(json, &orgs, || {
-                orgs.iter()
-                    .map(|org| format!("{}\t{}\t{}", org.id, org.name, org.default_locale))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            print_list(json, &orgs, |org| {
+                format!("{}\t{}\t{}", org.id, org.name, org.default_locale)
             })
         }
     }
@@ -166,19 +174,14 @@ async fn app(enroll: &Enroll, command: AppCommand, json: bool) -> anyhow::Result
         AppCommand::List { org } => {
             let org = org.as_deref().map(org_id).transpose()?;
             let apps = enroll.store().apps(org.as_ref()).await?;
-            print(json, &apps, || {
-                apps.iter()
-                    .map(|app| {
-                        format!(
-                            "{}\t{}\t{}\t{}",
-                            app.id,
-                            app.org_id,
-                            app.name,
-                            join(&app.permissions)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            print_list(json, &apps, |app| {
+                format!(
+                    "{}\t{}\t{}\t{}",
+                    app.id,
+                    app.org_id,
+                    app.name,
+                    join(&app.permissions)
+                )
             })
         }
     }
@@ -272,20 +275,14 @@ async fn user(enroll: &Enroll, command: UserCommand, json: bool) -> anyhow::Resu
         UserCommand::List { org } => {
             let org = org.as_deref().map(org_id).transpose()?;
             let users = enroll.store().users(org.as_ref()).await?;
-            print(json, &users, || {
-                users
-                    .iter()
-                    .map(|user| {
-                        format!(
-                            "{}\t{}\t{}\t{}",
-                            user.id,
-                            user.username,
-                            user.kind.as_str(),
-                            user.state.as_str()
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            print_list(json, &users, |user| {
+                format!(
+                    "{}\t{}\t{}\t{}",
+                    user.id,
+                    user.username,
+                    user.kind.as_str(),
+                    user.state.as_str()
+                )
             })
         }
     }
@@ -299,26 +296,20 @@ async fn mail(enroll: &Enroll, command: MailCommand, json: bool) -> anyhow::Resu
         limit: Some(limit),
     };
     let messages = enroll.store().messages(&filter).await?;
-    print(json, &messages, || {
-        messages
-            .iter()
-            .map(|message| {
-                format!(
-                    "{}\t{}\t{}\t{}\t{}\tattempts {}{}",
-                    message.id,
-                    message.created_at,
-                    message.recipient,
-                    message.template.as_str(),
-                    message.state.as_str(),
-                    message.attempts,
-                    message
-                        .last_error
-                        .as_deref()
-                        .map(|error| format!("\t{error}"))
-                        .unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+    print_list(json, &messages, |message| {
+        format!(
+            "{}\t{}\t{}\t{}\t{}\tattempts {}{}",
+            message.id,
+            message.created_at,
+            message.recipient,
+            message.template.as_str(),
+            message.state.as_str(),
+            message.attempts,
+            message
+                .last_error
+                .as_deref()
+                .map(|error| format!("\t{error}"))
+                .unwrap_or_default()
+        )
     })
 }

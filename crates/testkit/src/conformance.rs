@@ -231,6 +231,15 @@ impl Harness {
 
     /// Checks the user's history: sequences 1..=n without gaps, n the user's sequence.
     /// Returns the event kinds in order.
+    /// How many of the user's events are of `kind` (the history is checked on the way).
+    pub async fn count_events(&self, id: &UserId, kind: &str) -> usize {
+        self.history(id)
+            .await
+            .iter()
+            .filter(|seen| *seen == kind)
+            .count()
+    }
+
     pub async fn history(&self, id: &UserId) -> Vec<String> {
         let user = self.stored_user(id).await;
         let events = self
@@ -678,12 +687,8 @@ pub async fn resend_supersedes_the_previous_code(store: Arc<dyn Store>) {
         .await
         .expect("the new code verifies");
     assert_eq!(user.state, UserState::Registered);
-    let kinds = h.history(&created.user.id).await;
     assert_eq!(
-        kinds
-            .iter()
-            .filter(|kind| *kind == "user.code.issued")
-            .count(),
+        h.count_events(&created.user.id, "user.code.issued").await,
         2
     );
 }
@@ -1111,14 +1116,7 @@ pub async fn concurrent_consumes_admit_one(store: Arc<dyn Store>) {
         );
     }
     assert_eq!(h.code_states(&created.user.id).await, [CodeState::Used]);
-    let kinds = h.history(&created.user.id).await;
-    assert_eq!(
-        kinds
-            .iter()
-            .filter(|kind| *kind == "user.registered")
-            .count(),
-        1
-    );
+    assert_eq!(h.count_events(&created.user.id, "user.registered").await, 1);
 }
 
 pub async fn apps_are_checked(store: Arc<dyn Store>) {

@@ -237,13 +237,17 @@ impl TestApp {
         .await
     }
 
-    pub async fn outbox_len(&self) -> usize {
+    /// The outbox's delivery log, newest first.
+    pub async fn delivery_log(&self) -> Vec<enroll_core::model::MessageSummary> {
         self.enroll
             .store()
             .messages(&enroll_core::ports::MessageFilter::default())
             .await
             .expect("the outbox is readable")
-            .len()
+    }
+
+    pub async fn outbox_len(&self) -> usize {
+        self.delivery_log().await.len()
     }
 }
 

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use enroll_core::model::MessageState;
-use enroll_core::ports::MessageFilter;
 use enroll_testkit::smtp::Mode;
 
 use crate::helpers::{Options, TestApp};
@@ -15,12 +14,7 @@ async fn the_email_arrives_once_after_smtp_was_down() {
     app.create_user("jane@example.com").await;
     // Let the worker fail at least once, then schedule retries by moving the clock.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let log = app
-        .enroll
-        .store()
-        .messages(&MessageFilter::default())
-        .await
-        .unwrap();
+    let log = app.delivery_log().await;
     assert_eq!(log[0].state, MessageState::Queued, "{log:?}");
     assert!(
         log[0].attempts >= 1 && log[0].last_error.is_some(),
@@ -37,12 +31,7 @@ async fn the_email_arrives_once_after_smtp_was_down() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.mails_to("jane@example.com", 1).await;
 
-    let log = app
-        .enroll
-        .store()
-        .messages(&MessageFilter::default())
-        .await
-        .unwrap();
+    let log = app.delivery_log().await;
     assert_eq!(log[0].state, MessageState::Sent);
     assert!(
         !log[0].has_content,
@@ -62,12 +51,7 @@ async fn a_permanent_failure_is_abandoned_and_logged() {
     app.create_user("jane@example.com").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let log = app
-            .enroll
-            .store()
-            .messages(&MessageFilter::default())
-            .await
-            .unwrap();
+        let log = app.delivery_log().await;
         if log[0].state == MessageState::Abandoned {
             assert_eq!(log[0].attempts, 1);
             assert!(
