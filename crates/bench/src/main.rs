@@ -98,6 +98,7 @@ async fn seed(store: Arc<dyn Store>, users: usize) -> anyhow::Result<String> {
                         email: EmailAddress::parse(&format!("user{index}@bench.example"))?,
                         kind: UserKind::CustomerEmployee,
                         locale: None,
+                        user_action: None,
                     })
                     .await
                     .map_err(anyhow::Error::from)

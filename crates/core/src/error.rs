@@ -35,6 +35,18 @@ pub enum Error {
         principal: String,
         permission: Permission,
     },
+    #[error("the bearer token is missing, invalid, expired or revoked")]
+    Unauthenticated,
+    #[error("the signature does not verify for this challenge and key")]
+    SignatureInvalid,
+    #[error("the challenge is unknown, expired or already answered")]
+    ChallengeInvalid,
+    #[error("the user has no credential that can answer the challenge")]
+    NoCredential,
+    #[error("the user action is missing, invalid, or was signed for another request or caller")]
+    UserActionInvalid,
+    #[error("the user action has already been used")]
+    UserActionReused,
     #[error("invalid input: {0}")]
     Invalid(String),
     #[error("the store is unavailable")]

@@ -105,6 +105,22 @@ id_type!(
     "to"
 );
 
+id_type!(
+    /// A registered Key credential (Dfns `credential.uuid`).
+    CredentialId,
+    "cr"
+);
+id_type!(
+    /// A challenge handed out for registration, login or a user action.
+    ChallengeId,
+    "ch"
+);
+id_type!(
+    /// A signed user action (Dfns `x-dfns-useraction`).
+    UserActionId,
+    "ua"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

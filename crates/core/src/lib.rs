@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod code;
+pub mod credential;
 pub mod delivery;
 pub mod email;
 pub mod error;
@@ -19,5 +20,6 @@ pub mod random;
 pub mod rules;
 pub mod secret;
 pub mod service;
+pub mod token;
 
 pub use error::{Error, Result};

@@ -76,6 +76,8 @@ pub struct Org {
 pub enum UserKind {
     CustomerEmployee,
     EndUser,
+    /// A machine caller holding a key and a long-lived token, such as the bootstrap admin.
+    ServiceAccount,
 }
 
 impl UserKind {
@@ -83,11 +85,12 @@ impl UserKind {
         match self {
             Self::CustomerEmployee => "CustomerEmployee",
             Self::EndUser => "EndUser",
+            Self::ServiceAccount => "ServiceAccount",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::CustomerEmployee, Self::EndUser]
+        [Self::CustomerEmployee, Self::EndUser, Self::ServiceAccount]
             .into_iter()
             .find(|kind| kind.as_str() == value)
     }
@@ -95,7 +98,7 @@ impl UserKind {
     /// The Dfns permission that allows acting on users of this kind.
     pub const fn type_permission(self) -> Permission {
         match self {
-            Self::CustomerEmployee => Permission::AUTH_TYPES_EMPLOYEE,
+            Self::CustomerEmployee | Self::ServiceAccount => Permission::AUTH_TYPES_EMPLOYEE,
             Self::EndUser => Permission::AUTH_TYPES_END_USER,
         }
     }
@@ -223,6 +226,8 @@ pub enum TokenKind {
     /// Written to `bootstrap.json` on first start; holds every permission.
     Admin,
     Personal,
+    /// Issued by a login; expires, and ends at logout.
+    Session,
 }
 
 impl TokenKind {
@@ -230,11 +235,12 @@ impl TokenKind {
         match self {
             Self::Admin => "admin",
             Self::Personal => "personal",
+            Self::Session => "session",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Admin, Self::Personal]
+        [Self::Admin, Self::Personal, Self::Session]
             .into_iter()
             .find(|kind| kind.as_str() == value)
     }
@@ -245,10 +251,72 @@ impl TokenKind {
 pub struct AccessToken {
     pub id: TokenId,
     pub org_id: OrgId,
+    /// Who acts with the token; tokens made before users held tokens have none.
+    pub user_id: Option<UserId>,
     pub kind: TokenKind,
     pub digest: [u8; 32],
+    /// What the token may do; a session acts with its user's permissions instead.
     pub permissions: Vec<Permission>,
     pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl AccessToken {
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|expires| now < expires)
+    }
+}
+
+/// Who is calling: a live token, its user, and what they may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub token: AccessToken,
+    pub user: User,
+    pub permissions: Vec<Permission>,
+}
+
+impl Principal {
+    pub fn holds(&self, permission: &Permission) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    /// As Dfns names a caller in its errors: `CustomerEmployee us-…`.
+    pub fn describe(&self) -> String {
+        let kind = match self.user.kind {
+            UserKind::ServiceAccount => UserKind::CustomerEmployee,
+            kind => kind,
+        };
+        format!("{} {}", kind.as_str(), self.user.id)
+    }
+}
+
+/// Something that may be used once: a challenge or a signed user action, remembered until it
+/// expires (after that its signature refuses it anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SingleUse {
+    pub id: String,
+    pub kind: SingleUseKind,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SingleUseKind {
+    LoginChallenge,
+    ActionChallenge,
+    UserAction,
+}
+
+impl SingleUse {
+    /// The answer to a second use.
+    pub fn reused(&self) -> crate::Error {
+        match self.kind {
+            SingleUseKind::LoginChallenge | SingleUseKind::ActionChallenge => {
+                crate::Error::ChallengeInvalid
+            }
+            SingleUseKind::UserAction => crate::Error::UserActionReused,
+        }
+    }
 }
 
 /// One issued code as stored: the HMAC, never the code.

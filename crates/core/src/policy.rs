@@ -1,4 +1,5 @@
-//! The limits codes live by: lifetime, cooldown, attempts, and the nonce window.
+//! The limits codes live by (lifetime, cooldown, attempts), and those of nonces, challenges and
+//! sessions.
 
 use std::time::Duration;
 
@@ -12,6 +13,11 @@ pub struct Policy {
     pub max_failed_attempts: u32,
     /// How far a request nonce's date may be from now, either way.
     pub nonce_window: Duration,
+    /// How long a registration, login or user-action challenge may be answered, and how long
+    /// a signed user action may be used.
+    pub challenge_ttl: Duration,
+    /// How long a login session token lives.
+    pub session_ttl: Duration,
 }
 
 impl Default for Policy {
@@ -21,6 +27,8 @@ impl Default for Policy {
             cooldown: Duration::from_secs(60),
             max_failed_attempts: 5,
             nonce_window: Duration::from_secs(5 * 60),
+            challenge_ttl: Duration::from_secs(5 * 60),
+            session_ttl: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -35,6 +43,10 @@ pub enum PolicyError {
     NonceWindow(u64),
     #[error("the cooldown must be at most 24 hours, got {0} s")]
     Cooldown(u64),
+    #[error("a challenge must live between 10 seconds and 1 hour, got {0} s")]
+    ChallengeTtl(u64),
+    #[error("a session must live between 1 minute and 30 days, got {0} s")]
+    SessionTtl(u64),
 }
 
 impl Policy {
@@ -51,6 +63,14 @@ impl Policy {
         }
         if self.cooldown > MAX_CODE_TTL {
             return Err(PolicyError::Cooldown(self.cooldown.as_secs()));
+        }
+        let challenge = self.challenge_ttl.as_secs();
+        if !(10..=3600).contains(&challenge) {
+            return Err(PolicyError::ChallengeTtl(challenge));
+        }
+        let session = self.session_ttl.as_secs();
+        if !(60..=30 * 24 * 3600).contains(&session) {
+            return Err(PolicyError::SessionTtl(session));
         }
         Ok(self)
     }

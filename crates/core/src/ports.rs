@@ -4,15 +4,22 @@
 use async_trait::async_trait;
 
 use crate::clock::Timestamp;
+use crate::credential::Credential;
 use crate::email::EmailAddress;
 use crate::error::Result;
+use crate::ids::TokenId;
 use crate::ids::{MessageId, OrgId, UserId};
 use crate::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
     MessageSummary, Org, User,
 };
+use crate::model::{Permission, SingleUse};
 use crate::nonce::Nonce;
-use crate::rules::{CodeIssued, CreateUser, IssueCode, UserCreated, VerifyCode};
+use crate::rules::{
+    CodeIssued, CodeVerified, CompleteLogin, CreateServiceAccount, CreateUser,
+    CredentialRegistered, IssueCode, RegisterCredential, ServiceAccountCreated, UserCreated,
+    VerifyCode,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageFilter {
@@ -37,6 +44,11 @@ pub trait Directory: Send + Sync {
     async fn user_by_username(&self, org: &OrgId, username: &EmailAddress) -> Result<Option<User>>;
     async fn users(&self, org: Option<&OrgId>) -> Result<Vec<User>>;
     async fn codes(&self, user: &UserId) -> Result<Vec<CodeRecord>>;
+    /// The user's Key credentials, oldest first.
+    async fn credentials(&self, user: &UserId) -> Result<Vec<Credential>>;
+    /// What the user may do when acting with a session token.
+    async fn user_permissions(&self, user: &UserId) -> Result<Vec<Permission>>;
+    async fn set_user_permissions(&self, user: &UserId, permissions: &[Permission]) -> Result<()>;
     async fn events(&self, aggregate_id: &str) -> Result<Vec<Event>>;
 }
 
@@ -51,7 +63,31 @@ pub trait Registrations: Send + Sync {
     /// when the rules refuse the request.
     async fn issue_code(&self, command: IssueCode, nonce: Option<Nonce>) -> Result<CodeIssued>;
     /// [`crate::rules::verify_code`] in one transaction.
-    async fn verify_code(&self, command: VerifyCode) -> Result<User>;
+    async fn verify_code(&self, command: VerifyCode) -> Result<CodeVerified>;
+    /// [`crate::rules::create_service_account`] in one transaction.
+    async fn create_service_account(
+        &self,
+        command: CreateServiceAccount,
+    ) -> Result<ServiceAccountCreated>;
+    /// [`crate::rules::register_credential`] in one transaction.
+    async fn register_credential(
+        &self,
+        command: RegisterCredential,
+    ) -> Result<CredentialRegistered>;
+    /// Spends the login challenge and runs [`crate::rules::complete_login`] in one transaction.
+    async fn complete_login(&self, command: CompleteLogin) -> Result<AccessToken>;
+    /// Records a single-use token as spent, refusing it (with [`SingleUse::reused`]) if it was.
+    async fn spend(&self, single_use: SingleUse) -> Result<()>;
+    /// Revokes one token, or with `token` `None` every session token of the user; returns how
+    /// many were live.
+    async fn revoke_tokens(
+        &self,
+        user: &UserId,
+        token: Option<&TokenId>,
+        now: Timestamp,
+    ) -> Result<u64>;
+    /// Forgets spent tokens that expired before `expired_before`: their signatures refuse them.
+    async fn purge_spent(&self, expired_before: Timestamp) -> Result<u64>;
     /// Forgets nonces first seen before `seen_before`; their dates are out of the window then.
     async fn purge_nonces(&self, seen_before: Timestamp) -> Result<u64>;
 }

@@ -6,12 +6,13 @@ use serde_json::json;
 
 use crate::clock::Timestamp;
 use crate::code::{CodeHash, CodeHasher, CodePurpose, CodeSecret, CodeState};
+use crate::credential::Credential;
 use crate::email::EmailAddress;
 use crate::error::Error;
 use crate::ids::{AppId, CodeId, MessageId, OrgId, UserId};
 use crate::model::{
-    App, CodeRecord, Event, Locale, MailTemplate, NewMessage, Org, Permission, User, UserKind,
-    UserState,
+    AccessToken, App, CodeRecord, Event, Locale, MailTemplate, NewMessage, Org, Permission,
+    SingleUse, User, UserKind, UserState,
 };
 use crate::policy::Policy;
 
@@ -22,6 +23,12 @@ pub enum Effect {
     /// Rewrites the user's state, locale, sequence and update time.
     UpdateUser(User),
     InsertCode(CodeRecord),
+    InsertCredential(Credential),
+    InsertToken(AccessToken),
+    SetPermissions {
+        user_id: UserId,
+        permissions: Vec<Permission>,
+    },
     UpdateCode {
         id: CodeId,
         state: CodeState,
@@ -83,6 +90,8 @@ pub struct CreateUser {
     pub kind: UserKind,
     pub locale: Option<Locale>,
     pub code: PreparedCode,
+    /// The signed user action that asked for the user, spent in the same transaction.
+    pub user_action: Option<SingleUse>,
     pub now: Timestamp,
     pub policy: Policy,
 }
@@ -149,6 +158,13 @@ pub struct VerifyCode {
     pub hasher: CodeHasher,
     pub now: Timestamp,
     pub policy: Policy,
+}
+
+/// A code that matched: whose, and which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeVerified {
+    pub user: User,
+    pub code_id: CodeId,
 }
 
 #[derive(Debug, Clone)]
@@ -380,7 +396,7 @@ pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssue
 
 /// Checks a submitted code against the newest one; wrong guesses count, and the limit kills
 /// the code.
-pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<User> {
+pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<CodeVerified> {
     let Some(user) = state
         .user
         .as_ref()
@@ -388,12 +404,21 @@ pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<User> 
     else {
         return Plan::refuse(Error::UserNotFound);
     };
-    if command.purpose == CodePurpose::Registration && user.state == UserState::Registered {
-        return Plan::refuse(Error::AlreadyRegistered);
-    }
     let Some(code) = &state.latest_code else {
         return Plan::refuse(Error::CodeInvalid);
     };
+    if command.purpose == CodePurpose::Registration && user.state == UserState::Registered {
+        // Only the holder of the code that registered the user learns that; anyone else gets
+        // the answer a wrong code gets, and counts nothing on a code that is used anyway.
+        let holder = command
+            .hasher
+            .matches(&code.id, code.purpose, &code.hash, &command.submitted);
+        return Plan::refuse(if holder {
+            Error::AlreadyRegistered
+        } else {
+            Error::CodeInvalid
+        });
+    }
     match code.state {
         CodeState::Active => {}
         CodeState::Exhausted => return Plan::refuse(Error::CodeExhausted),
@@ -462,7 +487,10 @@ pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<User> 
     match command.usage {
         CodeUse::Check => Plan {
             effects: Vec::new(),
-            outcome: Ok(user),
+            outcome: Ok(CodeVerified {
+                user,
+                code_id: code.id.clone(),
+            }),
         },
         CodeUse::Consume => {
             let verified = record(
@@ -487,9 +515,212 @@ pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<User> 
             effects.push(Effect::UpdateUser(user.clone()));
             Plan {
                 effects,
-                outcome: Ok(user),
+                outcome: Ok(CodeVerified {
+                    user,
+                    code_id: code.id.clone(),
+                }),
             }
         }
+    }
+}
+
+/// Completes a registration: the key was verified against the challenge of the temporary token;
+/// this binds it to the user, uses the code and registers the user, all or nothing.
+#[derive(Debug, Clone)]
+pub struct RegisterCredential {
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    /// The code checked when the registration began; it must still be the user's active code.
+    pub code_id: CodeId,
+    pub credential: Credential,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegisterCredentialState {
+    pub user: Option<User>,
+    pub code: Option<CodeRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRegistered {
+    pub user: User,
+    pub credential: Credential,
+}
+
+pub fn register_credential(
+    state: &RegisterCredentialState,
+    command: &RegisterCredential,
+) -> Plan<CredentialRegistered> {
+    let Some(user) = state
+        .user
+        .as_ref()
+        .filter(|user| user.id == command.user_id && user.org_id == command.org_id)
+    else {
+        return Plan::refuse(Error::Unauthenticated);
+    };
+    if user.state == UserState::Registered {
+        return Plan::refuse(Error::AlreadyRegistered);
+    }
+    let Some(code) = state
+        .code
+        .as_ref()
+        .filter(|code| code.id == command.code_id && code.user_id == user.id)
+    else {
+        return Plan::refuse(Error::CodeInvalid);
+    };
+    let now = command.now;
+    match code.state {
+        CodeState::Active if now < code.expires_at => {}
+        CodeState::Active | CodeState::Expired => return Plan::refuse(Error::CodeExpired),
+        CodeState::Exhausted => return Plan::refuse(Error::CodeExhausted),
+        // A resend after the registration began voids this code, as any newer code does.
+        CodeState::Superseded | CodeState::Used => return Plan::refuse(Error::CodeInvalid),
+    }
+    let mut user = user.clone();
+    let credential = &command.credential;
+    let verified = record(
+        &mut user,
+        "user.code.verified",
+        json!({ "purpose": code.purpose.as_str(), "codeId": code.id }),
+        now,
+    );
+    let added = record(
+        &mut user,
+        "user.credential.added",
+        json!({
+            "credentialId": credential.id,
+            "kind": "Key",
+            "algorithm": credential.public_key.algorithm().as_str(),
+        }),
+        now,
+    );
+    user.state = UserState::Registered;
+    let registered = record(&mut user, "user.registered", json!({}), now);
+    Plan {
+        effects: vec![
+            Effect::UpdateCode {
+                id: code.id.clone(),
+                state: CodeState::Used,
+                failed_attempts: code.failed_attempts,
+            },
+            Effect::InsertCredential(credential.clone()),
+            Effect::AppendEvent(verified),
+            Effect::AppendEvent(added),
+            Effect::AppendEvent(registered),
+            Effect::UpdateUser(user.clone()),
+        ],
+        outcome: Ok(CredentialRegistered {
+            user,
+            credential: credential.clone(),
+        }),
+    }
+}
+
+/// A service account: registered from the start, with its key and a long-lived token.
+#[derive(Debug, Clone)]
+pub struct CreateServiceAccount {
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub username: EmailAddress,
+    pub credential: Credential,
+    pub token: AccessToken,
+    pub permissions: Vec<Permission>,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountCreated {
+    pub user: User,
+    pub credential: Credential,
+    pub token: AccessToken,
+}
+
+pub fn create_service_account(
+    state: &CreateUserState,
+    command: &CreateServiceAccount,
+) -> Plan<ServiceAccountCreated> {
+    let Some(org) = &state.org else {
+        return Plan::refuse(Error::OrgNotFound);
+    };
+    if state.existing.is_some() {
+        return Plan::refuse(Error::UserExists);
+    }
+    let now = command.now;
+    let mut user = User {
+        id: command.user_id.clone(),
+        org_id: org.id.clone(),
+        username: command.username.clone(),
+        kind: UserKind::ServiceAccount,
+        state: UserState::Registered,
+        locale: None,
+        sequence: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    let created_payload = json!({ "username": user.username, "kind": user.kind.as_str() });
+    let created = record(&mut user, "user.created", created_payload, now);
+    let added = record(
+        &mut user,
+        "user.credential.added",
+        json!({
+            "credentialId": command.credential.id,
+            "kind": "Key",
+            "algorithm": command.credential.public_key.algorithm().as_str(),
+        }),
+        now,
+    );
+    Plan {
+        effects: vec![
+            Effect::InsertUser(user.clone()),
+            Effect::SetPermissions {
+                user_id: user.id.clone(),
+                permissions: command.permissions.clone(),
+            },
+            Effect::AppendEvent(created),
+            Effect::AppendEvent(added),
+            Effect::InsertCredential(command.credential.clone()),
+            Effect::InsertToken(command.token.clone()),
+        ],
+        outcome: Ok(ServiceAccountCreated {
+            user,
+            credential: command.credential.clone(),
+            token: command.token.clone(),
+        }),
+    }
+}
+
+/// Completes a login whose assertion was verified: the challenge is spent (by the store, in the
+/// same transaction) and a session token is stored.
+#[derive(Debug, Clone)]
+pub struct CompleteLogin {
+    pub challenge: SingleUse,
+    pub user_id: UserId,
+    pub credential_id: crate::ids::CredentialId,
+    pub token: AccessToken,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompleteLoginState {
+    pub user: Option<User>,
+    /// Whether the credential that answered still belongs to the user.
+    pub credential_held: bool,
+}
+
+pub fn complete_login(state: &CompleteLoginState, command: &CompleteLogin) -> Plan<AccessToken> {
+    let Some(_user) = state
+        .user
+        .as_ref()
+        .filter(|user| user.id == command.user_id && user.state == UserState::Registered)
+    else {
+        return Plan::refuse(Error::UserNotFound);
+    };
+    if !state.credential_held {
+        return Plan::refuse(Error::NoCredential);
+    }
+    Plan {
+        effects: vec![Effect::InsertToken(command.token.clone())],
+        outcome: Ok(command.token.clone()),
     }
 }
 
@@ -569,6 +800,7 @@ mod tests {
             kind: UserKind::EndUser,
             locale: None,
             code: prepared(),
+            user_action: None,
             now: NOW,
             policy: Policy::default(),
         };
@@ -623,6 +855,7 @@ mod tests {
             kind: UserKind::EndUser,
             locale: None,
             code: prepared(),
+            user_action: None,
             now: NOW,
             policy: Policy::default(),
         };
@@ -892,7 +1125,7 @@ mod tests {
             &current,
             &verify(&org, &user, secret.expose(), &hasher, just_in_time),
         );
-        assert_eq!(plan.outcome.unwrap().state, UserState::Registered);
+        assert_eq!(plan.outcome.unwrap().user.state, UserState::Registered);
         let too_late = NOW.plus(Duration::from_secs(600));
         let plan = verify_code(
             &current,

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::code::CodeHasher;
 use crate::random;
+use crate::token::TokenSigner;
 
 /// 32 bytes the server keeps outside the database; every key is derived from it.
 #[derive(Clone)]
@@ -58,6 +59,10 @@ impl ServerSecret {
 
     pub fn code_hasher(&self) -> CodeHasher {
         CodeHasher::new(self.derive("code-hmac"))
+    }
+
+    pub fn token_signer(&self) -> TokenSigner {
+        TokenSigner::new(&self.derive("token-hs256"))
     }
 
     pub fn sealer(&self) -> Sealer {

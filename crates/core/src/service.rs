@@ -5,19 +5,36 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Clock;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::clock::{Clock, Timestamp};
 use crate::code::{CodeHasher, CodePurpose, CodeSecret};
+use crate::credential::{
+    Credential, PublicKey, parse_cred_id, verify_assertion, verify_attestation,
+};
 use crate::email::EmailAddress;
 use crate::error::{Error, Result};
-use crate::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
-use crate::model::{AccessToken, App, Locale, Org, Permission, TokenKind, User, UserKind};
+use crate::ids::{
+    AppId, ChallengeId, CodeId, CredentialId, MessageId, OrgId, TokenId, UserActionId, UserId,
+};
+use crate::model::{
+    AccessToken, App, Locale, Org, Permission, Principal, SingleUse, SingleUseKind, TokenKind,
+    User, UserKind, UserState,
+};
 use crate::nonce::Nonce;
 use crate::policy::Policy;
 use crate::ports::{OutboxSignal, Store};
 use crate::rules::{
-    AppCheck, CodeIssued, CodeUse, CreateUser, IssueCode, PreparedCode, UserCreated, VerifyCode,
+    AppCheck, CodeIssued, CodeUse, CodeVerified, CompleteLogin, CreateServiceAccount, CreateUser,
+    CredentialRegistered, IssueCode, PreparedCode, RegisterCredential, ServiceAccountCreated,
+    UserCreated, VerifyCode,
 };
 use crate::secret::{Sealer, ServerSecret, TokenSecret};
+use crate::token::{
+    AccessClaims, ActionChallengeClaims, LoginClaims, RegistrationClaims, SignedRequest, TokenBody,
+    TokenSigner, UserActionClaims,
+};
 
 /// What an outbox message keeps sealed until delivery.
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,6 +48,8 @@ pub struct NewUser {
     pub email: EmailAddress,
     pub kind: UserKind,
     pub locale: Option<Locale>,
+    /// The signed user action that asked for it, spent with the creation.
+    pub user_action: Option<SingleUse>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +66,7 @@ pub struct Enroll {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     hasher: CodeHasher,
+    tokens: TokenSigner,
     sealer: Sealer,
     policy: Policy,
     signal: Arc<dyn OutboxSignal>,
@@ -72,6 +92,7 @@ impl Enroll {
             store,
             clock,
             hasher: secret.code_hasher(),
+            tokens: secret.token_signer(),
             sealer: secret.sealer(),
             policy,
             signal,
@@ -131,24 +152,141 @@ impl Enroll {
         Ok(app)
     }
 
-    /// A new token; the secret is returned once and only its digest is kept.
+    /// A new long-lived token acting as `user`; the secret is returned once and only its
+    /// digest is kept.
     pub async fn create_token(
         &self,
-        org_id: &OrgId,
+        user: &User,
         kind: TokenKind,
         permissions: Vec<Permission>,
     ) -> Result<(AccessToken, TokenSecret)> {
-        let secret = TokenSecret::generate();
+        let (token, secret) = self.mint_token(user, kind, permissions, None);
+        self.store.insert_token(&token).await?;
+        Ok((token, secret))
+    }
+
+    fn mint_token(
+        &self,
+        user: &User,
+        kind: TokenKind,
+        permissions: Vec<Permission>,
+        expires_at: Option<Timestamp>,
+    ) -> (AccessToken, TokenSecret) {
+        let now = self.clock.now();
+        let id = TokenId::generate();
+        let claims = AccessClaims {
+            org_id: user.org_id.clone(),
+            user_id: user.id.clone(),
+            token_id: id.clone(),
+        };
+        // Tokens without an end still carry one in the JWT; the stored row is what counts.
+        let jwt_expiry = expires_at.unwrap_or(now.plus(LONG_LIVED));
+        let secret =
+            TokenSecret::from_presented(&self.tokens.issue(id.as_str(), claims, now, jwt_expiry));
         let token = AccessToken {
-            id: TokenId::generate(),
-            org_id: org_id.clone(),
+            id,
+            org_id: user.org_id.clone(),
+            user_id: Some(user.id.clone()),
             kind,
             digest: secret.digest(),
             permissions,
-            created_at: self.clock.now(),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
         };
-        self.store.insert_token(&token).await?;
-        Ok((token, secret))
+        (token, secret)
+    }
+
+    /// A service account in `org_id` acting with `public_key`, and its long-lived token.
+    pub async fn create_service_account(
+        &self,
+        org_id: &OrgId,
+        username: EmailAddress,
+        public_key: PublicKey,
+        permissions: Vec<Permission>,
+    ) -> Result<(ServiceAccountCreated, TokenSecret)> {
+        let now = self.clock.now();
+        let user_id = UserId::generate();
+        let credential = Credential {
+            id: CredentialId::generate(),
+            cred_id: URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>()),
+            user_id: user_id.clone(),
+            org_id: org_id.clone(),
+            name: "Service account key".to_owned(),
+            public_key,
+            created_at: now,
+        };
+        let draft = User {
+            id: user_id.clone(),
+            org_id: org_id.clone(),
+            username: username.clone(),
+            kind: UserKind::ServiceAccount,
+            state: UserState::Registered,
+            locale: None,
+            sequence: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let (token, secret) = self.mint_token(&draft, TokenKind::Admin, permissions.clone(), None);
+        let created = self
+            .store
+            .create_service_account(CreateServiceAccount {
+                user_id,
+                org_id: org_id.clone(),
+                username,
+                credential,
+                token,
+                permissions,
+                now,
+            })
+            .await?;
+        Ok((created, secret))
+    }
+
+    /// Who presents this bearer token, if it is live.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
+        let now = self.clock.now();
+        let opened = self
+            .tokens
+            .open::<AccessClaims>(bearer, now)
+            .ok_or(Error::Unauthenticated)?;
+        let token = self
+            .store
+            .token_by_digest(&TokenSecret::from_presented(bearer.trim()).digest())
+            .await?
+            .filter(|token| token.is_live(now) && token.id == opened.body.token_id)
+            .ok_or(Error::Unauthenticated)?;
+        let user = match &token.user_id {
+            Some(id) => self.store.user(id).await?,
+            None => None,
+        }
+        .ok_or(Error::Unauthenticated)?;
+        let permissions = match token.kind {
+            TokenKind::Session => self.store.user_permissions(&user.id).await?,
+            TokenKind::Admin | TokenKind::Personal => token.permissions.clone(),
+        };
+        Ok(Principal {
+            token,
+            user,
+            permissions,
+        })
+    }
+
+    /// Grants permissions to a user, keeping those it holds.
+    pub async fn grant(
+        &self,
+        user: &UserId,
+        permissions: &[Permission],
+    ) -> Result<Vec<Permission>> {
+        let mut held = self.store.user_permissions(user).await?;
+        for permission in permissions {
+            if !held.contains(permission) {
+                held.push(permission.clone());
+            }
+        }
+        held.sort();
+        self.store.set_user_permissions(user, &held).await?;
+        Ok(held)
     }
 
     /// A fresh registration code, hashed, with its sealed message.
@@ -178,6 +316,7 @@ impl Enroll {
             kind: new.kind,
             locale: new.locale,
             code: self.prepare_code(CodePurpose::Registration),
+            user_action: new.user_action,
             now: self.clock.now(),
             policy: self.policy,
         };
@@ -219,7 +358,7 @@ impl Enroll {
         purpose: CodePurpose,
         submitted: CodeSecret,
         usage: CodeUse,
-    ) -> Result<User> {
+    ) -> Result<CodeVerified> {
         let command = VerifyCode {
             org_id,
             username,
@@ -232,4 +371,338 @@ impl Enroll {
         };
         self.store.verify_code(command).await
     }
+
+    /// `registration/init`: checks the code (a wrong one counts) and hands out a challenge, in
+    /// a temporary token bound to the user and that code.
+    pub async fn start_registration(
+        &self,
+        org_id: OrgId,
+        username: EmailAddress,
+        code: CodeSecret,
+    ) -> Result<RegistrationStarted> {
+        let verified = self
+            .verify_code(
+                org_id,
+                username,
+                CodePurpose::Registration,
+                code,
+                CodeUse::Check,
+            )
+            .await?;
+        let now = self.clock.now();
+        let challenge = new_challenge();
+        let id = ChallengeId::generate();
+        let claims = RegistrationClaims {
+            org_id: verified.user.org_id.clone(),
+            user_id: verified.user.id.clone(),
+            code_id: verified.code_id,
+            challenge: challenge.clone(),
+        };
+        let expires_at = now.plus(self.policy.challenge_ttl);
+        let temporary_token = self.tokens.issue(id.as_str(), claims, now, expires_at);
+        Ok(RegistrationStarted {
+            user: verified.user,
+            challenge,
+            temporary_token,
+            expires_at,
+        })
+    }
+
+    /// `registration`: verifies the key's attestation against the challenge of the temporary
+    /// token, then stores the credential, uses the code and registers the user at once.
+    pub async fn complete_registration(
+        &self,
+        temporary_token: &str,
+        attestation: KeyAttestation,
+    ) -> Result<CredentialRegistered> {
+        let now = self.clock.now();
+        let grant = self
+            .tokens
+            .open::<RegistrationClaims>(temporary_token, now)
+            .ok_or(Error::Unauthenticated)?
+            .body;
+        let cred_id = parse_cred_id(&attestation.cred_id)?;
+        let public_key = verify_attestation(
+            &attestation.client_data,
+            &attestation.attestation_data,
+            &grant.challenge,
+        )?;
+        let credential = Credential {
+            id: CredentialId::generate(),
+            cred_id,
+            user_id: grant.user_id.clone(),
+            org_id: grant.org_id.clone(),
+            name: attestation
+                .name
+                .map(|name| name.trim().chars().take(100).collect::<String>())
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "Key".to_owned()),
+            public_key,
+            created_at: now,
+        };
+        self.store
+            .register_credential(RegisterCredential {
+                org_id: grant.org_id,
+                user_id: grant.user_id,
+                code_id: grant.code_id,
+                credential,
+                now,
+            })
+            .await
+    }
+
+    /// `login/init`: a challenge for a registered user, listing the keys that may answer it.
+    pub async fn start_login(
+        &self,
+        org_id: &OrgId,
+        username: &EmailAddress,
+    ) -> Result<ChallengeIssued> {
+        let user = self
+            .store
+            .user_by_username(org_id, username)
+            .await?
+            .filter(|user| user.state == UserState::Registered)
+            .ok_or(Error::UserNotFound)?;
+        let now = self.clock.now();
+        let challenge = new_challenge();
+        let claims = LoginClaims {
+            org_id: user.org_id.clone(),
+            user_id: user.id.clone(),
+            challenge: challenge.clone(),
+        };
+        self.issue_challenge(&user, challenge, claims, now).await
+    }
+
+    async fn issue_challenge<T: TokenBody>(
+        &self,
+        user: &User,
+        challenge: String,
+        claims: T,
+        now: Timestamp,
+    ) -> Result<ChallengeIssued> {
+        let credentials = self.store.credentials(&user.id).await?;
+        if credentials.is_empty() {
+            return Err(Error::NoCredential);
+        }
+        let expires_at = now.plus(self.policy.challenge_ttl);
+        let identifier =
+            self.tokens
+                .issue(ChallengeId::generate().as_str(), claims, now, expires_at);
+        Ok(ChallengeIssued {
+            challenge,
+            challenge_identifier: identifier,
+            credentials,
+            expires_at,
+        })
+    }
+
+    /// The user's credential named by an assertion, which must verify for `challenge`.
+    async fn check_assertion(
+        &self,
+        user: &UserId,
+        challenge: &str,
+        assertion: &KeyAssertion,
+    ) -> Result<Credential> {
+        let cred_id = parse_cred_id(&assertion.cred_id)?;
+        let credential = self
+            .store
+            .credentials(user)
+            .await?
+            .into_iter()
+            .find(|credential| credential.cred_id == cred_id)
+            .ok_or(Error::NoCredential)?;
+        verify_assertion(
+            &credential.public_key,
+            &assertion.client_data,
+            &assertion.signature,
+            challenge,
+        )?;
+        Ok(credential)
+    }
+
+    /// `login`: a verified answer to a login challenge gives a session token, once.
+    pub async fn complete_login(
+        &self,
+        challenge_identifier: &str,
+        assertion: KeyAssertion,
+    ) -> Result<(AccessToken, TokenSecret)> {
+        let now = self.clock.now();
+        let opened = self
+            .tokens
+            .open::<LoginClaims>(challenge_identifier, now)
+            .ok_or(Error::ChallengeInvalid)?;
+        let credential = self
+            .check_assertion(&opened.body.user_id, &opened.body.challenge, &assertion)
+            .await?;
+        let user = self
+            .store
+            .user(&opened.body.user_id)
+            .await?
+            .ok_or(Error::UserNotFound)?;
+        let (token, secret) = self.mint_token(
+            &user,
+            TokenKind::Session,
+            Vec::new(),
+            Some(now.plus(self.policy.session_ttl)),
+        );
+        let token = self
+            .store
+            .complete_login(CompleteLogin {
+                challenge: SingleUse {
+                    id: opened.id,
+                    kind: SingleUseKind::LoginChallenge,
+                    expires_at: opened.expires_at,
+                },
+                user_id: user.id,
+                credential_id: credential.id,
+                token,
+            })
+            .await?;
+        Ok((token, secret))
+    }
+
+    /// `action/init`: a challenge to sign `request` as `caller`.
+    pub async fn start_user_action(
+        &self,
+        caller: &Principal,
+        request: SignedRequest,
+    ) -> Result<ChallengeIssued> {
+        let challenge = new_challenge();
+        let claims = ActionChallengeClaims {
+            org_id: caller.user.org_id.clone(),
+            user_id: caller.user.id.clone(),
+            token_id: caller.token.id.clone(),
+            challenge: challenge.clone(),
+            request,
+        };
+        self.issue_challenge(&caller.user, challenge, claims, self.clock.now())
+            .await
+    }
+
+    /// `action`: a verified answer to the caller's user-action challenge gives a user action
+    /// for that one request.
+    pub async fn sign_user_action(
+        &self,
+        caller: &Principal,
+        challenge_identifier: &str,
+        assertion: KeyAssertion,
+    ) -> Result<String> {
+        let now = self.clock.now();
+        let opened = self
+            .tokens
+            .open::<ActionChallengeClaims>(challenge_identifier, now)
+            .filter(|opened| {
+                opened.body.user_id == caller.user.id && opened.body.token_id == caller.token.id
+            })
+            .ok_or(Error::ChallengeInvalid)?;
+        self.check_assertion(&caller.user.id, &opened.body.challenge, &assertion)
+            .await?;
+        self.store
+            .spend(SingleUse {
+                id: opened.id,
+                kind: SingleUseKind::ActionChallenge,
+                expires_at: opened.expires_at,
+            })
+            .await?;
+        let claims = UserActionClaims {
+            org_id: caller.user.org_id.clone(),
+            user_id: caller.user.id.clone(),
+            token_id: caller.token.id.clone(),
+            request: opened.body.request,
+        };
+        let expires_at = now.plus(self.policy.challenge_ttl);
+        Ok(self
+            .tokens
+            .issue(UserActionId::generate().as_str(), claims, now, expires_at))
+    }
+
+    /// Checks that `user_action` was signed by `caller` for exactly this request; what it
+    /// returns is spent in the transaction of the action itself.
+    pub fn check_user_action(
+        &self,
+        caller: &Principal,
+        user_action: Option<&str>,
+        request: &SignedRequest,
+    ) -> Result<SingleUse> {
+        let opened = user_action
+            .and_then(|token| {
+                self.tokens
+                    .open::<UserActionClaims>(token, self.clock.now())
+            })
+            .filter(|opened| {
+                opened.body.user_id == caller.user.id
+                    && opened.body.token_id == caller.token.id
+                    && opened.body.request == *request
+            })
+            .ok_or(Error::UserActionInvalid)?;
+        Ok(SingleUse {
+            id: opened.id,
+            kind: SingleUseKind::UserAction,
+            expires_at: opened.expires_at,
+        })
+    }
+
+    /// Fails unless `caller` holds every one of `permissions`, naming the first it lacks.
+    pub fn require(caller: &Principal, permissions: &[Permission]) -> Result<()> {
+        match permissions
+            .iter()
+            .find(|permission| !caller.holds(permission))
+        {
+            Some(missing) => Err(Error::PermissionDenied {
+                principal: caller.describe(),
+                permission: missing.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the caller's session, or every session of the caller's user.
+    pub async fn logout(&self, caller: &Principal, all_sessions: bool) -> Result<u64> {
+        let token = (!all_sessions).then_some(&caller.token.id);
+        self.store
+            .revoke_tokens(&caller.user.id, token, self.clock.now())
+            .await
+    }
+}
+
+/// How long a token "without end" is written to last in its JWT; the stored row decides.
+const LONG_LIVED: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// 32 random bytes, base64url.
+fn new_challenge() -> String {
+    URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>())
+}
+
+/// A Key credential's attestation as a face received it (base64url fields untouched).
+#[derive(Debug, Clone)]
+pub struct KeyAttestation {
+    pub cred_id: String,
+    pub client_data: String,
+    pub attestation_data: String,
+    pub name: Option<String>,
+}
+
+/// A Key credential's answer to a challenge, as received.
+#[derive(Debug, Clone)]
+pub struct KeyAssertion {
+    pub cred_id: String,
+    pub client_data: String,
+    pub signature: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistrationStarted {
+    pub user: User,
+    pub challenge: String,
+    pub temporary_token: String,
+    pub expires_at: Timestamp,
+}
+
+/// A login or user-action challenge, and the credentials that may answer it.
+#[derive(Debug, Clone)]
+pub struct ChallengeIssued {
+    pub challenge: String,
+    pub challenge_identifier: String,
+    pub credentials: Vec<Credential>,
+    pub expires_at: Timestamp,
 }

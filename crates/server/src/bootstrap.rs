@@ -1,23 +1,34 @@
-//! First start: the server secret, a default organisation and an admin token.
+//! First start: the server secret, a default organisation and its admin service account.
 
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use enroll_core::model::{Locale, Permission, TokenKind};
+use enroll_core::credential::generate_p256_key;
+use enroll_core::email::EmailAddress;
+use enroll_core::model::{Locale, Permission};
 use enroll_core::secret::ServerSecret;
 use enroll_core::service::Enroll;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 
-/// What `<data-dir>/bootstrap.json` holds.
+/// The username of the service account made on first start.
+pub const ADMIN_USERNAME: &str = "admin@enroll.invalid";
+
+/// What `<data-dir>/bootstrap.json` holds: the default organisation and its admin, a service
+/// account holding every permission, with its token and the key that signs its user actions.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Bootstrap {
     pub org_id: String,
+    pub admin_user_id: String,
     pub admin_token: String,
+    /// The `credId` to sign user actions with (`@dfns/sdk-keysigner`'s `credId`).
+    pub admin_credential_id: String,
+    /// PKCS#8 PEM of the admin's P-256 key; it exists only in this file.
+    pub admin_private_key: String,
 }
 
 /// Writes a file only the owner can read, replacing none: the contents are credentials.
@@ -79,12 +90,18 @@ pub async fn first_start(
         );
     }
     let org = enroll.create_org("Default", Locale::english()).await?;
-    let (_, token) = enroll
-        .create_token(&org.id, TokenKind::Admin, Permission::all())
+    let (public_key, private_key) = generate_p256_key();
+    let username = EmailAddress::parse(ADMIN_USERNAME)
+        .unwrap_or_else(|_| unreachable!("the admin's username is an address"));
+    let (admin, token) = enroll
+        .create_service_account(&org.id, username, public_key, Permission::all())
         .await?;
     let bootstrap = Bootstrap {
         org_id: org.id.to_string(),
+        admin_user_id: admin.user.id.to_string(),
         admin_token: token.expose().to_owned(),
+        admin_credential_id: admin.credential.cred_id,
+        admin_private_key: private_key,
     };
     write_private(&path, &serde_json::to_vec_pretty(&bootstrap)?)?;
     Ok(Some((bootstrap, path)))

@@ -125,6 +125,17 @@ pub enum UserCommand {
         #[arg(long)]
         org: Option<String>,
     },
+    /// Grant permissions to a user, e.g. Auth:Users:Create and Auth:Types:Employee to let
+    /// them create employees through the Dfns API.
+    Grant {
+        /// The user id (us-…), or an email address together with --org.
+        user: String,
+        #[arg(long)]
+        org: Option<String>,
+        /// A permission to grant (repeatable).
+        #[arg(long = "permission", value_name = "NAME", required = true)]
+        permissions: Vec<String>,
+    },
     /// List users.
     List {
         #[arg(long)]

@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use enroll_core::clock::{Clock, SystemClock};
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::{OrgId, UserId};
-use enroll_core::model::{Locale, Permission, UserKind};
+use enroll_core::model::{Locale, Permission, User, UserKind};
 use enroll_core::ports::{MessageFilter, NoSignal, Store};
 use enroll_core::service::{Enroll, NewUser};
 use serde::Serialize;
@@ -211,6 +211,7 @@ async fn user(enroll: &Enroll, command: UserCommand, json: bool) -> anyhow::Resu
                     format!("{kind:?} is not a kind: use CustomerEmployee or EndUser")
                 })?,
                 locale: tag.as_deref().map(locale).transpose()?,
+                user_action: None,
             };
             let created = enroll.create_user(new).await?;
             let user = &created.user;
@@ -226,22 +227,7 @@ async fn user(enroll: &Enroll, command: UserCommand, json: bool) -> anyhow::Resu
             })
         }
         UserCommand::Show { user, org } => {
-            let found = match (UserId::parse(user.trim()), org) {
-                (Some(id), _) => enroll.store().user(&id).await?,
-                (None, Some(org)) => {
-                    let email = EmailAddress::parse(&user).with_context(|| {
-                        format!("{user:?} is neither a user id nor an email address")
-                    })?;
-                    enroll
-                        .store()
-                        .user_by_username(&org_id(&org)?, &email)
-                        .await?
-                }
-                (None, None) => bail!("give a user id (us-…), or an email address with --org"),
-            };
-            let Some(found) = found else {
-                bail!("no such user")
-            };
+            let found = find_user(enroll, &user, org.as_deref()).await?;
             let codes = enroll.store().codes(&found.id).await?;
             let events = enroll.store().events(found.id.as_str()).await?;
             let codes: Vec<_> = codes
@@ -272,6 +258,26 @@ async fn user(enroll: &Enroll, command: UserCommand, json: bool) -> anyhow::Resu
                 out.trim_end().to_owned()
             })
         }
+        UserCommand::Grant {
+            user,
+            org,
+            permissions,
+        } => {
+            let found = find_user(enroll, &user, org.as_deref()).await?;
+            let permissions = permissions
+                .iter()
+                .map(|name| {
+                    Permission::parse(name)
+                        .with_context(|| format!("{name:?} is not a permission name"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if permissions.is_empty() {
+                bail!("name at least one --permission, e.g. Auth:Users:Create");
+            }
+            let held = enroll.grant(&found.id, &permissions).await?;
+            let shown = json!({ "userId": found.id, "permissions": held });
+            print(json, &shown, || format!("{}	{}", found.id, join(&held)))
+        }
         UserCommand::List { org } => {
             let org = org.as_deref().map(org_id).transpose()?;
             let users = enroll.store().users(org.as_ref()).await?;
@@ -286,6 +292,23 @@ async fn user(enroll: &Enroll, command: UserCommand, json: bool) -> anyhow::Resu
             })
         }
     }
+}
+
+/// A user by id, or by email address within `org`.
+async fn find_user(enroll: &Enroll, user: &str, org: Option<&str>) -> anyhow::Result<User> {
+    let found = match (UserId::parse(user.trim()), org) {
+        (Some(id), _) => enroll.store().user(&id).await?,
+        (None, Some(org)) => {
+            let email = EmailAddress::parse(user)
+                .with_context(|| format!("{user:?} is neither a user id nor an email address"))?;
+            enroll
+                .store()
+                .user_by_username(&org_id(org)?, &email)
+                .await?
+        }
+        (None, None) => bail!("give a user id (us-…), or an email address with --org"),
+    };
+    found.context("no such user")
 }
 
 async fn mail(enroll: &Enroll, command: MailCommand, json: bool) -> anyhow::Result<()> {

@@ -42,6 +42,10 @@ pub struct Settings {
     pub max_failed_attempts: u32,
     /// How far a request nonce's date may be from the server's time.
     pub nonce_window_seconds: u64,
+    /// How long a registration, login or user-action challenge may be answered.
+    pub challenge_ttl_seconds: u64,
+    /// How long a login token lives.
+    pub session_ttl_seconds: u64,
     /// Delivery attempts per email before it is abandoned.
     pub mail_max_attempts: u32,
     /// First retry delay; it doubles on each attempt.
@@ -73,6 +77,8 @@ impl Default for Settings {
             cooldown_seconds: policy.cooldown.as_secs(),
             max_failed_attempts: policy.max_failed_attempts,
             nonce_window_seconds: policy.nonce_window.as_secs(),
+            challenge_ttl_seconds: policy.challenge_ttl.as_secs(),
+            session_ttl_seconds: policy.session_ttl.as_secs(),
             mail_max_attempts: retry.max_attempts,
             mail_retry_base_ms: u64::try_from(retry.base_delay.as_millis()).unwrap_or(u64::MAX),
             mail_retry_max_ms: u64::try_from(retry.max_delay.as_millis()).unwrap_or(u64::MAX),
@@ -166,6 +172,8 @@ impl Settings {
             cooldown: Duration::from_secs(self.cooldown_seconds),
             max_failed_attempts: self.max_failed_attempts,
             nonce_window: Duration::from_secs(self.nonce_window_seconds),
+            challenge_ttl: Duration::from_secs(self.challenge_ttl_seconds),
+            session_ttl: Duration::from_secs(self.session_ttl_seconds),
         }
     }
 

@@ -182,15 +182,19 @@ impl Application {
     }
 }
 
-/// Forgets nonces whose dates are out of the window, so the table stays small.
+/// Forgets nonces whose dates are out of the window, and spent tokens past their expiry, so
+/// the tables stay small.
 async fn upkeep(enroll: Arc<Enroll>) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
         every.tick().await;
+        let now = enroll.clock().now();
         let window = enroll.policy().nonce_window;
-        let before = enroll.clock().now().minus(window * 2);
-        if let Err(error) = enroll.store().purge_nonces(before).await {
+        if let Err(error) = enroll.store().purge_nonces(now.minus(window * 2)).await {
             tracing::warn!(%error, "could not purge old nonces");
+        }
+        if let Err(error) = enroll.store().purge_spent(now).await {
+            tracing::warn!(%error, "could not purge spent tokens");
         }
     }
 }

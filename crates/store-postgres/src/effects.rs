@@ -1,5 +1,6 @@
 //! Applies the writes a decision of the core asks for, inside the caller's transaction.
 
+use enroll_core::model::{AccessToken, Permission};
 use enroll_core::rules::Effect;
 use sqlx::PgConnection;
 
@@ -21,6 +22,31 @@ pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Resu
         .execute(connection)
         .await
         .map(drop),
+        Effect::InsertCredential(credential) => sqlx::query(
+            "INSERT INTO credentials (id, cred_id, user_id, org_id, name, algorithm, public_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(credential.id.as_str())
+        .bind(&credential.cred_id)
+        .bind(credential.user_id.as_str())
+        .bind(credential.org_id.as_str())
+        .bind(&credential.name)
+        .bind(credential.public_key.algorithm().as_str())
+        .bind(credential.public_key.pem())
+        .bind(credential.created_at.as_millis())
+        .execute(connection)
+        .await
+        .map(drop),
+        Effect::InsertToken(token) => insert_token(connection, token).await,
+        Effect::SetPermissions {
+            user_id,
+            permissions,
+        } => sqlx::query("UPDATE users SET permissions = $2 WHERE id = $1")
+            .bind(user_id.as_str())
+            .bind(Permission::list_to_json(permissions))
+            .execute(connection)
+            .await
+            .map(drop),
         Effect::UpdateUser(user) => sqlx::query(
             "UPDATE users SET state = $2, locale = $3, sequence = $4, updated_at = $5 WHERE id = $1",
         )
@@ -102,4 +128,23 @@ pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Resu
         .await
         .map(drop),
     }
+}
+
+pub async fn insert_token(connection: &mut PgConnection, token: &AccessToken) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO tokens (id, org_id, kind, digest, permissions, created_at, user_id, expires_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(token.id.as_str())
+    .bind(token.org_id.as_str())
+    .bind(token.kind.as_str())
+    .bind(token.digest.as_slice())
+    .bind(Permission::list_to_json(&token.permissions))
+    .bind(token.created_at.as_millis())
+    .bind(token.user_id.as_ref().map(|id| id.as_str()))
+    .bind(token.expires_at.map(|at| at.as_millis()))
+    .bind(token.revoked_at.map(|at| at.as_millis()))
+    .execute(connection)
+    .await
+    .map(drop)
 }

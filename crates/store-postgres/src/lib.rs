@@ -14,24 +14,30 @@ use std::time::Duration;
 use async_trait::async_trait;
 use enroll_core::clock::Timestamp;
 use enroll_core::code::CodePurpose;
+use enroll_core::credential::Credential;
 use enroll_core::email::EmailAddress;
-use enroll_core::ids::{MessageId, OrgId, UserId};
+use enroll_core::ids::{MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
-    MessageSummary, Org, Permission, User,
+    MessageSummary, Org, Permission, SingleUse, User,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
 use enroll_core::rules::{
-    self, CodeIssued, CreateUser, CreateUserState, IssueCode, IssueCodeState, UserCreated,
-    VerifyCode, VerifyCodeState,
+    self, CodeIssued, CodeVerified, CompleteLogin, CompleteLoginState, CreateServiceAccount,
+    CreateUser, CreateUserState, CredentialRegistered, IssueCode, IssueCodeState,
+    RegisterCredential, RegisterCredentialState, ServiceAccountCreated, UserCreated, VerifyCode,
+    VerifyCodeState,
 };
 use enroll_core::{Error, Result};
 use sqlx::PgConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// The migrations, in order; the version of each is its position, from 1.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_credentials.sql"),
+];
 
 /// Held while migrating, so that instances starting together migrate one after the other.
 const MIGRATION_LOCK: i64 = 0x656e_726f_6c6c; // "enroll"
@@ -184,6 +190,50 @@ async fn lock_user(
     .await
 }
 
+/// The user by id, locked until the transaction ends when `lock`.
+async fn user_by_id(
+    connection: &mut PgConnection,
+    id: &UserId,
+    lock: bool,
+) -> sqlx::Result<Option<User>> {
+    sqlx::query(&format!(
+        "SELECT {} FROM users WHERE id = $1{}",
+        rows::USER_COLUMNS,
+        if lock { " FOR UPDATE" } else { "" }
+    ))
+    .bind(id.as_str())
+    .try_map(|row| rows::user(&row))
+    .fetch_optional(connection)
+    .await
+}
+
+async fn credentials_of(
+    connection: &mut PgConnection,
+    user: &UserId,
+) -> sqlx::Result<Vec<Credential>> {
+    sqlx::query(&format!(
+        "SELECT {} FROM credentials WHERE user_id = $1 ORDER BY created_at, seq",
+        rows::CREDENTIAL_COLUMNS
+    ))
+    .bind(user.as_str())
+    .try_map(|row| rows::credential(&row))
+    .fetch_all(connection)
+    .await
+}
+
+/// Records a single-use token; `false` if it was spent before. A second spender waits for the
+/// first to commit, then finds the row.
+async fn spend(connection: &mut PgConnection, single_use: &SingleUse) -> sqlx::Result<bool> {
+    sqlx::query(
+        "INSERT INTO spent_tokens (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&single_use.id)
+    .bind(single_use.expires_at.as_millis())
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected() == 1)
+}
+
 /// Serialises the commands on one cooldown subject until the transaction ends. The subject
 /// has no row to lock when the address has no account, and an unknown address must be
 /// refused by its cooldown exactly like a known one, whatever the concurrency.
@@ -328,20 +378,11 @@ impl Directory for PostgresStore {
     }
 
     async fn insert_token(&self, token: &AccessToken) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO tokens (id, org_id, kind, digest, permissions, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(token.id.as_str())
-        .bind(token.org_id.as_str())
-        .bind(token.kind.as_str())
-        .bind(token.digest.as_slice())
-        .bind(Permission::list_to_json(&token.permissions))
-        .bind(token.created_at.as_millis())
-        .execute(&self.pool)
-        .await
-        .map(drop)
-        .map_err(db_error("could not insert a token"))
+        let fail = db_error("could not insert a token");
+        let mut connection = self.pool.acquire().await.map_err(&fail)?;
+        effects::insert_token(&mut connection, token)
+            .await
+            .map_err(&fail)
     }
 
     async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AccessToken>> {
@@ -357,15 +398,9 @@ impl Directory for PostgresStore {
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>> {
-        sqlx::query(&format!(
-            "SELECT {} FROM users WHERE id = $1",
-            rows::USER_COLUMNS
-        ))
-        .bind(id.as_str())
-        .try_map(|row| rows::user(&row))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error("could not read a user"))
+        let fail = db_error("could not read a user");
+        let mut connection = self.pool.acquire().await.map_err(&fail)?;
+        user_by_id(&mut connection, id, false).await.map_err(&fail)
     }
 
     async fn user_by_username(&self, org: &OrgId, username: &EmailAddress) -> Result<Option<User>> {
@@ -405,6 +440,36 @@ impl Directory for PostgresStore {
         .map_err(db_error("could not list codes"))
     }
 
+    async fn credentials(&self, user: &UserId) -> Result<Vec<Credential>> {
+        let fail = db_error("could not list credentials");
+        let mut connection = self.pool.acquire().await.map_err(&fail)?;
+        credentials_of(&mut connection, user).await.map_err(&fail)
+    }
+
+    async fn user_permissions(&self, user: &UserId) -> Result<Vec<Permission>> {
+        sqlx::query("SELECT permissions FROM users WHERE id = $1")
+            .bind(user.as_str())
+            .try_map(|row| rows::user_permissions(&row))
+            .fetch_optional(&self.pool)
+            .await
+            .map(Option::unwrap_or_default)
+            .map_err(db_error("could not read a user's permissions"))
+    }
+
+    async fn set_user_permissions(&self, user: &UserId, permissions: &[Permission]) -> Result<()> {
+        let updated = sqlx::query("UPDATE users SET permissions = $2 WHERE id = $1")
+            .bind(user.as_str())
+            .bind(Permission::list_to_json(permissions))
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("could not set a user's permissions"))?;
+        if updated.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(Error::UserNotFound)
+        }
+    }
+
     async fn events(&self, aggregate_id: &str) -> Result<Vec<Event>> {
         sqlx::query(&format!(
             "SELECT {} FROM events WHERE aggregate_id = $1 ORDER BY sequence",
@@ -423,6 +488,12 @@ impl Registrations for PostgresStore {
     async fn create_user(&self, command: CreateUser) -> Result<UserCreated> {
         let fail = db_error("could not create a user");
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
+        if let Some(user_action) = &command.user_action {
+            if !spend(&mut transaction, user_action).await.map_err(&fail)? {
+                transaction.rollback().await.map_err(&fail)?;
+                return Err(user_action.reused());
+            }
+        }
         let existing = lock_user(&mut transaction, &command.org_id, &command.username)
             .await
             .map_err(&fail)?;
@@ -505,7 +576,7 @@ impl Registrations for PostgresStore {
         outcome
     }
 
-    async fn verify_code(&self, command: VerifyCode) -> Result<User> {
+    async fn verify_code(&self, command: VerifyCode) -> Result<CodeVerified> {
         let fail = db_error("could not verify a code");
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
         let user = lock_user(&mut transaction, &command.org_id, &command.username)
@@ -523,6 +594,131 @@ impl Registrations for PostgresStore {
             .map_err(&fail)?;
         transaction.commit().await.map_err(&fail)?;
         outcome
+    }
+
+    async fn create_service_account(
+        &self,
+        command: CreateServiceAccount,
+    ) -> Result<ServiceAccountCreated> {
+        let fail = db_error("could not create a service account");
+        let mut transaction = self.pool.begin().await.map_err(&fail)?;
+        let existing = lock_user(&mut transaction, &command.org_id, &command.username)
+            .await
+            .map_err(&fail)?;
+        let state = CreateUserState {
+            org: org_by_id(&mut transaction, &command.org_id)
+                .await
+                .map_err(&fail)?,
+            existing,
+        };
+        let outcome = match carry_out(
+            &mut transaction,
+            rules::create_service_account(&state, &command),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(error) if is_duplicate_username(&error) => return Err(Error::UserExists),
+            Err(error) => return Err(fail(error)),
+        };
+        transaction.commit().await.map_err(&fail)?;
+        outcome
+    }
+
+    async fn register_credential(
+        &self,
+        command: RegisterCredential,
+    ) -> Result<CredentialRegistered> {
+        let fail = db_error("could not register a credential");
+        let mut transaction = self.pool.begin().await.map_err(&fail)?;
+        let user = user_by_id(&mut transaction, &command.user_id, true)
+            .await
+            .map_err(&fail)?;
+        let code = sqlx::query(&format!(
+            "SELECT {} FROM codes WHERE id = $1",
+            rows::CODE_COLUMNS
+        ))
+        .bind(command.code_id.as_str())
+        .try_map(|row| rows::code(&row))
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(&fail)?;
+        let state = RegisterCredentialState { user, code };
+        let outcome = carry_out(
+            &mut transaction,
+            rules::register_credential(&state, &command),
+        )
+        .await
+        .map_err(&fail)?;
+        transaction.commit().await.map_err(&fail)?;
+        outcome
+    }
+
+    async fn complete_login(&self, command: CompleteLogin) -> Result<AccessToken> {
+        let fail = db_error("could not complete a login");
+        let mut transaction = self.pool.begin().await.map_err(&fail)?;
+        if !spend(&mut transaction, &command.challenge)
+            .await
+            .map_err(&fail)?
+        {
+            transaction.rollback().await.map_err(&fail)?;
+            return Err(command.challenge.reused());
+        }
+        let user = user_by_id(&mut transaction, &command.user_id, true)
+            .await
+            .map_err(&fail)?;
+        let credential_held = credentials_of(&mut transaction, &command.user_id)
+            .await
+            .map_err(&fail)?
+            .iter()
+            .any(|credential| credential.id == command.credential_id);
+        let state = CompleteLoginState {
+            user,
+            credential_held,
+        };
+        let outcome = carry_out(&mut transaction, rules::complete_login(&state, &command))
+            .await
+            .map_err(&fail)?;
+        transaction.commit().await.map_err(&fail)?;
+        outcome
+    }
+
+    async fn spend(&self, single_use: SingleUse) -> Result<()> {
+        let fail = db_error("could not record a spent token");
+        let mut connection = self.pool.acquire().await.map_err(&fail)?;
+        if spend(&mut connection, &single_use).await.map_err(&fail)? {
+            Ok(())
+        } else {
+            Err(single_use.reused())
+        }
+    }
+
+    async fn revoke_tokens(
+        &self,
+        user: &UserId,
+        token: Option<&TokenId>,
+        now: Timestamp,
+    ) -> Result<u64> {
+        sqlx::query(
+            "UPDATE tokens SET revoked_at = $3 WHERE user_id = $1 AND revoked_at IS NULL \
+               AND (id = $2 OR ($2::TEXT IS NULL AND kind = 'session'))",
+        )
+        .bind(user.as_str())
+        .bind(token.map(TokenId::as_str))
+        .bind(now.as_millis())
+        .execute(&self.pool)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(db_error("could not revoke tokens"))
+    }
+
+    async fn purge_spent(&self, expired_before: Timestamp) -> Result<u64> {
+        sqlx::query("DELETE FROM spent_tokens WHERE expires_at < $1")
+            .bind(expired_before.as_millis())
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db_error("could not purge spent tokens"))
     }
 
     async fn purge_nonces(&self, seen_before: Timestamp) -> Result<u64> {

@@ -2,8 +2,9 @@
 
 use enroll_core::clock::Timestamp;
 use enroll_core::code::{CodeHash, CodePurpose, CodeState};
+use enroll_core::credential::{Credential, KeyAlgorithm, PublicKey};
 use enroll_core::email::EmailAddress;
-use enroll_core::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
+use enroll_core::ids::{AppId, CodeId, CredentialId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, Event, Locale, MailTemplate,
     MessageState, MessageSummary, Org, Permission, TokenKind, User, UserKind, UserState,
@@ -78,7 +79,8 @@ pub fn app(row: &PgRow) -> sqlx::Result<App> {
     })
 }
 
-pub const TOKEN_COLUMNS: &str = "id, org_id, kind, digest, permissions, created_at";
+pub const TOKEN_COLUMNS: &str =
+    "id, org_id, kind, digest, permissions, created_at, user_id, expires_at, revoked_at";
 
 pub fn token(row: &PgRow) -> sqlx::Result<AccessToken> {
     Ok(AccessToken {
@@ -87,6 +89,37 @@ pub fn token(row: &PgRow) -> sqlx::Result<AccessToken> {
         kind: parsed(row, "kind", "token kind", TokenKind::parse)?,
         digest: digest(row, "digest")?,
         permissions: permissions(row, "permissions")?,
+        created_at: time(row, "created_at")?,
+        user_id: row
+            .try_get::<Option<String>, _>("user_id")?
+            .map(UserId::from_trusted),
+        expires_at: optional_time(row, "expires_at")?,
+        revoked_at: optional_time(row, "revoked_at")?,
+    })
+}
+
+pub fn user_permissions(row: &PgRow) -> sqlx::Result<Vec<Permission>> {
+    permissions(row, "permissions")
+}
+
+pub const CREDENTIAL_COLUMNS: &str =
+    "id, cred_id, user_id, org_id, name, algorithm, public_key, created_at";
+
+pub fn credential(row: &PgRow) -> sqlx::Result<Credential> {
+    let pem: String = row.try_get("public_key")?;
+    let public_key =
+        PublicKey::from_pem(&pem).map_err(|_| invalid("public_key", "public key", &pem))?;
+    let algorithm: String = row.try_get("algorithm")?;
+    if KeyAlgorithm::parse(&algorithm) != Some(public_key.algorithm()) {
+        return Err(invalid("algorithm", "key algorithm", &algorithm));
+    }
+    Ok(Credential {
+        id: CredentialId::from_trusted(row.try_get("id")?),
+        cred_id: row.try_get("cred_id")?,
+        user_id: UserId::from_trusted(row.try_get("user_id")?),
+        org_id: OrgId::from_trusted(row.try_get("org_id")?),
+        name: row.try_get("name")?,
+        public_key,
         created_at: time(row, "created_at")?,
     })
 }

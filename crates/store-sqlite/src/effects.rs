@@ -1,5 +1,6 @@
 //! Applies the writes a decision of the core asks for.
 
+use enroll_core::model::{AccessToken, Permission};
 use enroll_core::rules::Effect;
 use rusqlite::{Connection, params};
 
@@ -48,6 +49,33 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
                 code.failed_attempts,
                 code.created_at.as_millis(),
                 code.expires_at.as_millis()
+            ])
+            .map(drop),
+        Effect::InsertCredential(credential) => connection
+            .prepare_cached(
+                "INSERT INTO credentials (id, cred_id, user_id, org_id, name, algorithm, public_key, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                credential.id.as_str(),
+                credential.cred_id,
+                credential.user_id.as_str(),
+                credential.org_id.as_str(),
+                credential.name,
+                credential.public_key.algorithm().as_str(),
+                credential.public_key.pem(),
+                credential.created_at.as_millis()
+            ])
+            .map(drop),
+        Effect::InsertToken(token) => insert_token(connection, token),
+        Effect::SetPermissions {
+            user_id,
+            permissions,
+        } => connection
+            .prepare_cached("UPDATE users SET permissions = ?2 WHERE id = ?1")?
+            .execute(params![
+                user_id.as_str(),
+                Permission::list_to_json(permissions)
             ])
             .map(drop),
         Effect::UpdateCode {
@@ -101,4 +129,24 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
             .execute(params![subject, purpose.as_str(), until.as_millis()])
             .map(drop),
     }
+}
+
+pub fn insert_token(connection: &Connection, token: &AccessToken) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO tokens (id, org_id, kind, digest, permissions, created_at, user_id, expires_at, revoked_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            token.id.as_str(),
+            token.org_id.as_str(),
+            token.kind.as_str(),
+            token.digest.as_slice(),
+            Permission::list_to_json(&token.permissions),
+            token.created_at.as_millis(),
+            token.user_id.as_ref().map(|id| id.as_str()),
+            token.expires_at.map(|at| at.as_millis()),
+            token.revoked_at.map(|at| at.as_millis())
+        ])
+        .map(drop)
 }

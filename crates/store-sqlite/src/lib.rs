@@ -16,17 +16,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use enroll_core::clock::Timestamp;
 use enroll_core::code::CodePurpose;
+use enroll_core::credential::Credential;
 use enroll_core::email::EmailAddress;
-use enroll_core::ids::{MessageId, OrgId, UserId};
+use enroll_core::ids::{MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event, Locale,
-    MailTemplate, MessageSummary, Org, Permission, User,
+    MailTemplate, MessageSummary, Org, Permission, SingleUse, User,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
 use enroll_core::rules::{
-    self, CodeIssued, CreateUser, CreateUserState, IssueCode, IssueCodeState, UserCreated,
-    VerifyCode, VerifyCodeState,
+    self, CodeIssued, CodeVerified, CompleteLogin, CompleteLoginState, CreateServiceAccount,
+    CreateUser, CreateUserState, CredentialRegistered, IssueCode, IssueCodeState,
+    RegisterCredential, RegisterCredentialState, ServiceAccountCreated, UserCreated, VerifyCode,
+    VerifyCodeState,
 };
 use enroll_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -34,7 +37,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::checkpoint::Checkpointer;
 use crate::writer::Writer;
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_credentials.sql"),
+];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
 #[derive(Clone)]
@@ -174,6 +180,26 @@ fn user_by_username(
         .optional()
 }
 
+fn user_by_id(connection: &Connection, id: &UserId) -> rusqlite::Result<Option<User>> {
+    connection
+        .prepare_cached(&format!(
+            "SELECT {} FROM users WHERE id = ?1",
+            rows::USER_COLUMNS
+        ))?
+        .query_row([id.as_str()], rows::user)
+        .optional()
+}
+
+fn credentials_of(connection: &Connection, user: &UserId) -> rusqlite::Result<Vec<Credential>> {
+    connection
+        .prepare_cached(&format!(
+            "SELECT {} FROM credentials WHERE user_id = ?1 ORDER BY created_at, rowid",
+            rows::CREDENTIAL_COLUMNS
+        ))?
+        .query_map([user.as_str()], rows::credential)?
+        .collect()
+}
+
 fn active_code(
     connection: &Connection,
     user: &UserId,
@@ -290,19 +316,7 @@ impl Directory for SqliteStore {
     async fn insert_token(&self, token: &AccessToken) -> Result<()> {
         let token = token.clone();
         self.read("could not insert a token", move |connection| {
-            connection
-                .prepare_cached(
-                    "INSERT INTO tokens (id, org_id, kind, digest, permissions, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    token.id.as_str(),
-                    token.org_id.as_str(),
-                    token.kind.as_str(),
-                    token.digest.as_slice(),
-                    Permission::list_to_json(&token.permissions),
-                    token.created_at.as_millis()
-                ])
-                .map(drop)
+            effects::insert_token(connection, &token)
         })
         .await
     }
@@ -324,13 +338,7 @@ impl Directory for SqliteStore {
     async fn user(&self, id: &UserId) -> Result<Option<User>> {
         let id = id.clone();
         self.read("could not read a user", move |connection| {
-            connection
-                .prepare_cached(&format!(
-                    "SELECT {} FROM users WHERE id = ?1",
-                    rows::USER_COLUMNS
-                ))?
-                .query_row([id.as_str()], rows::user)
-                .optional()
+            user_by_id(connection, &id)
         })
         .await
     }
@@ -371,6 +379,42 @@ impl Directory for SqliteStore {
         .await
     }
 
+    async fn credentials(&self, user: &UserId) -> Result<Vec<Credential>> {
+        let user = user.clone();
+        self.read("could not list credentials", move |connection| {
+            credentials_of(connection, &user)
+        })
+        .await
+    }
+
+    async fn user_permissions(&self, user: &UserId) -> Result<Vec<Permission>> {
+        let user = user.clone();
+        self.read("could not read a user's permissions", move |connection| {
+            connection
+                .prepare_cached("SELECT permissions FROM users WHERE id = ?1")?
+                .query_row([user.as_str()], |row| rows::permissions(row, 0))
+                .optional()
+                .map(Option::unwrap_or_default)
+        })
+        .await
+    }
+
+    async fn set_user_permissions(&self, user: &UserId, permissions: &[Permission]) -> Result<()> {
+        let (user, permissions) = (user.clone(), Permission::list_to_json(permissions));
+        let updated = self
+            .read("could not set a user's permissions", move |connection| {
+                connection
+                    .prepare_cached("UPDATE users SET permissions = ?2 WHERE id = ?1")?
+                    .execute(params![user.as_str(), permissions])
+            })
+            .await?;
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(Error::UserNotFound)
+        }
+    }
+
     async fn events(&self, aggregate_id: &str) -> Result<Vec<Event>> {
         let aggregate_id = aggregate_id.to_owned();
         self.read("could not list events", move |connection| {
@@ -400,6 +444,9 @@ impl Registrations for SqliteStore {
     async fn create_user(&self, command: CreateUser) -> Result<UserCreated> {
         self.writer
             .run(move |connection| {
+                if let Some(user_action) = &command.user_action {
+                    spend(connection, user_action)?;
+                }
                 let state = CreateUserState {
                     org: org_by_id(connection, &command.org_id)
                         .map_err(db_error("could not read an organisation"))?,
@@ -457,7 +504,7 @@ impl Registrations for SqliteStore {
             .await?
     }
 
-    async fn verify_code(&self, command: VerifyCode) -> Result<User> {
+    async fn verify_code(&self, command: VerifyCode) -> Result<CodeVerified> {
         self.writer
             .run(move |connection| {
                 let read = db_error("could not read the state of a verification");
@@ -475,6 +522,106 @@ impl Registrations for SqliteStore {
             .await?
     }
 
+    async fn create_service_account(
+        &self,
+        command: CreateServiceAccount,
+    ) -> Result<ServiceAccountCreated> {
+        self.writer
+            .run(move |connection| {
+                let read = db_error("could not read the state of a new service account");
+                let state = CreateUserState {
+                    org: org_by_id(connection, &command.org_id).map_err(&read)?,
+                    existing: user_by_username(connection, &command.org_id, &command.username)
+                        .map_err(&read)?,
+                };
+                carry_out(connection, rules::create_service_account(&state, &command))
+            })
+            .await?
+    }
+
+    async fn register_credential(
+        &self,
+        command: RegisterCredential,
+    ) -> Result<CredentialRegistered> {
+        self.writer
+            .run(move |connection| {
+                let read = db_error("could not read the state of a registration");
+                let user = user_by_id(connection, &command.user_id).map_err(&read)?;
+                let code = connection
+                    .prepare_cached(&format!(
+                        "SELECT {} FROM codes WHERE id = ?1",
+                        rows::CODE_COLUMNS
+                    ))
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row([command.code_id.as_str()], rows::code)
+                            .optional()
+                    })
+                    .map_err(&read)?;
+                let state = RegisterCredentialState { user, code };
+                carry_out(connection, rules::register_credential(&state, &command))
+            })
+            .await?
+    }
+
+    async fn complete_login(&self, command: CompleteLogin) -> Result<AccessToken> {
+        self.writer
+            .run(move |connection| {
+                spend(connection, &command.challenge)?;
+                let read = db_error("could not read the state of a login");
+                let user = user_by_id(connection, &command.user_id).map_err(&read)?;
+                let credential_held = credentials_of(connection, &command.user_id)
+                    .map_err(&read)?
+                    .iter()
+                    .any(|credential| credential.id == command.credential_id);
+                let state = CompleteLoginState {
+                    user,
+                    credential_held,
+                };
+                carry_out(connection, rules::complete_login(&state, &command))
+            })
+            .await?
+    }
+
+    async fn spend(&self, single_use: SingleUse) -> Result<()> {
+        self.writer
+            .run(move |connection| spend(connection, &single_use))
+            .await
+    }
+
+    async fn revoke_tokens(
+        &self,
+        user: &UserId,
+        token: Option<&TokenId>,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let (user, token) = (user.clone(), token.cloned());
+        self.read("could not revoke tokens", move |connection| {
+            connection
+                .prepare_cached(
+                    "UPDATE tokens SET revoked_at = ?3 WHERE user_id = ?1 AND revoked_at IS NULL \
+                       AND (id = ?2 OR (?2 IS NULL AND kind = 'session'))",
+                )?
+                .execute(params![
+                    user.as_str(),
+                    token.as_ref().map(TokenId::as_str),
+                    now.as_millis()
+                ])
+                .map(|count| count as u64)
+        })
+        .await
+    }
+
+    async fn purge_spent(&self, expired_before: Timestamp) -> Result<u64> {
+        self.read("could not purge spent tokens", move |connection| {
+            connection
+                .prepare_cached("DELETE FROM spent_tokens WHERE expires_at < ?1")?
+                .execute([expired_before.as_millis()])
+                .map(|count| count as u64)
+        })
+        .await
+    }
+
     async fn purge_nonces(&self, seen_before: Timestamp) -> Result<u64> {
         self.read("could not purge nonces", move |connection| {
             connection
@@ -483,6 +630,19 @@ impl Registrations for SqliteStore {
                 .map(|count| count as u64)
         })
         .await
+    }
+}
+
+fn spend(connection: &Connection, single_use: &SingleUse) -> Result<()> {
+    let inserted = connection
+        .prepare_cached("INSERT INTO spent_tokens (id, expires_at) VALUES (?1, ?2)")
+        .and_then(|mut statement| {
+            statement.execute(params![single_use.id, single_use.expires_at.as_millis()])
+        });
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(error) if is_unique_violation(&error) => Err(single_use.reused()),
+        Err(error) => Err(db_error("could not record a spent token")(error)),
     }
 }
 

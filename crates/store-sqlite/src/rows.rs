@@ -2,8 +2,9 @@
 
 use enroll_core::clock::Timestamp;
 use enroll_core::code::{CodeHash, CodePurpose, CodeState};
+use enroll_core::credential::{Credential, KeyAlgorithm, PublicKey};
 use enroll_core::email::EmailAddress;
-use enroll_core::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
+use enroll_core::ids::{AppId, CodeId, CredentialId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, CodeRecord, Event, Locale, MailTemplate, MessageState,
     MessageSummary, Org, Permission, TokenKind, User, UserKind, UserState,
@@ -67,7 +68,8 @@ pub fn app(row: &Row<'_>) -> rusqlite::Result<App> {
     })
 }
 
-pub const TOKEN_COLUMNS: &str = "id, org_id, kind, digest, permissions, created_at";
+pub const TOKEN_COLUMNS: &str =
+    "id, org_id, kind, digest, permissions, created_at, user_id, expires_at, revoked_at";
 
 pub fn token(row: &Row<'_>) -> rusqlite::Result<AccessToken> {
     let digest: Vec<u8> = row.get(3)?;
@@ -80,6 +82,30 @@ pub fn token(row: &Row<'_>) -> rusqlite::Result<AccessToken> {
             .map_err(|_| invalid(3, "token digest", "wrong length"))?,
         permissions: permissions(row, 4)?,
         created_at: timestamp(row, 5)?,
+        user_id: row.get::<_, Option<String>>(6)?.map(UserId::from_trusted),
+        expires_at: optional_timestamp(row, 7)?,
+        revoked_at: optional_timestamp(row, 8)?,
+    })
+}
+
+pub const CREDENTIAL_COLUMNS: &str =
+    "id, cred_id, user_id, org_id, name, algorithm, public_key, created_at";
+
+pub fn credential(row: &Row<'_>) -> rusqlite::Result<Credential> {
+    let pem: String = row.get(6)?;
+    let public_key = PublicKey::from_pem(&pem).map_err(|_| invalid(6, "public key", &pem))?;
+    let algorithm: String = row.get(5)?;
+    if KeyAlgorithm::parse(&algorithm) != Some(public_key.algorithm()) {
+        return Err(invalid(5, "key algorithm", &algorithm));
+    }
+    Ok(Credential {
+        id: CredentialId::from_trusted(row.get(0)?),
+        cred_id: row.get(1)?,
+        user_id: UserId::from_trusted(row.get(2)?),
+        org_id: OrgId::from_trusted(row.get(3)?),
+        name: row.get(4)?,
+        public_key,
+        created_at: timestamp(row, 7)?,
     })
 }
 

@@ -19,19 +19,25 @@ use std::time::Duration;
 
 use enroll_core::clock::{Clock, ManualClock, Timestamp};
 use enroll_core::code::{CodePurpose, CodeSecret, CodeState};
+use enroll_core::credential::PublicKey;
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, MessageId, OrgId, UserId};
 use enroll_core::model::{
     CapturedMail, ClaimedMessage, DeliveryOutcome, Locale, MailTemplate, MessageState,
-    MessageSummary, Org, Permission, TokenKind, User, UserKind, UserState,
+    MessageSummary, Org, Permission, Principal, TokenKind, User, UserKind, UserState,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::policy::Policy;
 use enroll_core::ports::{MessageFilter, NoSignal, Store};
-use enroll_core::rules::{AppCheck, CodeIssued, CodeUse, UserCreated};
+use enroll_core::rules::{
+    AppCheck, CodeIssued, CodeUse, CredentialRegistered, ServiceAccountCreated, UserCreated,
+};
 use enroll_core::secret::{ServerSecret, TokenSecret};
 use enroll_core::service::{Enroll, NewUser, ResendCode, SealedContent};
+use enroll_core::token::SignedRequest;
 use enroll_core::{Error, Result, random};
+
+use crate::keys::TestKey;
 
 /// How long a claim in these cases leases its messages.
 pub const LEASE: Duration = Duration::from_secs(60);
@@ -121,6 +127,7 @@ impl Harness {
                 email: email(address),
                 kind: UserKind::CustomerEmployee,
                 locale: None,
+                user_action: None,
             })
             .await
     }
@@ -170,6 +177,7 @@ impl Harness {
                 usage,
             )
             .await
+            .map(|verified| verified.user)
     }
 
     /// The code a message carries, as the mail worker would read it.
@@ -426,31 +434,433 @@ pub async fn apps_round_trip(store: Arc<dyn Store>) {
     ));
 }
 
+/// The bootstrap shape: a service account with a key and a long-lived admin token.
+async fn service_account(h: &Harness, org: &Org) -> (ServiceAccountCreated, TokenSecret) {
+    h.enroll
+        .create_service_account(
+            &org.id,
+            email("admin"),
+            PublicKey::from_pem(&TestKey::p256().public_pem).expect("a P-256 key"),
+            Permission::all(),
+        )
+        .await
+        .expect("a service account is created")
+}
+
 pub async fn tokens_round_trip(store: Arc<dyn Store>) {
     let h = Harness::new(store);
     let acme = h.org("Acme").await;
-    let (admin, admin_secret) = h
-        .enroll
-        .create_token(&acme.id, TokenKind::Admin, Permission::all())
-        .await
-        .expect("a token is created");
+    let (admin, admin_secret) = service_account(&h, &acme).await;
+    assert_eq!(admin.user.state, UserState::Registered);
+    assert_eq!(admin.user.kind, UserKind::ServiceAccount);
     let (personal, personal_secret) = h
         .enroll
-        .create_token(&acme.id, TokenKind::Personal, vec![Permission::USER_WRITE])
+        .create_token(
+            &admin.user,
+            TokenKind::Personal,
+            vec![Permission::USER_WRITE],
+        )
         .await
         .expect("a token is created");
-    let found = |secret: TokenSecret| {
+    let found = |secret: &TokenSecret| {
         let store = Arc::clone(&h.store);
+        let digest = secret.digest();
         async move {
             store
-                .token_by_digest(&secret.digest())
+                .token_by_digest(&digest)
                 .await
                 .expect("a token lookup")
         }
     };
-    assert_eq!(found(admin_secret).await, Some(admin));
-    assert_eq!(found(personal_secret).await, Some(personal));
-    assert_eq!(found(TokenSecret::generate()).await, None);
+    assert_eq!(found(&admin_secret).await, Some(admin.token.clone()));
+    assert_eq!(found(&personal_secret).await, Some(personal.clone()));
+    assert_eq!(found(&TokenSecret::generate()).await, None);
+
+    let caller = h
+        .enroll
+        .authenticate(admin_secret.expose())
+        .await
+        .expect("the admin token authenticates");
+    assert_eq!(caller.user, admin.user);
+    assert_eq!(caller.permissions, Permission::all());
+    let caller = h
+        .enroll
+        .authenticate(personal_secret.expose())
+        .await
+        .expect("a personal token authenticates");
+    assert_eq!(caller.permissions, [Permission::USER_WRITE]);
+    for garbage in ["", "enr_x", "a.b.c", TokenSecret::generate().expose()] {
+        assert!(matches!(
+            h.enroll.authenticate(garbage).await,
+            Err(Error::Unauthenticated)
+        ));
+    }
+    h.enroll.logout(&caller, false).await.expect("revoked");
+    assert!(matches!(
+        h.enroll.authenticate(personal_secret.expose()).await,
+        Err(Error::Unauthenticated)
+    ));
+    assert!(
+        h.enroll.authenticate(admin_secret.expose()).await.is_ok(),
+        "revoking one token leaves the others"
+    );
+}
+
+/// A pending user, registered with `key` through the two registration steps.
+async fn register(h: &Harness, org: &Org, address: &str, key: &TestKey) -> CredentialRegistered {
+    let created = h.user(org, address).await;
+    let code = h.code(&created.message_id).await;
+    let started = h
+        .enroll
+        .start_registration(
+            org.id.clone(),
+            email(address),
+            CodeSecret::from_user_input(&code),
+        )
+        .await
+        .expect("the code starts a registration");
+    h.enroll
+        .complete_registration(&started.temporary_token, key.attest(&started.challenge))
+        .await
+        .expect("the key registers")
+}
+
+async fn session(h: &Harness, org: &Org, address: &str, key: &TestKey) -> Principal {
+    let issued = h
+        .enroll
+        .start_login(&org.id, &email(address))
+        .await
+        .expect("a login challenge");
+    let (_, secret) = h
+        .enroll
+        .complete_login(&issued.challenge_identifier, key.assert(&issued.challenge))
+        .await
+        .expect("a login");
+    h.enroll
+        .authenticate(secret.expose())
+        .await
+        .expect("the session token authenticates")
+}
+
+pub async fn a_key_registers_a_user_once(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "jane").await;
+    let code = h.code(&created.message_id).await;
+    let wrong = h
+        .enroll
+        .start_registration(
+            acme.id.clone(),
+            email("jane"),
+            CodeSecret::from_user_input("AAAA-BBBB-CCCC-DDDD"),
+        )
+        .await;
+    assert!(matches!(wrong, Err(Error::CodeInvalid)));
+    let started = h
+        .enroll
+        .start_registration(
+            acme.id.clone(),
+            email("jane"),
+            CodeSecret::from_user_input(&code),
+        )
+        .await
+        .expect("the code starts a registration");
+    let key = TestKey::ed25519();
+    // Made for another challenge: refused, and nothing is written.
+    assert!(matches!(
+        h.enroll
+            .complete_registration(&started.temporary_token, key.attest("another challenge"))
+            .await,
+        Err(Error::SignatureInvalid)
+    ));
+    assert!(
+        h.store
+            .credentials(&created.user.id)
+            .await
+            .expect("listed")
+            .is_empty()
+    );
+    let registered = h
+        .enroll
+        .complete_registration(&started.temporary_token, key.attest(&started.challenge))
+        .await
+        .expect("the key registers");
+    assert_eq!(registered.user.state, UserState::Registered);
+    assert_eq!(h.stored_user(&created.user.id).await, registered.user);
+    assert_eq!(h.code_states(&created.user.id).await, [CodeState::Used]);
+    assert_eq!(
+        h.store.credentials(&created.user.id).await.expect("listed"),
+        [registered.credential.clone()]
+    );
+    assert_eq!(
+        h.count_events(&created.user.id, "user.credential.added")
+            .await,
+        1
+    );
+    assert_eq!(h.count_events(&created.user.id, "user.registered").await, 1);
+    assert!(matches!(
+        h.enroll
+            .complete_registration(
+                &started.temporary_token,
+                TestKey::p256().attest(&started.challenge)
+            )
+            .await,
+        Err(Error::AlreadyRegistered)
+    ));
+    assert!(matches!(
+        h.enroll
+            .complete_registration("not-a-token", key.attest(&started.challenge))
+            .await,
+        Err(Error::Unauthenticated)
+    ));
+    h.history(&created.user.id).await;
+}
+
+pub async fn a_resend_voids_a_started_registration(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "jane").await;
+    let code = h.code(&created.message_id).await;
+    let started = h
+        .enroll
+        .start_registration(
+            acme.id.clone(),
+            email("jane"),
+            CodeSecret::from_user_input(&code),
+        )
+        .await
+        .expect("started");
+    h.advance(MINUTE + SECOND);
+    h.resend(&acme.id, "jane").await.expect("a new code");
+    assert!(matches!(
+        h.enroll
+            .complete_registration(
+                &started.temporary_token,
+                TestKey::p256().attest(&started.challenge)
+            )
+            .await,
+        Err(Error::CodeInvalid)
+    ));
+    assert_eq!(
+        h.stored_user(&created.user.id).await.state,
+        UserState::Pending
+    );
+    assert!(
+        h.store
+            .credentials(&created.user.id)
+            .await
+            .expect("listed")
+            .is_empty()
+    );
+}
+
+pub async fn login_challenges_and_user_actions_are_spent_once(store: Arc<dyn Store>) {
+    let h = Arc::new(Harness::new(store));
+    let acme = h.org("Acme").await;
+    let key = TestKey::p256();
+    register(&h, &acme, "jane", &key).await;
+    let issued = h
+        .enroll
+        .start_login(&acme.id, &email("jane"))
+        .await
+        .expect("a login challenge");
+    assert_eq!(issued.credentials.len(), 1);
+    assert!(matches!(
+        h.enroll
+            .complete_login(
+                &issued.challenge_identifier,
+                key.impostor().assert(&issued.challenge)
+            )
+            .await,
+        Err(Error::SignatureInvalid)
+    ));
+    let logins = futures_like_join(32, |_| {
+        let (h, identifier, assertion) = (
+            Arc::clone(&h),
+            issued.challenge_identifier.clone(),
+            key.assert(&issued.challenge),
+        );
+        async move { h.enroll.complete_login(&identifier, assertion).await }
+    })
+    .await;
+    assert_eq!(logins.iter().filter(|login| login.is_ok()).count(), 1);
+    assert!(
+        logins
+            .iter()
+            .all(|login| matches!(login, Ok(_) | Err(Error::ChallengeInvalid)))
+    );
+
+    let caller = session(&h, &acme, "jane", &key).await;
+    h.enroll
+        .grant(
+            &caller.user.id,
+            &[
+                Permission::AUTH_USERS_CREATE,
+                Permission::AUTH_TYPES_EMPLOYEE,
+            ],
+        )
+        .await
+        .expect("granted");
+    let caller = h
+        .enroll
+        .authenticate(&session_token(&h, &acme, "jane", &key).await)
+        .await
+        .expect("a fresh session");
+    let request = SignedRequest::new("POST", "/auth/users", b"{}");
+    let challenge = h
+        .enroll
+        .start_user_action(&caller, request.clone())
+        .await
+        .expect("an action challenge");
+    let user_action = h
+        .enroll
+        .sign_user_action(
+            &caller,
+            &challenge.challenge_identifier,
+            key.assert(&challenge.challenge),
+        )
+        .await
+        .expect("signed");
+    assert!(matches!(
+        h.enroll
+            .sign_user_action(
+                &caller,
+                &challenge.challenge_identifier,
+                key.assert(&challenge.challenge)
+            )
+            .await,
+        Err(Error::ChallengeInvalid)
+    ));
+    assert!(matches!(
+        h.enroll.check_user_action(
+            &caller,
+            Some(&user_action),
+            &SignedRequest::new("POST", "/auth/users", b"{ }")
+        ),
+        Err(Error::UserActionInvalid)
+    ));
+    let spend = h
+        .enroll
+        .check_user_action(&caller, Some(&user_action), &request)
+        .expect("the action matches its request");
+    let creates = futures_like_join(32, |index| {
+        let (h, org_id, spend) = (Arc::clone(&h), acme.id.clone(), spend.clone());
+        async move {
+            h.enroll
+                .create_user(NewUser {
+                    org_id,
+                    email: email(&format!("new{index}")),
+                    kind: UserKind::CustomerEmployee,
+                    locale: None,
+                    user_action: Some(spend),
+                })
+                .await
+        }
+    })
+    .await;
+    assert_eq!(creates.iter().filter(|created| created.is_ok()).count(), 1);
+    assert!(
+        creates
+            .iter()
+            .all(|created| matches!(created, Ok(_) | Err(Error::UserActionReused)))
+    );
+    assert_eq!(
+        h.store.users(Some(&acme.id)).await.expect("listed").len(),
+        2
+    );
+}
+
+async fn session_token(h: &Harness, org: &Org, address: &str, key: &TestKey) -> String {
+    let issued = h
+        .enroll
+        .start_login(&org.id, &email(address))
+        .await
+        .expect("a login challenge");
+    let (_, secret) = h
+        .enroll
+        .complete_login(&issued.challenge_identifier, key.assert(&issued.challenge))
+        .await
+        .expect("a login");
+    secret.expose().to_owned()
+}
+
+/// Runs `count` futures made by `make` at once, on the runtime's threads.
+async fn futures_like_join<F, T>(count: usize, make: impl Fn(usize) -> F) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = (0..count).map(|index| tokio::spawn(make(index))).collect();
+    let mut out = Vec::with_capacity(count);
+    for task in tasks {
+        out.push(task.await.expect("the task finishes"));
+    }
+    out
+}
+
+pub async fn permissions_follow_the_user_of_a_session(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let key = TestKey::ed25519();
+    register(&h, &acme, "jane", &key).await;
+    let caller = session(&h, &acme, "jane", &key).await;
+    assert!(caller.permissions.is_empty());
+    let needed = [
+        Permission::AUTH_USERS_CREATE,
+        Permission::AUTH_TYPES_EMPLOYEE,
+    ];
+    let Err(Error::PermissionDenied {
+        principal,
+        permission,
+    }) = Enroll::require(&caller, &needed)
+    else {
+        panic!("a new employee may not create users");
+    };
+    assert_eq!(principal, format!("CustomerEmployee {}", caller.user.id));
+    assert_eq!(permission, Permission::AUTH_USERS_CREATE);
+    h.enroll
+        .grant(&caller.user.id, &[Permission::AUTH_USERS_CREATE])
+        .await
+        .expect("granted");
+    let caller = h
+        .enroll
+        .authenticate(&session_token(&h, &acme, "jane", &key).await)
+        .await
+        .expect("a session");
+    assert!(matches!(
+        Enroll::require(&caller, &needed),
+        Err(Error::PermissionDenied { permission, .. }) if permission == Permission::AUTH_TYPES_EMPLOYEE
+    ));
+    h.enroll
+        .grant(&caller.user.id, &[Permission::AUTH_TYPES_EMPLOYEE])
+        .await
+        .expect("granted");
+    let caller = h
+        .enroll
+        .authenticate(&session_token(&h, &acme, "jane", &key).await)
+        .await
+        .expect("a session");
+    assert!(Enroll::require(&caller, &needed).is_ok());
+    let (_, admin) = service_account(&h, &acme).await;
+    let admin = h.enroll.authenticate(admin.expose()).await.expect("admin");
+    assert_eq!(
+        admin.describe(),
+        format!("CustomerEmployee {}", admin.user.id)
+    );
+    assert!(Enroll::require(&admin, &Permission::all()).is_ok());
+    // Logging out every session ends them all.
+    let other = session(&h, &acme, "jane", &key).await;
+    h.enroll.logout(&caller, true).await.expect("logged out");
+    for token in [&caller, &other] {
+        assert!(
+            !h.store
+                .token_by_digest(&token.token.digest)
+                .await
+                .expect("a lookup")
+                .expect("kept")
+                .is_live(h.now())
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -594,6 +1004,7 @@ pub async fn usernames_are_unique_per_org(store: Arc<dyn Store>) {
                 email: email("joe"),
                 kind: UserKind::EndUser,
                 locale: None,
+                user_action: None,
             })
             .await,
         Err(Error::OrgNotFound)
@@ -1129,6 +1540,7 @@ pub async fn apps_are_checked(store: Arc<dyn Store>) {
             email: email("bob"),
             kind: UserKind::EndUser,
             locale: Some(locale("fr")),
+            user_action: None,
         })
         .await
         .expect("an end user is created");
@@ -1696,6 +2108,10 @@ macro_rules! conformance_suite {
             orgs_round_trip,
             apps_round_trip,
             tokens_round_trip,
+            a_key_registers_a_user_once,
+            a_resend_voids_a_started_registration,
+            login_challenges_and_user_actions_are_spent_once,
+            permissions_follow_the_user_of_a_session,
             create_user_issues_one_code_and_one_message,
             usernames_are_unique_per_org,
             concurrent_creates_admit_one,

@@ -141,6 +141,7 @@ impl TestApp {
                 email: EmailAddress::parse(email).expect("a valid address"),
                 kind: UserKind::CustomerEmployee,
                 locale: None,
+                user_action: None,
             })
             .await
             .expect("the user is created")
@@ -198,6 +199,7 @@ impl TestApp {
                 usage,
             )
             .await
+            .map(|verified| verified.user)
     }
 
     pub fn pass_cooldown(&self) {

@@ -27,6 +27,11 @@ impl DfnsError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
+
+    /// A body that is not the JSON the endpoint takes.
+    pub fn invalid_body(reason: impl std::fmt::Display) -> Self {
+        Self::bad_request(format!("Invalid request body: {reason}"))
+    }
 }
 
 impl From<Error> for DfnsError {
@@ -56,9 +61,31 @@ impl From<Error> for DfnsError {
                 StatusCode::BAD_REQUEST,
                 "Registration code expired".to_owned(),
             ),
-            Error::AlreadyRegistered | Error::UserExists => {
+            Error::AlreadyRegistered => {
                 (StatusCode::UNAUTHORIZED, "User already exists.".to_owned())
             }
+            Error::UserExists => (StatusCode::CONFLICT, "User already exists.".to_owned()),
+            Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "Not Authorized.".to_owned()),
+            Error::SignatureInvalid => (
+                StatusCode::UNAUTHORIZED,
+                "Credential signature is not valid.".to_owned(),
+            ),
+            Error::ChallengeInvalid => (
+                StatusCode::BAD_REQUEST,
+                "Challenge token is not valid.".to_owned(),
+            ),
+            Error::NoCredential => (
+                StatusCode::UNAUTHORIZED,
+                "User does not have a credential that can be used for the application.".to_owned(),
+            ),
+            Error::UserActionInvalid => (
+                StatusCode::FORBIDDEN,
+                "user action signature is missing or invalid".to_owned(),
+            ),
+            Error::UserActionReused => (
+                StatusCode::BAD_REQUEST,
+                "user action has already been used".to_owned(),
+            ),
             Error::UserNotFound | Error::OrgNotFound => {
                 (StatusCode::UNAUTHORIZED, "User not found".to_owned())
             }
