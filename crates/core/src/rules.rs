@@ -823,6 +823,9 @@ mod tests {
                 Effect::EnqueueMessage(_) => "message",
                 Effect::SetCooldown { .. } => "cooldown",
                 Effect::UpdateUser(_) | Effect::UpdateCode { .. } => "update",
+                Effect::InsertCredential(_)
+                | Effect::InsertToken(_)
+                | Effect::SetPermissions { .. } => "other",
             })
             .collect();
         assert_eq!(

@@ -19,7 +19,7 @@ pub const ADMIN_USERNAME: &str = "admin@enroll.invalid";
 
 /// What `<data-dir>/bootstrap.json` holds: the default organisation and its admin, a service
 /// account holding every permission, with its token and the key that signs its user actions.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Bootstrap {
     pub org_id: String,

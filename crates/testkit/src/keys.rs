@@ -8,6 +8,12 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 use sha2::{Digest, Sha256};
 
+/// SubjectPublicKeyInfo of an uncompressed P-256 point, up to the point.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
 enum Pair {
     P256(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
@@ -52,10 +58,7 @@ impl TestKey {
             .expect("a P-256 key");
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
             .expect("its own PKCS#8");
-        let mut spki = vec![
-            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
-            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-        ];
+        let mut spki = P256_SPKI_PREFIX.to_vec();
         spki.extend_from_slice(pair.public_key().as_ref());
         Self {
             pair: Pair::P256(pair),
@@ -74,6 +77,24 @@ impl TestKey {
         Self {
             pair: Pair::Ed25519(pair),
             cred_id: cred_id(),
+            public_pem: pem(&spki),
+        }
+    }
+
+    /// A P-256 key from its PKCS#8 PEM (as `bootstrap.json` holds the admin's).
+    pub fn p256_from_pem(private_pem: &str, cred_id: &str) -> Self {
+        let body: String = private_pem
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect();
+        let der = STANDARD.decode(body).expect("PEM is base64");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der, &SystemRandom::new())
+            .expect("a P-256 PKCS#8 key");
+        let mut spki = P256_SPKI_PREFIX.to_vec();
+        spki.extend_from_slice(pair.public_key().as_ref());
+        Self {
+            pair: Pair::P256(pair),
+            cred_id: cred_id.to_owned(),
             public_pem: pem(&spki),
         }
     }

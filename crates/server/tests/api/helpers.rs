@@ -30,6 +30,8 @@ pub struct TestApp {
     pub enroll: Arc<Enroll>,
     pub org_id: OrgId,
     pub admin_token: String,
+    /// What first start wrote to `bootstrap.json`.
+    pub bootstrap: enroll::bootstrap::Bootstrap,
     pub data_dir: tempfile::TempDir,
     /// The SMTP server mail is relayed to; `None` when mail is captured in the inbox.
     pub smtp: Option<SmtpSink>,
@@ -113,6 +115,7 @@ impl TestApp {
         let (bootstrap, _) = application.bootstrap().expect("a first start");
         let org_id = OrgId::parse(&bootstrap.org_id).expect("an org id");
         let admin_token = bootstrap.admin_token.clone();
+        let bootstrap = bootstrap.clone();
         let base_url = format!("http://{}", application.address());
         let enroll = application.enroll();
         tokio::spawn(application.run_until_stopped(std::future::pending()));
@@ -123,6 +126,7 @@ impl TestApp {
             enroll,
             org_id,
             admin_token,
+            bootstrap,
             data_dir,
             smtp,
         }
@@ -216,10 +220,24 @@ impl TestApp {
             .await
     }
 
+    pub async fn post(&self, path: &str, body: String, headers: &[(&str, &str)]) -> Reply {
+        self.send(reqwest::Method::POST, path, body, headers).await
+    }
+
     pub async fn put(&self, path: &str, body: String, headers: &[(&str, &str)]) -> Reply {
+        self.send(reqwest::Method::PUT, path, body, headers).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: String,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = self
             .client
-            .put(self.url(path))
+            .request(method, self.url(path))
             .header("content-type", "application/json")
             .body(body);
         for (name, value) in headers {

@@ -8,6 +8,7 @@
 )]
 
 mod cli;
+mod dfns_auth;
 mod dfns_resend;
 mod helpers;
 mod mail;

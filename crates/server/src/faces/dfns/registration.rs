@@ -87,7 +87,8 @@ struct CredentialInfo {
 #[serde(rename_all = "camelCase")]
 struct AttestationBody {
     credential_kind: String,
-    credential_info: Option<CredentialInfo>,
+    /// Read once the kind is known to be Key: other kinds carry other fields.
+    credential_info: Option<Value>,
     #[serde(default)]
     credential_name: Option<String>,
 }
@@ -115,6 +116,9 @@ fn attestation(body: &[u8]) -> Result<KeyAttestation, DfnsError> {
     }
     let info = first.credential_info.ok_or_else(|| {
         DfnsError::invalid_body("firstFactorCredential.credentialInfo is required")
+    })?;
+    let info: CredentialInfo = serde_json::from_value(info).map_err(|error| {
+        DfnsError::invalid_body(format!("firstFactorCredential.credentialInfo: {error}"))
     })?;
     Ok(KeyAttestation {
         cred_id: info.cred_id,
