@@ -88,8 +88,9 @@ impl TestKey {
             .filter(|line| !line.starts_with("-----"))
             .collect();
         let der = STANDARD.decode(body).expect("PEM is base64");
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der, &SystemRandom::new())
-            .expect("a P-256 PKCS#8 key");
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der, &SystemRandom::new())
+                .expect("a P-256 PKCS#8 key");
         let mut spki = P256_SPKI_PREFIX.to_vec();
         spki.extend_from_slice(pair.public_key().as_ref());
         Self {

@@ -92,7 +92,10 @@ impl TestApp {
         self.post(
             "/auth/users",
             body,
-            &[("authorization", &bearer(token)), ("x-dfns-useraction", &action)],
+            &[
+                ("authorization", &bearer(token)),
+                ("x-dfns-useraction", &action),
+            ],
         )
         .await
     }
@@ -150,7 +153,8 @@ async fn an_employee_is_created_registers_with_a_key_and_logs_in() {
     let code = app.code_in_mail("jane@example.com", 1).await;
 
     assert_error(
-        &app.registration_init("jane@example.com", "AAAA-BBBB-CCCC-DDDD").await,
+        &app.registration_init("jane@example.com", "AAAA-BBBB-CCCC-DDDD")
+            .await,
         401,
         "Invalid registration code",
     );
@@ -168,7 +172,8 @@ async fn an_employee_is_created_registers_with_a_key_and_logs_in() {
     let attestation = key.attest(challenge["challenge"].as_str().unwrap());
 
     assert_error(
-        &app.post("/auth/registration", attestation_body(&attestation), &[]).await,
+        &app.post("/auth/registration", attestation_body(&attestation), &[])
+            .await,
         401,
         "Not Authorized.",
     );
@@ -181,7 +186,12 @@ async fn an_employee_is_created_registers_with_a_key_and_logs_in() {
         )
         .await;
     assert_eq!(fido.status, 400, "{}", fido.body);
-    assert!(fido.json()["error"]["message"].as_str().unwrap().contains("Fido2"));
+    assert!(
+        fido.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Fido2")
+    );
     let mut garbled = attestation.clone();
     garbled.client_data = "%%%".to_owned();
     let garbled = app
@@ -203,7 +213,12 @@ async fn an_employee_is_created_registers_with_a_key_and_logs_in() {
     assert_eq!(registered.status, 200, "{}", registered.body);
     let registered = registered.json();
     assert_eq!(registered["credential"]["kind"], "Key");
-    assert!(registered["credential"]["uuid"].as_str().unwrap().starts_with("cr-"));
+    assert!(
+        registered["credential"]["uuid"]
+            .as_str()
+            .unwrap()
+            .starts_with("cr-")
+    );
     assert_eq!(
         registered["user"],
         json!({ "id": user["userId"], "username": "jane@example.com", "orgId": app.org_id })
@@ -233,7 +248,11 @@ async fn an_employee_is_created_registers_with_a_key_and_logs_in() {
     );
 
     let logout = app
-        .put("/auth/logout", String::new(), &[("authorization", &bearer(&token))])
+        .put(
+            "/auth/logout",
+            String::new(),
+            &[("authorization", &bearer(&token))],
+        )
         .await;
     assert_eq!(logout.status, 200, "{}", logout.body);
     assert_error(
@@ -274,7 +293,10 @@ async fn user_actions_bind_one_request_and_are_used_once() {
         403,
         "user action signature is missing or invalid",
     );
-    assert_eq!(app.post("/auth/users", body.clone(), &headers).await.status, 200);
+    assert_eq!(
+        app.post("/auth/users", body.clone(), &headers).await.status,
+        200
+    );
     assert_error(
         &app.post("/auth/users", body.clone(), &headers).await,
         400,
@@ -321,9 +343,18 @@ async fn user_actions_bind_one_request_and_are_used_once() {
         "Challenge token is not valid.",
     );
     let malformed = app
-        .post("/auth/action", "{\"challengeIdentifier\":".to_owned(), &headers[..1])
+        .post(
+            "/auth/action",
+            "{\"challengeIdentifier\":".to_owned(),
+            &headers[..1],
+        )
         .await;
     assert_eq!(malformed.status, 400, "{}", malformed.body);
     let value: Value = malformed.json();
-    assert!(value["error"]["message"].as_str().unwrap().starts_with("Invalid request body"));
+    assert!(
+        value["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid request body")
+    );
 }
