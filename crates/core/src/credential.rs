@@ -212,7 +212,7 @@ fn hex(bytes: &[u8]) -> String {
 
 fn unhex(field: &str, text: &str) -> Result<Vec<u8>, Error> {
     let invalid = || Error::Invalid(format!("{field} is not hexadecimal"));
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return Err(invalid());
     }
     (0..text.len())

@@ -488,11 +488,11 @@ impl Registrations for PostgresStore {
     async fn create_user(&self, command: CreateUser) -> Result<UserCreated> {
         let fail = db_error("could not create a user");
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
-        if let Some(user_action) = &command.user_action {
-            if !spend(&mut transaction, user_action).await.map_err(&fail)? {
-                transaction.rollback().await.map_err(&fail)?;
-                return Err(user_action.reused());
-            }
+        if let Some(user_action) = &command.user_action
+            && !spend(&mut transaction, user_action).await.map_err(&fail)?
+        {
+            transaction.rollback().await.map_err(&fail)?;
+            return Err(user_action.reused());
         }
         let existing = lock_user(&mut transaction, &command.org_id, &command.username)
             .await

@@ -39,12 +39,12 @@ pub async fn init(
             "userActionHttpPath must be an absolute path",
         ));
     }
-    if let Some(kind) = body.user_action_server_kind.as_deref() {
-        if kind != "Api" {
-            return Err(DfnsError::invalid_body(format!(
-                "userActionServerKind {kind:?} is not supported: use \"Api\""
-            )));
-        }
+    if let Some(kind) = body.user_action_server_kind.as_deref()
+        && kind != "Api"
+    {
+        return Err(DfnsError::invalid_body(format!(
+            "userActionServerKind {kind:?} is not supported: use \"Api\""
+        )));
     }
     let request = SignedRequest::new(method, path, body.user_action_payload.as_bytes());
     let issued = state.enroll.start_user_action(&caller, request).await?;
