@@ -526,18 +526,8 @@ async fn register(h: &Harness, org: &Org, address: &str, key: &TestKey) -> Crede
 }
 
 async fn session(h: &Harness, org: &Org, address: &str, key: &TestKey) -> Principal {
-    let issued = h
-        .enroll
-        .start_login(&org.id, &email(address))
-        .await
-        .expect("a login challenge");
-    let (_, secret) = h
-        .enroll
-        .complete_login(&issued.challenge_identifier, key.assert(&issued.challenge))
-        .await
-        .expect("a login");
     h.enroll
-        .authenticate(secret.expose())
+        .authenticate(&session_token(h, org, address, key).await)
         .await
         .expect("the session token authenticates")
 }
@@ -701,11 +691,7 @@ pub async fn login_challenges_and_user_actions_are_spent_once(store: Arc<dyn Sto
         )
         .await
         .expect("granted");
-    let caller = h
-        .enroll
-        .authenticate(&session_token(&h, &acme, "jane", &key).await)
-        .await
-        .expect("a fresh session");
+    let caller = session(&h, &acme, "jane", &key).await;
     let request = SignedRequest::new("POST", "/auth/users", b"{}");
     let challenge = h
         .enroll
