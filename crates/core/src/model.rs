@@ -212,6 +212,9 @@ pub struct App {
     pub name: String,
     pub permissions: Vec<Permission>,
     pub created_at: Timestamp,
+    /// SHA-256 of the app's secret (`X-DFNS-APPSECRET`), for server-signed apps.
+    #[serde(skip)]
+    pub secret_digest: Option<[u8; 32]>,
 }
 
 impl App {

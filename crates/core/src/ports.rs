@@ -7,7 +7,7 @@ use crate::clock::Timestamp;
 use crate::credential::Credential;
 use crate::email::EmailAddress;
 use crate::error::Result;
-use crate::ids::TokenId;
+use crate::ids::{AppId, TokenId};
 use crate::ids::{MessageId, OrgId, UserId};
 use crate::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
@@ -38,6 +38,8 @@ pub trait Directory: Send + Sync {
     async fn orgs(&self) -> Result<Vec<Org>>;
     async fn insert_app(&self, app: &App) -> Result<()>;
     async fn apps(&self, org: Option<&OrgId>) -> Result<Vec<App>>;
+    async fn app(&self, id: &AppId) -> Result<Option<App>>;
+    async fn set_app_secret(&self, id: &AppId, digest: &[u8; 32]) -> Result<()>;
     async fn insert_token(&self, token: &AccessToken) -> Result<()>;
     async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AccessToken>>;
     async fn user(&self, id: &UserId) -> Result<Option<User>>;

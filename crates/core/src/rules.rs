@@ -957,6 +957,7 @@ mod tests {
                 Permission::AUTH_TYPES_END_USER,
             ],
             created_at: NOW,
+            secret_digest: None,
         };
         let mut with_app = state(&org, Some(user.clone()));
         with_app.app = Some(app.clone());
@@ -995,6 +996,7 @@ mod tests {
             name: "elsewhere".into(),
             permissions: Permission::all(),
             created_at: NOW,
+            secret_digest: None,
         };
         let mut with_app = state(&org, Some(user.clone()));
         with_app.app = Some(app.clone());
@@ -1019,6 +1021,7 @@ mod tests {
             name: "reader".into(),
             permissions: vec![Permission::AUTH_USERS_READ],
             created_at: NOW,
+            secret_digest: None,
         };
         let mut command = issue(&org, &user);
         command.app = Some(AppCheck {

@@ -147,8 +147,33 @@ impl Enroll {
             name: name.trim().to_owned(),
             permissions,
             created_at: self.clock.now(),
+            secret_digest: None,
         };
         self.store.insert_app(&app).await?;
+        Ok(app)
+    }
+
+    /// Gives an app a new secret (`X-DFNS-APPSECRET`), replacing any earlier one; the secret
+    /// is returned once and only its digest is kept.
+    pub async fn issue_app_secret(&self, app: &AppId) -> Result<TokenSecret> {
+        let secret = TokenSecret::generate();
+        self.store.set_app_secret(app, &secret.digest()).await?;
+        Ok(secret)
+    }
+
+    /// The app a request names, which must exist; an app with a secret must be shown it.
+    pub async fn check_app(&self, app: &AppId, presented_secret: Option<&str>) -> Result<App> {
+        let app = self.store.app(app).await?.ok_or(Error::UnknownApp)?;
+        if let Some(digest) = &app.secret_digest {
+            let presented = presented_secret
+                .map(|secret| TokenSecret::from_presented(secret.trim()).digest())
+                .ok_or(Error::UnknownApp)?;
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(&presented[..], &digest[..])) {
+                return Err(Error::UnknownApp);
+            }
+        } else if presented_secret.is_some() {
+            return Err(Error::UnknownApp);
+        }
         Ok(app)
     }
 

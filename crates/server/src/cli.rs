@@ -95,6 +95,9 @@ pub enum AppCommand {
         /// A permission the app holds (repeatable), e.g. Auth:Users:Create.
         #[arg(long = "permission", value_name = "NAME")]
         permissions: Vec<String>,
+        /// Give it a secret that callers must send as X-DFNS-APPSECRET (printed once).
+        #[arg(long)]
+        with_secret: bool,
     },
     /// List applications.
     List {

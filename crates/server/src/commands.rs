@@ -156,6 +156,7 @@ async fn app(enroll: &Enroll, command: AppCommand, json: bool) -> anyhow::Result
             org,
             name,
             permissions,
+            with_secret,
         } => {
             let permissions = permissions
                 .iter()
@@ -167,8 +168,18 @@ async fn app(enroll: &Enroll, command: AppCommand, json: bool) -> anyhow::Result
             let app = enroll
                 .create_app(&org_id(&org)?, &name, permissions)
                 .await?;
-            print(json, &app, || {
-                format!("{}\t{}\t{}", app.id, app.name, join(&app.permissions))
+            let secret = match with_secret {
+                true => Some(enroll.issue_app_secret(&app.id).await?),
+                false => None,
+            };
+            let secret = secret.as_ref().map(|secret| secret.expose());
+            let shown = json!({ "app": app, "secret": secret });
+            print(json, &shown, || {
+                let mut out = format!("{}\t{}\t{}", app.id, app.name, join(&app.permissions));
+                if let Some(secret) = secret {
+                    out.push_str(&format!("\nX-DFNS-APPSECRET (shown once): {secret}"));
+                }
+                out
             })
         }
         AppCommand::List { org } => {

@@ -23,7 +23,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn build(state: AppState) -> Router {
     let metrics_state: Arc<metrics::Metrics> = state.metrics.clone();
     Router::new()
-        .merge(faces::dfns::routes())
+        .merge(faces::dfns::routes(state.clone()))
         .merge(faces::dev::routes())
         .merge(ops::routes())
         .fallback(not_found)

@@ -16,7 +16,7 @@ use enroll_core::clock::Timestamp;
 use enroll_core::code::CodePurpose;
 use enroll_core::credential::Credential;
 use enroll_core::email::EmailAddress;
-use enroll_core::ids::{MessageId, OrgId, TokenId, UserId};
+use enroll_core::ids::{AppId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
     MessageSummary, Org, Permission, SingleUse, User,
@@ -375,6 +375,26 @@ impl Directory for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error("could not list apps"))
+    }
+
+    async fn app(&self, id: &AppId) -> Result<Option<App>> {
+        let fail = db_error("could not read an app");
+        let mut connection = self.pool.acquire().await.map_err(&fail)?;
+        app_by_id(&mut connection, id.as_str()).await.map_err(&fail)
+    }
+
+    async fn set_app_secret(&self, id: &AppId, digest: &[u8; 32]) -> Result<()> {
+        let updated = sqlx::query("UPDATE apps SET secret_digest = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(digest.as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("could not set an app secret"))?;
+        if updated.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(Error::UnknownApp)
+        }
     }
 
     async fn insert_token(&self, token: &AccessToken) -> Result<()> {

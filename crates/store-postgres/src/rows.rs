@@ -67,7 +67,7 @@ pub fn org(row: &PgRow) -> sqlx::Result<Org> {
     })
 }
 
-pub const APP_COLUMNS: &str = "id, org_id, name, permissions, created_at";
+pub const APP_COLUMNS: &str = "id, org_id, name, permissions, created_at, secret_digest";
 
 pub fn app(row: &PgRow) -> sqlx::Result<App> {
     Ok(App {
@@ -76,6 +76,11 @@ pub fn app(row: &PgRow) -> sqlx::Result<App> {
         name: row.try_get("name")?,
         permissions: permissions(row, "permissions")?,
         created_at: time(row, "created_at")?,
+        secret_digest: row
+            .try_get::<Option<Vec<u8>>, _>("secret_digest")?
+            .map(|digest| digest.try_into())
+            .transpose()
+            .map_err(|_| invalid("secret_digest", "app secret digest", "wrong length"))?,
     })
 }
 

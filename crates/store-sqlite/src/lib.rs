@@ -18,7 +18,7 @@ use enroll_core::clock::Timestamp;
 use enroll_core::code::CodePurpose;
 use enroll_core::credential::Credential;
 use enroll_core::email::EmailAddress;
-use enroll_core::ids::{MessageId, OrgId, TokenId, UserId};
+use enroll_core::ids::{AppId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event, Locale,
     MailTemplate, MessageSummary, Org, Permission, SingleUse, User,
@@ -311,6 +311,36 @@ impl Directory for SqliteStore {
                 .collect()
         })
         .await
+    }
+
+    async fn app(&self, id: &AppId) -> Result<Option<App>> {
+        let id = id.clone();
+        self.read("could not read an app", move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {} FROM apps WHERE id = ?1",
+                    rows::APP_COLUMNS
+                ))?
+                .query_row([id.as_str()], rows::app)
+                .optional()
+        })
+        .await
+    }
+
+    async fn set_app_secret(&self, id: &AppId, digest: &[u8; 32]) -> Result<()> {
+        let (id, digest) = (id.clone(), *digest);
+        let updated = self
+            .read("could not set an app secret", move |connection| {
+                connection
+                    .prepare_cached("UPDATE apps SET secret_digest = ?2 WHERE id = ?1")?
+                    .execute(params![id.as_str(), digest.as_slice()])
+            })
+            .await?;
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(Error::UnknownApp)
+        }
     }
 
     async fn insert_token(&self, token: &AccessToken) -> Result<()> {

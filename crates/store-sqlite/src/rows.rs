@@ -56,7 +56,7 @@ pub fn org(row: &Row<'_>) -> rusqlite::Result<Org> {
     })
 }
 
-pub const APP_COLUMNS: &str = "id, org_id, name, permissions, created_at";
+pub const APP_COLUMNS: &str = "id, org_id, name, permissions, created_at, secret_digest";
 
 pub fn app(row: &Row<'_>) -> rusqlite::Result<App> {
     Ok(App {
@@ -65,6 +65,11 @@ pub fn app(row: &Row<'_>) -> rusqlite::Result<App> {
         name: row.get(2)?,
         permissions: permissions(row, 3)?,
         created_at: timestamp(row, 4)?,
+        secret_digest: row
+            .get::<_, Option<Vec<u8>>>(5)?
+            .map(|digest| digest.try_into())
+            .transpose()
+            .map_err(|_| invalid(5, "app secret digest", "wrong length"))?,
     })
 }
 

@@ -426,6 +426,30 @@ pub async fn apps_round_trip(store: Arc<dyn Store>) {
             .expect("apps")
             .is_empty()
     );
+    let secret = h
+        .enroll
+        .issue_app_secret(&app.id)
+        .await
+        .expect("a secret is set");
+    let stored = h.store.app(&app.id).await.expect("an app lookup");
+    assert_eq!(
+        stored.and_then(|app| app.secret_digest),
+        Some(secret.digest())
+    );
+    assert!(
+        h.enroll
+            .check_app(&app.id, Some(secret.expose()))
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        h.enroll.check_app(&app.id, None).await,
+        Err(Error::UnknownApp)
+    ));
+    assert!(matches!(
+        h.enroll.issue_app_secret(&AppId::generate()).await,
+        Err(Error::UnknownApp)
+    ));
     assert!(matches!(
         h.enroll
             .create_app(&OrgId::generate(), "nowhere", Vec::new())

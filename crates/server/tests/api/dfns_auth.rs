@@ -358,3 +358,45 @@ async fn user_actions_bind_one_request_and_are_used_once() {
             .starts_with("Invalid request body")
     );
 }
+
+#[tokio::test]
+async fn a_server_signed_app_must_show_its_secret_on_every_call() {
+    let app = TestApp::spawn().await;
+    let legacy = app
+        .enroll
+        .create_app(&app.org_id, "server-signed", Vec::new())
+        .await
+        .unwrap();
+    let secret = app.enroll.issue_app_secret(&legacy.id).await.unwrap();
+    let body = json!({ "orgId": app.org_id, "username": "jane@example.com" }).to_string();
+    let call = |secret: Option<String>| {
+        let (app, body, id) = (&app, body.clone(), legacy.id.to_string());
+        async move {
+            let mut headers = vec![("x-dfns-appid", id.as_str())];
+            headers.extend(secret.as_deref().map(|secret| ("x-dfns-appsecret", secret)));
+            app.post("/auth/login/init", body, &headers).await
+        }
+    };
+    for wrong in [None, Some("enr_wrong".to_owned())] {
+        assert_error(&call(wrong).await, 401, "Not Authorized.");
+    }
+    // The right secret lets the call through to the endpoint, which knows no such user.
+    let right = call(Some(secret.expose().to_owned())).await;
+    assert_error(&right, 401, "User not found");
+    let bare = app
+        .enroll
+        .create_app(&app.org_id, "bare", Vec::new())
+        .await
+        .unwrap();
+    let shown = app
+        .post(
+            "/auth/login/init",
+            body.clone(),
+            &[
+                ("x-dfns-appid", bare.id.as_str()),
+                ("x-dfns-appsecret", secret.expose()),
+            ],
+        )
+        .await;
+    assert_error(&shown, 401, "Not Authorized.");
+}
