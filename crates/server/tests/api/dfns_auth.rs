@@ -7,7 +7,7 @@ use enroll_core::service::{KeyAssertion, KeyAttestation};
 use enroll_testkit::keys::TestKey;
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, TestApp};
+use crate::helpers::{Db, Reply, TestApp};
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
@@ -137,8 +137,16 @@ impl TestApp {
 }
 
 #[tokio::test]
-async fn an_employee_is_created_registers_with_a_key_and_logs_in() {
-    let app = TestApp::spawn().await;
+async fn an_employee_is_created_registers_with_a_key_and_logs_in_on_sqlite() {
+    employee_lifecycle(TestApp::spawn_on(Db::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn an_employee_is_created_registers_with_a_key_and_logs_in_on_postgres() {
+    employee_lifecycle(TestApp::spawn_on(Db::Postgres).await).await;
+}
+
+async fn employee_lifecycle(app: TestApp) {
     let admin = app.admin_key();
     let created = app
         .create_user_signed(&app.admin_token, &admin, "jane@example.com")
