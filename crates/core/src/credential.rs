@@ -282,6 +282,72 @@ pub struct Credential {
     pub created_at: Timestamp,
 }
 
+/// A request as a server-signed app sent it, to check its `X-DFNS-APISIGNATURE` against.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub path_and_query: &'a str,
+    pub body: &'a [u8],
+    /// The request's headers, names in lowercase.
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+/// Verifies an app's API signature: a JWT (`RS256` for RSA keys, `EdDSA` for Ed25519) whose
+/// claims are the request — `r-method`, `r-path`, `r-body` (base64url) and `h-<header>` values —
+/// each of which must match the request as received.
+pub fn verify_api_signature(
+    key: &PublicKey,
+    signature: &str,
+    request: &ApiRequest<'_>,
+) -> Result<(), Error> {
+    let refused = || Error::UnknownApp;
+    let signature = signature.trim();
+    let (signed_part, signed) = signature.rsplit_once('.').ok_or_else(refused)?;
+    let (header, payload) = signed_part.split_once('.').ok_or_else(refused)?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&decode_base64url("signature", header).map_err(|_| refused())?)
+            .map_err(|_| refused())?;
+    let algorithm_fits = matches!(
+        (header["alg"].as_str(), key.algorithm()),
+        (Some("RS256"), KeyAlgorithm::RsaPkcs1Sha256) | (Some("EdDSA"), KeyAlgorithm::Ed25519)
+    );
+    let signature = decode_base64url("signature", signed).map_err(|_| refused())?;
+    if !algorithm_fits || !key.verify(signed_part.as_bytes(), &signature) {
+        return Err(refused());
+    }
+    let claims: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&decode_base64url("signature", payload).map_err(|_| refused())?)
+            .map_err(|_| refused())?;
+    let claim = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+    let method_ok =
+        claim("r-method").is_some_and(|method| method.eq_ignore_ascii_case(request.method));
+    let path_ok =
+        claim("r-path").is_some_and(|path| path == request.path || path == request.path_and_query);
+    let body_ok = match claim("r-body") {
+        Some(body) => decode_base64url("r-body", body).is_ok_and(|body| body == request.body),
+        None => request.body.is_empty(),
+    };
+    let headers_ok = claims
+        .iter()
+        .all(|(name, value)| match name.strip_prefix("h-") {
+            Some(header) => {
+                let sent = request
+                    .headers
+                    .iter()
+                    .find(|(name, _)| *name == header)
+                    .map(|(_, value)| *value);
+                value.as_str() == sent
+            }
+            None => true,
+        });
+    if method_ok && path_ok && body_ok && headers_ok {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}
+
 /// A new P-256 key pair for a service account: its public key and its private key as a
 /// PKCS#8 PEM, which is shown once and never stored.
 pub fn generate_p256_key() -> (PublicKey, String) {
@@ -447,6 +513,53 @@ mod tests {
             verify_attestation(client_data, "e30", challenge),
             Err(Error::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn an_api_signature_binds_the_request_and_names_its_algorithm() {
+        use ring::signature::{Ed25519KeyPair, KeyPair as _};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let mut spki = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        spki.extend_from_slice(pair.public_key().as_ref());
+        let pem =
+            spki::der::pem::encode_string("PUBLIC KEY", spki::der::pem::LineEnding::LF, &spki)
+                .unwrap();
+        let key = PublicKey::from_pem(&pem).unwrap();
+        let sign = |alg: &str, claims: &str| {
+            let signed = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}"}}"#)),
+                URL_SAFE_NO_PAD.encode(claims)
+            );
+            let signature = URL_SAFE_NO_PAD.encode(pair.sign(signed.as_bytes()));
+            format!("{signed}.{signature}")
+        };
+        let headers = [("x-dfns-appid", "ap-1")];
+        let request = ApiRequest {
+            method: "POST",
+            path: "/auth/users",
+            path_and_query: "/auth/users?x=1",
+            body: b"{}",
+            headers: &headers,
+        };
+        let claims =
+            r#"{"r-method":"post","r-path":"/auth/users","r-body":"e30","h-x-dfns-appid":"ap-1"}"#;
+        assert!(verify_api_signature(&key, &sign("EdDSA", claims), &request).is_ok());
+        assert!(verify_api_signature(&key, &sign("RS256", claims), &request).is_err());
+        for wrong in [
+            claims.replace("post", "put"),
+            claims.replace("e30", "e319"),
+            claims.replace("ap-1", "ap-2"),
+            r#"{"r-method":"post","r-body":"e30"}"#.to_owned(),
+        ] {
+            assert!(
+                verify_api_signature(&key, &sign("EdDSA", &wrong), &request).is_err(),
+                "{wrong}"
+            );
+        }
     }
 
     #[test]

@@ -215,6 +215,9 @@ pub struct App {
     /// SHA-256 of the app's secret (`X-DFNS-APPSECRET`), for server-signed apps.
     #[serde(skip)]
     pub secret_digest: Option<[u8; 32]>,
+    /// The key the app signs its requests with (`X-DFNS-APISIGNATURE`): RSA or Ed25519.
+    #[serde(skip)]
+    pub public_key: Option<crate::credential::PublicKey>,
 }
 
 impl App {

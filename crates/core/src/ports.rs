@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::clock::Timestamp;
-use crate::credential::Credential;
+use crate::credential::{Credential, PublicKey};
 use crate::email::EmailAddress;
 use crate::error::Result;
 use crate::ids::{AppId, TokenId};
@@ -40,6 +40,7 @@ pub trait Directory: Send + Sync {
     async fn apps(&self, org: Option<&OrgId>) -> Result<Vec<App>>;
     async fn app(&self, id: &AppId) -> Result<Option<App>>;
     async fn set_app_secret(&self, id: &AppId, digest: &[u8; 32]) -> Result<()>;
+    async fn set_app_public_key(&self, id: &AppId, public_key: &PublicKey) -> Result<()>;
     async fn insert_token(&self, token: &AccessToken) -> Result<()>;
     async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AccessToken>>;
     async fn user(&self, id: &UserId) -> Result<Option<User>>;

@@ -958,6 +958,7 @@ mod tests {
             ],
             created_at: NOW,
             secret_digest: None,
+            public_key: None,
         };
         let mut with_app = state(&org, Some(user.clone()));
         with_app.app = Some(app.clone());
@@ -997,6 +998,7 @@ mod tests {
             permissions: Permission::all(),
             created_at: NOW,
             secret_digest: None,
+            public_key: None,
         };
         let mut with_app = state(&org, Some(user.clone()));
         with_app.app = Some(app.clone());
@@ -1022,6 +1024,7 @@ mod tests {
             permissions: vec![Permission::AUTH_USERS_READ],
             created_at: NOW,
             secret_digest: None,
+            public_key: None,
         };
         let mut command = issue(&org, &user);
         command.app = Some(AppCheck {

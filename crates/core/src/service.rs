@@ -148,6 +148,7 @@ impl Enroll {
             permissions,
             created_at: self.clock.now(),
             secret_digest: None,
+            public_key: None,
         };
         self.store.insert_app(&app).await?;
         Ok(app)
@@ -159,6 +160,17 @@ impl Enroll {
         let secret = TokenSecret::generate();
         self.store.set_app_secret(app, &secret.digest()).await?;
         Ok(secret)
+    }
+
+    /// Sets the key an app signs its requests with; RSA and Ed25519 keys, as `RS256` and
+    /// `EdDSA` signatures.
+    pub async fn set_app_public_key(&self, app: &AppId, public_key: PublicKey) -> Result<()> {
+        if public_key.algorithm() == crate::credential::KeyAlgorithm::EcdsaP256 {
+            return Err(Error::Invalid(
+                "API signatures take RSA or Ed25519 keys".to_owned(),
+            ));
+        }
+        self.store.set_app_public_key(app, &public_key).await
     }
 
     /// The app a request names, which must exist; an app with a secret must be shown it.

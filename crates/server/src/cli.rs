@@ -98,6 +98,10 @@ pub enum AppCommand {
         /// Give it a secret that callers must send as X-DFNS-APPSECRET (printed once).
         #[arg(long)]
         with_secret: bool,
+        /// A PEM file of the RSA or Ed25519 public key that signs its requests
+        /// (X-DFNS-APISIGNATURE).
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<std::path::PathBuf>,
     },
     /// List applications.
     List {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use enroll_core::clock::{Clock, SystemClock};
+use enroll_core::credential::PublicKey;
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::{OrgId, UserId};
 use enroll_core::model::{Locale, Permission, User, UserKind};
@@ -157,6 +158,7 @@ async fn app(enroll: &Enroll, command: AppCommand, json: bool) -> anyhow::Result
             name,
             permissions,
             with_secret,
+            public_key,
         } => {
             let permissions = permissions
                 .iter()
@@ -168,6 +170,13 @@ async fn app(enroll: &Enroll, command: AppCommand, json: bool) -> anyhow::Result
             let app = enroll
                 .create_app(&org_id(&org)?, &name, permissions)
                 .await?;
+            if let Some(path) = &public_key {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("could not read {}", path.display()))?;
+                enroll
+                    .set_app_public_key(&app.id, PublicKey::from_pem(&pem)?)
+                    .await?;
+            }
             let secret = match with_secret {
                 true => Some(enroll.issue_app_secret(&app.id).await?),
                 false => None,

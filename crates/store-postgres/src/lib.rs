@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use enroll_core::clock::Timestamp;
 use enroll_core::code::CodePurpose;
-use enroll_core::credential::Credential;
+use enroll_core::credential::{Credential, PublicKey};
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
@@ -390,6 +390,20 @@ impl Directory for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(db_error("could not set an app secret"))?;
+        if updated.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(Error::UnknownApp)
+        }
+    }
+
+    async fn set_app_public_key(&self, id: &AppId, public_key: &PublicKey) -> Result<()> {
+        let updated = sqlx::query("UPDATE apps SET public_key = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(public_key.pem())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("could not set an app key"))?;
         if updated.rows_affected() == 1 {
             Ok(())
         } else {

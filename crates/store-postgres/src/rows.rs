@@ -67,7 +67,8 @@ pub fn org(row: &PgRow) -> sqlx::Result<Org> {
     })
 }
 
-pub const APP_COLUMNS: &str = "id, org_id, name, permissions, created_at, secret_digest";
+pub const APP_COLUMNS: &str =
+    "id, org_id, name, permissions, created_at, secret_digest, public_key";
 
 pub fn app(row: &PgRow) -> sqlx::Result<App> {
     Ok(App {
@@ -81,6 +82,12 @@ pub fn app(row: &PgRow) -> sqlx::Result<App> {
             .map(|digest| digest.try_into())
             .transpose()
             .map_err(|_| invalid("secret_digest", "app secret digest", "wrong length"))?,
+        public_key: row
+            .try_get::<Option<String>, _>("public_key")?
+            .map(|pem| {
+                PublicKey::from_pem(&pem).map_err(|_| invalid("public_key", "public key", &pem))
+            })
+            .transpose()?,
     })
 }
 

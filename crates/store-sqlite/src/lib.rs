@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use enroll_core::clock::Timestamp;
 use enroll_core::code::CodePurpose;
-use enroll_core::credential::Credential;
+use enroll_core::credential::{Credential, PublicKey};
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
@@ -334,6 +334,22 @@ impl Directory for SqliteStore {
                 connection
                     .prepare_cached("UPDATE apps SET secret_digest = ?2 WHERE id = ?1")?
                     .execute(params![id.as_str(), digest.as_slice()])
+            })
+            .await?;
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(Error::UnknownApp)
+        }
+    }
+
+    async fn set_app_public_key(&self, id: &AppId, public_key: &PublicKey) -> Result<()> {
+        let (id, pem) = (id.clone(), public_key.pem().to_owned());
+        let updated = self
+            .read("could not set an app key", move |connection| {
+                connection
+                    .prepare_cached("UPDATE apps SET public_key = ?2 WHERE id = ?1")?
+                    .execute(params![id.as_str(), pem])
             })
             .await?;
         if updated == 1 {

@@ -56,7 +56,8 @@ pub fn org(row: &Row<'_>) -> rusqlite::Result<Org> {
     })
 }
 
-pub const APP_COLUMNS: &str = "id, org_id, name, permissions, created_at, secret_digest";
+pub const APP_COLUMNS: &str =
+    "id, org_id, name, permissions, created_at, secret_digest, public_key";
 
 pub fn app(row: &Row<'_>) -> rusqlite::Result<App> {
     Ok(App {
@@ -70,6 +71,10 @@ pub fn app(row: &Row<'_>) -> rusqlite::Result<App> {
             .map(|digest| digest.try_into())
             .transpose()
             .map_err(|_| invalid(5, "app secret digest", "wrong length"))?,
+        public_key: row
+            .get::<_, Option<String>>(6)?
+            .map(|pem| PublicKey::from_pem(&pem).map_err(|_| invalid(6, "public key", &pem)))
+            .transpose()?,
     })
 }
 

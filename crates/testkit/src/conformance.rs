@@ -450,6 +450,18 @@ pub async fn apps_round_trip(store: Arc<dyn Store>) {
         h.enroll.issue_app_secret(&AppId::generate()).await,
         Err(Error::UnknownApp)
     ));
+    let key = PublicKey::from_pem(&TestKey::ed25519().public_pem).expect("an Ed25519 key");
+    h.enroll
+        .set_app_public_key(&app.id, key.clone())
+        .await
+        .expect("a key is set");
+    let stored = h.store.app(&app.id).await.expect("an app lookup");
+    assert_eq!(stored.and_then(|app| app.public_key), Some(key));
+    let p256 = PublicKey::from_pem(&TestKey::p256().public_pem).expect("a P-256 key");
+    assert!(matches!(
+        h.enroll.set_app_public_key(&app.id, p256).await,
+        Err(Error::Invalid(_))
+    ));
     assert!(matches!(
         h.enroll
             .create_app(&OrgId::generate(), "nowhere", Vec::new())

@@ -12,11 +12,16 @@ mod users;
 mod wire;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 
+use axum::http::HeaderMap;
+use enroll_core::Error;
+use enroll_core::credential::{ApiRequest, verify_api_signature};
+use enroll_core::ids::AppId;
 pub use error::DfnsError;
 
 use crate::state::AppState;
@@ -39,26 +44,81 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state, server_signed_app))
 }
 
-/// Older SDKs name their app (`X-DFNS-APPID`) on every call: the app must exist, and an app
-/// with a secret must present it (`X-DFNS-APPSECRET`). Calls naming no app pass.
+/// Older SDKs name their app (`X-DFNS-APPID`) on every call: the app must exist, an app with a
+/// secret must present it (`X-DFNS-APPSECRET`), and an app with a key must sign the request
+/// (`X-DFNS-APISIGNATURE`). Calls naming no app pass.
 async fn server_signed_app(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let checked = match headers::app_id(request.headers()) {
-        Ok(None) => Ok(()),
-        Ok(Some(app)) => {
-            let secret = request
-                .headers()
-                .get("x-dfns-appsecret")
-                .and_then(|value| value.to_str().ok());
-            state.enroll.check_app(&app, secret).await.map(drop)
-        }
-        Err(error) => Err(error),
-    };
-    match checked {
-        Ok(()) => next.run(request).await,
-        Err(error) => DfnsError::from(error).into_response(),
+    match check_server_signed_app(&state, request).await {
+        Ok(request) => next.run(request).await,
+        Err(error) => error.into_response(),
     }
 }
+
+/// What a call says about its app: the app id, and the secret and signature it sent.
+struct AppHeaders {
+    app: AppId,
+    secret: Option<String>,
+    signature: Option<String>,
+}
+
+fn app_headers(headers: &HeaderMap) -> Result<Option<AppHeaders>, Error> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    Ok(headers::app_id(headers)?.map(|app| AppHeaders {
+        app,
+        secret: header("x-dfns-appsecret"),
+        signature: header("x-dfns-apisignature"),
+    }))
+}
+
+async fn check_server_signed_app(state: &AppState, request: Request) -> Result<Request, DfnsError> {
+    let Some(AppHeaders {
+        app,
+        secret,
+        signature,
+    }) = app_headers(request.headers())?
+    else {
+        return Ok(request);
+    };
+    let app = state.enroll.check_app(&app, secret.as_deref()).await?;
+    let Some(key) = &app.public_key else {
+        return Ok(request);
+    };
+    let signature = signature.ok_or(Error::UnknownApp)?;
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_SIGNED_BODY)
+        .await
+        .map_err(|_| DfnsError::invalid_body("the body is too large or was cut short"))?;
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |path| path.as_str());
+    verify_api_signature(
+        key,
+        &signature,
+        &ApiRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            path_and_query,
+            body: &body,
+            headers: &headers,
+        },
+    )?;
+    Ok(Request::from_parts(parts, Body::from(body)))
+}
+
+/// Signed bodies are buffered to be checked; they are small JSON objects.
+const MAX_SIGNED_BODY: usize = 64 * 1024;
