@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use enroll_core::model::Permission;
 use enroll_core::service::{KeyAssertion, KeyAttestation};
 use enroll_testkit::keys::TestKey;
 use serde_json::{Value, json};
@@ -372,7 +373,11 @@ async fn a_server_signed_app_must_show_its_secret_on_every_call() {
     let app = TestApp::spawn().await;
     let legacy = app
         .enroll
-        .create_app(&app.org_id, "server-signed", Vec::new())
+        .create_app(
+            &app.org_id,
+            "server-signed",
+            vec![Permission::AUTH_USERS_READ],
+        )
         .await
         .unwrap();
     let secret = app.enroll.issue_app_secret(&legacy.id).await.unwrap();
@@ -393,7 +398,7 @@ async fn a_server_signed_app_must_show_its_secret_on_every_call() {
     assert_error(&right, 401, "User not found");
     let bare = app
         .enroll
-        .create_app(&app.org_id, "bare", Vec::new())
+        .create_app(&app.org_id, "bare", vec![Permission::AUTH_USERS_READ])
         .await
         .unwrap();
     let shown = app
@@ -431,7 +436,7 @@ async fn a_server_signed_app_with_a_key_must_sign_each_request() {
     let app = TestApp::spawn().await;
     let legacy = app
         .enroll
-        .create_app(&app.org_id, "signing", Vec::new())
+        .create_app(&app.org_id, "signing", vec![Permission::AUTH_USERS_READ])
         .await
         .unwrap();
     let key = TestKey::ed25519();
@@ -473,4 +478,41 @@ async fn a_server_signed_app_with_a_key_must_sign_each_request() {
             .await;
         assert_error(&reply, 401, "Not Authorized.");
     }
+}
+
+#[tokio::test]
+async fn an_app_naming_itself_needs_the_permissions_of_the_endpoint() {
+    let app = TestApp::spawn().await;
+    let reader = app
+        .enroll
+        .create_app(&app.org_id, "reader", vec![Permission::AUTH_USERS_READ])
+        .await
+        .unwrap();
+    let body = json!({ "orgId": app.org_id, "username": "jane@example.com" }).to_string();
+    let through = app
+        .post(
+            "/auth/login/init",
+            body,
+            &[("x-dfns-appid", reader.id.as_str())],
+        )
+        .await;
+    assert_error(&through, 401, "User not found");
+    let signing = app
+        .post(
+            "/auth/action/init",
+            "{}".to_owned(),
+            &[
+                ("x-dfns-appid", reader.id.as_str()),
+                ("authorization", &bearer(&app.admin_token)),
+            ],
+        )
+        .await;
+    assert_error(
+        &signing,
+        403,
+        &format!(
+            "Application {} is not authorized to perform operation (Auth:Action:Sign)",
+            reader.id
+        ),
+    );
 }

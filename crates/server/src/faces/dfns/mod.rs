@@ -22,6 +22,7 @@ use axum::http::HeaderMap;
 use enroll_core::Error;
 use enroll_core::credential::{ApiRequest, verify_api_signature};
 use enroll_core::ids::AppId;
+use enroll_core::model::Permission;
 pub use error::DfnsError;
 
 use crate::state::AppState;
@@ -89,6 +90,16 @@ async fn check_server_signed_app(state: &AppState, request: Request) -> Result<R
         return Ok(request);
     };
     let app = state.enroll.check_app(&app, secret.as_deref()).await?;
+    if let Some(missing) = app_permissions(request.uri().path())
+        .iter()
+        .find(|permission| !app.holds(permission))
+    {
+        return Err(Error::PermissionDenied {
+            principal: format!("Application {}", app.id),
+            permission: missing.clone(),
+        }
+        .into());
+    }
     let Some(key) = &app.public_key else {
         return Ok(request);
     };
@@ -118,6 +129,23 @@ async fn check_server_signed_app(state: &AppState, request: Request) -> Result<R
         },
     )?;
     Ok(Request::from_parts(parts, Body::from(body)))
+}
+
+/// What an app naming itself must hold to call a path, as Dfns documented app permissions;
+/// the legacy resend path checks its own (they depend on the user's kind).
+fn app_permissions(path: &str) -> &'static [Permission] {
+    const READ_USERS: &[Permission] = &[Permission::AUTH_USERS_READ];
+    const SIGN_ACTIONS: &[Permission] = &[Permission::AUTH_ACTION_SIGN];
+    const CREATE_EMPLOYEES: &[Permission] = &[
+        Permission::AUTH_USERS_CREATE,
+        Permission::AUTH_TYPES_EMPLOYEE,
+    ];
+    match path {
+        "/auth/registration/init" | "/auth/login/init" | "/auth/login" => READ_USERS,
+        "/auth/action/init" | "/auth/action" => SIGN_ACTIONS,
+        "/auth/users" => CREATE_EMPLOYEES,
+        _ => &[],
+    }
 }
 
 /// Signed bodies are buffered to be checked; they are small JSON objects.
