@@ -348,32 +348,50 @@ pub fn verify_api_signature(
     }
 }
 
+/// SubjectPublicKeyInfo headers, up to the key itself, of an uncompressed P-256 point and of
+/// an Ed25519 key.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+fn to_pem(label: &str, der: &[u8]) -> String {
+    spki::der::pem::encode_string(label, spki::der::pem::LineEnding::LF, der)
+        .unwrap_or_else(|_| unreachable!("PEM encodes any bytes"))
+}
+
+impl PublicKey {
+    /// A key from its raw bytes (an uncompressed P-256 point, or 32 Ed25519 bytes), as the
+    /// SPKI PEM a client would send.
+    pub fn from_raw(algorithm: KeyAlgorithm, key: &[u8]) -> Result<Self, Error> {
+        let prefix: &[u8] = match algorithm {
+            KeyAlgorithm::EcdsaP256 => &P256_SPKI_PREFIX,
+            KeyAlgorithm::Ed25519 => &ED25519_SPKI_PREFIX,
+            KeyAlgorithm::RsaPkcs1Sha256 => {
+                return Err(Error::Invalid("RSA keys come as SPKI PEM".to_owned()));
+            }
+        };
+        Self::from_pem(&to_pem("PUBLIC KEY", &[prefix, key].concat()))
+    }
+}
+
 /// A new P-256 key pair for a service account: its public key and its private key as a
 /// PKCS#8 PEM, which is shown once and never stored.
 pub fn generate_p256_key() -> (PublicKey, String) {
     use ring::rand::SystemRandom;
     use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
-    use spki::der::pem::{LineEnding, encode_string};
 
-    // SubjectPublicKeyInfo of an uncompressed P-256 point, up to the point itself.
-    const SPKI_PREFIX: [u8; 26] = [
-        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-    ];
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
         .unwrap_or_else(|_| unreachable!("the system RNG works"));
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
         .unwrap_or_else(|_| unreachable!("ring reads its own PKCS#8"));
-    let mut spki = SPKI_PREFIX.to_vec();
-    spki.extend_from_slice(pair.public_key().as_ref());
-    let pem = |label, der: &[u8]| {
-        encode_string(label, LineEnding::LF, der)
-            .unwrap_or_else(|_| unreachable!("PEM encodes any bytes"))
-    };
-    let public_key = PublicKey::from_pem(&pem("PUBLIC KEY", &spki))
-        .unwrap_or_else(|_| unreachable!("a P-256 SPKI parses"));
-    (public_key, pem("PRIVATE KEY", pkcs8.as_ref()))
+    let public_key = PublicKey::from_raw(KeyAlgorithm::EcdsaP256, pair.public_key().as_ref())
+        .unwrap_or_else(|_| unreachable!("a P-256 point parses"));
+    (public_key, to_pem("PRIVATE KEY", pkcs8.as_ref()))
 }
 
 /// A client's credential id: base64url, as Dfns signers make them.
@@ -520,14 +538,7 @@ mod tests {
         use ring::signature::{Ed25519KeyPair, KeyPair as _};
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let mut spki = vec![
-            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-        ];
-        spki.extend_from_slice(pair.public_key().as_ref());
-        let pem =
-            spki::der::pem::encode_string("PUBLIC KEY", spki::der::pem::LineEnding::LF, &spki)
-                .unwrap();
-        let key = PublicKey::from_pem(&pem).unwrap();
+        let key = PublicKey::from_raw(KeyAlgorithm::Ed25519, pair.public_key().as_ref()).unwrap();
         let sign = |alg: &str, claims: &str| {
             let signed = format!(
                 "{}.{}",

@@ -95,6 +95,15 @@ impl UserKind {
             .find(|kind| kind.as_str() == value)
     }
 
+    /// The kind callers are shown: a service account is an employee (Dfns marks it with
+    /// `isServiceAccount`).
+    pub const fn shown_as(self) -> Self {
+        match self {
+            Self::ServiceAccount => Self::CustomerEmployee,
+            kind => kind,
+        }
+    }
+
     /// The Dfns permission that allows acting on users of this kind.
     pub const fn type_permission(self) -> Permission {
         match self {
@@ -289,11 +298,7 @@ impl Principal {
 
     /// As Dfns names a caller in its errors: `CustomerEmployee us-…`.
     pub fn describe(&self) -> String {
-        let kind = match self.user.kind {
-            UserKind::ServiceAccount => UserKind::CustomerEmployee,
-            kind => kind,
-        };
-        format!("{} {}", kind.as_str(), self.user.id)
+        format!("{} {}", self.user.kind.shown_as().as_str(), self.user.id)
     }
 }
 

@@ -197,14 +197,16 @@ impl Enroll {
         kind: TokenKind,
         permissions: Vec<Permission>,
     ) -> Result<(AccessToken, TokenSecret)> {
-        let (token, secret) = self.mint_token(user, kind, permissions, None);
+        let (token, secret) = self.mint_token(&user.org_id, &user.id, kind, permissions, None);
         self.store.insert_token(&token).await?;
         Ok((token, secret))
     }
 
+    /// A token acting as `user_id` of `org_id`, not yet stored.
     fn mint_token(
         &self,
-        user: &User,
+        org_id: &OrgId,
+        user_id: &UserId,
         kind: TokenKind,
         permissions: Vec<Permission>,
         expires_at: Option<Timestamp>,
@@ -212,8 +214,8 @@ impl Enroll {
         let now = self.clock.now();
         let id = TokenId::generate();
         let claims = AccessClaims {
-            org_id: user.org_id.clone(),
-            user_id: user.id.clone(),
+            org_id: org_id.clone(),
+            user_id: user_id.clone(),
             token_id: id.clone(),
         };
         // Tokens without an end still carry one in the JWT; the stored row is what counts.
@@ -222,8 +224,8 @@ impl Enroll {
             TokenSecret::from_presented(&self.tokens.issue(id.as_str(), claims, now, jwt_expiry));
         let token = AccessToken {
             id,
-            org_id: user.org_id.clone(),
-            user_id: Some(user.id.clone()),
+            org_id: org_id.clone(),
+            user_id: Some(user_id.clone()),
             kind,
             digest: secret.digest(),
             permissions,
@@ -253,18 +255,13 @@ impl Enroll {
             public_key,
             created_at: now,
         };
-        let draft = User {
-            id: user_id.clone(),
-            org_id: org_id.clone(),
-            username: username.clone(),
-            kind: UserKind::ServiceAccount,
-            state: UserState::Registered,
-            locale: None,
-            sequence: 0,
-            created_at: now,
-            updated_at: now,
-        };
-        let (token, secret) = self.mint_token(&draft, TokenKind::Admin, permissions.clone(), None);
+        let (token, secret) = self.mint_token(
+            org_id,
+            &user_id,
+            TokenKind::Admin,
+            permissions.clone(),
+            None,
+        );
         let created = self
             .store
             .create_service_account(CreateServiceAccount {
@@ -417,6 +414,8 @@ impl Enroll {
         username: EmailAddress,
         code: CodeSecret,
     ) -> Result<RegistrationStarted> {
+        // An unknown user answers as a wrong code does, so the answer tells nothing of who has
+        // an account.
         let verified = self
             .verify_code(
                 org_id,
@@ -425,7 +424,11 @@ impl Enroll {
                 code,
                 CodeUse::Check,
             )
-            .await?;
+            .await
+            .map_err(|error| match error {
+                Error::UserNotFound | Error::OrgNotFound => Error::CodeInvalid,
+                other => other,
+            })?;
         let now = self.clock.now();
         let challenge = new_challenge();
         let id = ChallengeId::generate();
@@ -571,13 +574,11 @@ impl Enroll {
         let credential = self
             .check_assertion(&opened.body.user_id, &opened.body.challenge, &assertion)
             .await?;
-        let user = self
-            .store
-            .user(&opened.body.user_id)
-            .await?
-            .ok_or(Error::UserNotFound)?;
+        // Whether the user is still registered is the transaction's to check.
+        let (org_id, user_id) = (&opened.body.org_id, &opened.body.user_id);
         let (token, secret) = self.mint_token(
-            &user,
+            org_id,
+            user_id,
             TokenKind::Session,
             Vec::new(),
             Some(now.plus(self.policy.session_ttl)),
@@ -590,7 +591,7 @@ impl Enroll {
                     kind: SingleUseKind::LoginChallenge,
                     expires_at: opened.expires_at,
                 },
-                user_id: user.id,
+                user_id: user_id.clone(),
                 credential_id: credential.id,
                 token,
             })

@@ -160,13 +160,7 @@ async fn app(enroll: &Enroll, command: AppCommand, json: bool) -> anyhow::Result
             with_secret,
             public_key,
         } => {
-            let permissions = permissions
-                .iter()
-                .map(|name| {
-                    Permission::parse(name)
-                        .with_context(|| format!("{name:?} is not a permission name"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let permissions = parse_permissions(&permissions)?;
             let app = enroll
                 .create_app(&org_id(&org)?, &name, permissions)
                 .await?;
@@ -205,6 +199,15 @@ async fn app(enroll: &Enroll, command: AppCommand, json: bool) -> anyhow::Result
             })
         }
     }
+}
+
+fn parse_permissions(names: &[String]) -> anyhow::Result<Vec<Permission>> {
+    names
+        .iter()
+        .map(|name| {
+            Permission::parse(name).with_context(|| format!("{name:?} is not a permission name"))
+        })
+        .collect()
 }
 
 fn join(permissions: &[Permission]) -> String {
@@ -284,13 +287,7 @@ async fn user(enroll: &Enroll, command: UserCommand, json: bool) -> anyhow::Resu
             permissions,
         } => {
             let found = find_user(enroll, &user, org.as_deref()).await?;
-            let permissions = permissions
-                .iter()
-                .map(|name| {
-                    Permission::parse(name)
-                        .with_context(|| format!("{name:?} is not a permission name"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let permissions = parse_permissions(&permissions)?;
             if permissions.is_empty() {
                 bail!("name at least one --permission, e.g. Auth:Users:Create");
             }

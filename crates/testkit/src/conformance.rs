@@ -582,6 +582,18 @@ pub async fn a_key_registers_a_user_once(store: Arc<dyn Store>) {
         )
         .await;
     assert!(matches!(wrong, Err(Error::CodeInvalid)));
+    let unknown = h
+        .enroll
+        .start_registration(
+            acme.id.clone(),
+            email("nobody"),
+            CodeSecret::from_user_input(&code),
+        )
+        .await;
+    assert!(
+        matches!(unknown, Err(Error::CodeInvalid)),
+        "an unknown user answers as a wrong code"
+    );
     let started = h
         .enroll
         .start_registration(

@@ -3,16 +3,11 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use enroll_core::credential::{KeyAlgorithm, PublicKey};
 use enroll_core::service::{KeyAssertion, KeyAttestation};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 use sha2::{Digest, Sha256};
-
-/// SubjectPublicKeyInfo of an uncompressed P-256 point, up to the point.
-const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
 
 enum Pair {
     P256(EcdsaKeyPair),
@@ -34,17 +29,12 @@ impl std::fmt::Debug for TestKey {
     }
 }
 
-fn pem(der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|chunk| std::str::from_utf8(chunk).expect("base64 is ASCII"))
-        .collect();
-    format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        lines.join("\n")
-    )
+/// The SPKI PEM of a raw public key.
+fn pem(algorithm: KeyAlgorithm, key: &[u8]) -> String {
+    PublicKey::from_raw(algorithm, key)
+        .expect("ring makes valid keys")
+        .pem()
+        .to_owned()
 }
 
 fn cred_id() -> String {
@@ -58,26 +48,20 @@ impl TestKey {
             .expect("a P-256 key");
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
             .expect("its own PKCS#8");
-        let mut spki = P256_SPKI_PREFIX.to_vec();
-        spki.extend_from_slice(pair.public_key().as_ref());
         Self {
+            public_pem: pem(KeyAlgorithm::EcdsaP256, pair.public_key().as_ref()),
             pair: Pair::P256(pair),
             cred_id: cred_id(),
-            public_pem: pem(&spki),
         }
     }
 
     pub fn ed25519() -> Self {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("an Ed25519 key");
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("its own PKCS#8");
-        let mut spki = vec![
-            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-        ];
-        spki.extend_from_slice(pair.public_key().as_ref());
         Self {
+            public_pem: pem(KeyAlgorithm::Ed25519, pair.public_key().as_ref()),
             pair: Pair::Ed25519(pair),
             cred_id: cred_id(),
-            public_pem: pem(&spki),
         }
     }
 
@@ -91,12 +75,10 @@ impl TestKey {
         let pair =
             EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der, &SystemRandom::new())
                 .expect("a P-256 PKCS#8 key");
-        let mut spki = P256_SPKI_PREFIX.to_vec();
-        spki.extend_from_slice(pair.public_key().as_ref());
         Self {
+            public_pem: pem(KeyAlgorithm::EcdsaP256, pair.public_key().as_ref()),
             pair: Pair::P256(pair),
             cred_id: cred_id.to_owned(),
-            public_pem: pem(&spki),
         }
     }
 

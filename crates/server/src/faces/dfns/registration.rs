@@ -35,20 +35,15 @@ pub async fn init(
     let code = required("registrationCode", &body.registration_code)?;
     let org = required("orgId", &body.org_id)?;
     let username = required("username", &body.username)?;
-    // Wrong codes, dead codes and unknown users answer alike, so the answer tells nothing
-    // about who has an account.
-    let not_valid = || DfnsError::from(Error::CodeInvalid);
+    // No account has an org id or address that does not parse: such requests get the answer
+    // an unknown user gets, which is a wrong code's.
     let (Some(org_id), Ok(username)) = (OrgId::parse(org), EmailAddress::parse(username)) else {
-        return Err(not_valid());
+        return Err(Error::CodeInvalid.into());
     };
     let started = state
         .enroll
         .start_registration(org_id, username, CodeSecret::from_user_input(code))
-        .await
-        .map_err(|error| match error {
-            Error::UserNotFound | Error::OrgNotFound | Error::CodeExhausted => not_valid(),
-            other => other.into(),
-        })?;
+        .await?;
     let user = &started.user;
     Ok(Json(json!({
         "user": {

@@ -113,21 +113,13 @@ pub fn user_action_challenge(issued: &ChallengeIssued) -> Value {
     })
 }
 
-/// Dfns's kind for a user: service accounts are employees with `isServiceAccount`.
-pub fn wire_kind(kind: UserKind) -> &'static str {
-    match kind {
-        UserKind::ServiceAccount => UserKind::CustomerEmployee.as_str(),
-        kind => kind.as_str(),
-    }
-}
-
 /// The User object of `POST /auth/users`.
 pub fn user_object(user: &User, permissions: &[String]) -> Value {
     json!({
         "username": user.username.as_str(),
         "name": user.username.as_str(),
         "userId": user.id,
-        "kind": wire_kind(user.kind),
+        "kind": user.kind.shown_as().as_str(),
         "credentialUuid": "",
         "orgId": user.org_id,
         "permissions": permissions,
