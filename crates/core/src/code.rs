@@ -82,12 +82,26 @@ impl CodeState {
 /// Registration codes avoid characters people confuse when they copy them: no 0/O, no 1/I.
 const REGISTRATION_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
 
+/// Email verification codes are ZITADEL's: six upper-case letters and digits.
+const EMAIL_CODE_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+const EMAIL_CODE_LENGTH: usize = 6;
+
 /// A code in clear: it exists only in memory and, sealed, in the outbox until delivery.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CodeSecret(String);
 
 impl CodeSecret {
+    /// A new code in the form its purpose uses.
+    pub fn generate(purpose: CodePurpose) -> Self {
+        match purpose {
+            CodePurpose::Registration => Self::generate_registration(),
+            CodePurpose::EmailVerification | CodePurpose::PasswordReset => {
+                Self(random::characters(EMAIL_CODE_ALPHABET, EMAIL_CODE_LENGTH))
+            }
+        }
+    }
+
     /// 16 characters in four dash-separated groups (80 bits): `7KQX-M2RD-9HTV-PW4C`.
     pub fn generate_registration() -> Self {
         let chars = random::characters(REGISTRATION_ALPHABET, 16);
@@ -213,6 +227,23 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn email_codes_are_six_upper_case_letters_and_digits() {
+        let codes: Vec<CodeSecret> = (0..1_000)
+            .map(|_| CodeSecret::generate(CodePurpose::EmailVerification))
+            .collect();
+        for code in &codes {
+            let text = code.expose();
+            assert_eq!(text.len(), 6);
+            assert!(text.bytes().all(|b| EMAIL_CODE_ALPHABET.contains(&b)));
+        }
+        let digits = codes
+            .iter()
+            .filter(|code| code.expose().bytes().any(|b| b.is_ascii_digit()))
+            .count();
+        assert!(digits > 500, "digits are drawn too: {digits}");
     }
 
     #[test]

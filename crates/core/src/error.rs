@@ -16,6 +16,12 @@ pub enum Error {
     UserExists,
     #[error("the user has already completed registration")]
     AlreadyRegistered,
+    #[error("the address is already verified")]
+    EmailAlreadyVerified,
+    #[error("no code is pending for the address: it is verified, or none was sent")]
+    NoCodePending,
+    #[error("the address is the one the user already has")]
+    EmailUnchanged,
     #[error("a code was sent recently; the next may be sent in {} s", retry_after_seconds(*.retry_after))]
     Cooldown { retry_after: Duration },
     #[error("the code is wrong, was replaced by a newer one, or was already used")]

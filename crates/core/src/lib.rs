@@ -21,5 +21,6 @@ pub mod rules;
 pub mod secret;
 pub mod service;
 pub mod token;
+pub mod url_template;
 
 pub use error::{Error, Result};

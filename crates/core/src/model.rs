@@ -144,6 +144,8 @@ pub struct User {
     pub kind: UserKind,
     pub state: UserState,
     pub locale: Option<Locale>,
+    /// When the user proved control of `username`; a new address starts unverified.
+    pub email_verified_at: Option<Timestamp>,
     /// Sequence of the user's latest event.
     pub sequence: i64,
     pub created_at: Timestamp,
@@ -361,14 +363,17 @@ pub struct Event {
 pub enum MailTemplate {
     /// Carries a Dfns registration code.
     Registration,
+    /// Carries an email verification code and a link that verifies with it.
+    EmailVerification,
 }
 
 impl MailTemplate {
-    pub const ALL: [Self; 1] = [Self::Registration];
+    pub const ALL: [Self; 2] = [Self::Registration, Self::EmailVerification];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Registration => "registration",
+            Self::EmailVerification => "email_verification",
         }
     }
 

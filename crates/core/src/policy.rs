@@ -3,12 +3,16 @@
 
 use std::time::Duration;
 
+use crate::code::CodePurpose;
+
 /// NIST SP 800-63A-4 §5.1.6: an enrollment code sent by email lives at most 24 hours.
 pub const MAX_CODE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     pub registration_code_ttl: Duration,
+    /// Lifetime of an email verification code (ZITADEL's default: one hour).
+    pub email_code_ttl: Duration,
     pub cooldown: Duration,
     pub max_failed_attempts: u32,
     /// How far a request nonce's date may be from now, either way.
@@ -24,6 +28,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             registration_code_ttl: MAX_CODE_TTL,
+            email_code_ttl: Duration::from_secs(60 * 60),
             cooldown: Duration::from_secs(60),
             max_failed_attempts: 5,
             nonce_window: Duration::from_secs(5 * 60),
@@ -50,10 +55,19 @@ pub enum PolicyError {
 }
 
 impl Policy {
+    /// How long a code of `purpose` lives.
+    pub const fn code_ttl(&self, purpose: CodePurpose) -> Duration {
+        match purpose {
+            CodePurpose::Registration => self.registration_code_ttl,
+            CodePurpose::EmailVerification | CodePurpose::PasswordReset => self.email_code_ttl,
+        }
+    }
+
     pub fn validate(self) -> Result<Self, PolicyError> {
-        let ttl = self.registration_code_ttl;
-        if ttl.is_zero() || ttl > MAX_CODE_TTL {
-            return Err(PolicyError::CodeTtl(ttl.as_secs()));
+        for ttl in [self.registration_code_ttl, self.email_code_ttl] {
+            if ttl.is_zero() || ttl > MAX_CODE_TTL {
+                return Err(PolicyError::CodeTtl(ttl.as_secs()));
+            }
         }
         if !(1..=100).contains(&self.max_failed_attempts) {
             return Err(PolicyError::Attempts(self.max_failed_attempts));

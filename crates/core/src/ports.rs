@@ -17,8 +17,8 @@ use crate::model::{Permission, SingleUse};
 use crate::nonce::Nonce;
 use crate::rules::{
     CodeIssued, CodeVerified, CompleteLogin, CreateServiceAccount, CreateUser,
-    CredentialRegistered, IssueCode, RegisterCredential, ServiceAccountCreated, UserCreated,
-    VerifyCode,
+    CredentialRegistered, EmailUpdated, IssueCode, RegisterCredential, ServiceAccountCreated,
+    UpdateEmail, UserCreated, VerifyCode,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,6 +67,9 @@ pub trait Registrations: Send + Sync {
     async fn issue_code(&self, command: IssueCode, nonce: Option<Nonce>) -> Result<CodeIssued>;
     /// [`crate::rules::verify_code`] in one transaction.
     async fn verify_code(&self, command: VerifyCode) -> Result<CodeVerified>;
+    /// [`crate::rules::update_email`] in one transaction, loading the cooldown of
+    /// [`UpdateEmail::cooldown_subject`] and, for a change, whether the new address is taken.
+    async fn update_email(&self, command: UpdateEmail) -> Result<EmailUpdated>;
     /// [`crate::rules::create_service_account`] in one transaction.
     async fn create_service_account(
         &self,

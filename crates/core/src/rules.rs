@@ -81,6 +81,23 @@ pub struct AppCheck {
     pub require_user_permissions: bool,
 }
 
+/// How a new code reaches its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued as an email, which starts the cooldown.
+    Email,
+    /// Handed to the caller, who delivers it; nothing is sent and no cooldown starts.
+    Returned,
+}
+
+/// A code about to be issued.
+#[derive(Debug, Clone)]
+pub struct NewCode {
+    pub purpose: CodePurpose,
+    pub prepared: PreparedCode,
+    pub delivery: Delivery,
+}
+
 #[derive(Debug, Clone)]
 pub struct CreateUser {
     pub user_id: UserId,
@@ -89,7 +106,8 @@ pub struct CreateUser {
     pub username: EmailAddress,
     pub kind: UserKind,
     pub locale: Option<Locale>,
-    pub code: PreparedCode,
+    /// The user's first code; without one the address counts as verified from the start.
+    pub code: Option<NewCode>,
     /// The signed user action that asked for the user, spent in the same transaction.
     pub user_action: Option<SingleUse>,
     pub now: Timestamp,
@@ -105,7 +123,8 @@ pub struct CreateUserState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserCreated {
     pub user: User,
-    pub message_id: MessageId,
+    /// The email of the first code, when one was sent.
+    pub message_id: Option<MessageId>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,10 +167,30 @@ pub enum CodeUse {
     Consume,
 }
 
+/// How a command names its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserKey {
+    Username {
+        org_id: OrgId,
+        username: EmailAddress,
+    },
+    Id(UserId),
+}
+
+impl UserKey {
+    fn names(&self, user: &User) -> bool {
+        match self {
+            Self::Username { org_id, username } => {
+                &user.org_id == org_id && &user.username == username
+            }
+            Self::Id(id) => &user.id == id,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct VerifyCode {
-    pub org_id: OrgId,
-    pub username: EmailAddress,
+    pub user: UserKey,
     pub purpose: CodePurpose,
     pub submitted: CodeSecret,
     pub usage: CodeUse,
@@ -176,9 +215,8 @@ pub struct VerifyCodeState {
 
 fn template_for(purpose: CodePurpose) -> MailTemplate {
     match purpose {
-        CodePurpose::Registration | CodePurpose::EmailVerification | CodePurpose::PasswordReset => {
-            MailTemplate::Registration
-        }
+        CodePurpose::Registration | CodePurpose::PasswordReset => MailTemplate::Registration,
+        CodePurpose::EmailVerification => MailTemplate::EmailVerification,
     }
 }
 
@@ -200,57 +238,63 @@ fn record(user: &mut User, kind: &str, payload: serde_json::Value, at: Timestamp
     event(user, kind, payload, at)
 }
 
-/// Effects that issue a code to `user`: a new active code, its email, and a cooldown.
+/// Effects that issue a code to `user`: a new active code and, when it is emailed, its
+/// message and a cooldown.
 fn issue_effects(
     user: &mut User,
     cooldown_subject: &str,
-    purpose: CodePurpose,
+    code: &NewCode,
     locale: Locale,
-    code: &PreparedCode,
     now: Timestamp,
     policy: &Policy,
 ) -> Vec<Effect> {
-    let expires_at = now.plus(policy.registration_code_ttl);
-    let issued = record(
-        user,
-        "user.code.issued",
-        json!({
-            "purpose": purpose.as_str(),
-            "codeId": code.code_id,
-            "messageId": code.message_id,
-            "expiresAt": expires_at.to_rfc3339(),
-        }),
-        now,
-    );
-    vec![
+    let purpose = code.purpose;
+    let prepared = &code.prepared;
+    let expires_at = now.plus(policy.code_ttl(purpose));
+    let emailed = code.delivery == Delivery::Email;
+    let mut payload = json!({
+        "purpose": purpose.as_str(),
+        "codeId": prepared.code_id,
+        "expiresAt": expires_at.to_rfc3339(),
+    });
+    if emailed {
+        payload["messageId"] = json!(prepared.message_id);
+    } else {
+        payload["codeReturned"] = json!(true);
+    }
+    let issued = record(user, "user.code.issued", payload, now);
+    let mut effects = vec![
         Effect::InsertCode(CodeRecord {
-            id: code.code_id.clone(),
+            id: prepared.code_id.clone(),
             user_id: user.id.clone(),
             purpose,
-            hash: code.hash.clone(),
+            hash: prepared.hash.clone(),
             state: CodeState::Active,
             failed_attempts: 0,
             created_at: now,
             expires_at,
         }),
         Effect::AppendEvent(issued),
-        Effect::EnqueueMessage(NewMessage {
-            id: code.message_id.clone(),
+    ];
+    if emailed {
+        effects.push(Effect::EnqueueMessage(NewMessage {
+            id: prepared.message_id.clone(),
             org_id: user.org_id.clone(),
             user_id: user.id.clone(),
-            code_id: Some(code.code_id.clone()),
+            code_id: Some(prepared.code_id.clone()),
             template: template_for(purpose),
             locale,
             recipient: user.username.clone(),
-            sealed: code.sealed.clone(),
+            sealed: prepared.sealed.clone(),
             created_at: now,
-        }),
-        Effect::SetCooldown {
+        }));
+        effects.push(Effect::SetCooldown {
             subject: cooldown_subject.to_owned(),
             purpose,
             until: now.plus(policy.cooldown),
-        },
-    ]
+        });
+    }
+    effects
 }
 
 /// Locale chain: explicit → user's → organisation default (→ `en` inside the org default).
@@ -262,7 +306,8 @@ fn resolve_locale(explicit: Option<&Locale>, user: &User, org: Option<&Org>) -> 
         .unwrap_or_else(Locale::english)
 }
 
-/// A new pending user, with a registration code on its way.
+/// A new pending user, with its first code on its way (or handed back), or with its address
+/// verified from the start.
 pub fn create_user(state: &CreateUserState, command: &CreateUser) -> Plan<UserCreated> {
     let Some(org) = &state.org else {
         return Plan::refuse(Error::OrgNotFound);
@@ -278,34 +323,43 @@ pub fn create_user(state: &CreateUserState, command: &CreateUser) -> Plan<UserCr
         kind: command.kind,
         state: UserState::Pending,
         locale: command.locale.clone(),
+        email_verified_at: None,
         sequence: 0,
         created_at: now,
         updated_at: now,
     };
     let created_payload = json!({ "username": user.username, "kind": user.kind.as_str() });
-    let created = record(&mut user, "user.created", created_payload, now);
-    let locale = resolve_locale(None, &user, Some(org));
-    let issued = issue_effects(
-        &mut user,
-        &command.cooldown_subject,
-        CodePurpose::Registration,
-        locale,
-        &command.code,
-        now,
-        &command.policy,
-    );
+    let mut events = vec![record(&mut user, "user.created", created_payload, now)];
+    let mut issued = Vec::new();
+    match &command.code {
+        Some(code) => {
+            let locale = resolve_locale(None, &user, Some(org));
+            issued = issue_effects(
+                &mut user,
+                &command.cooldown_subject,
+                code,
+                locale,
+                now,
+                &command.policy,
+            );
+        }
+        None => {
+            user.email_verified_at = Some(now);
+            events.push(record(&mut user, "user.email.verified", json!({}), now));
+        }
+    }
     // Cloned after the events were numbered, so the row carries the final sequence.
-    let mut effects = vec![
-        Effect::InsertUser(user.clone()),
-        Effect::AppendEvent(created),
-    ];
+    let mut effects = vec![Effect::InsertUser(user.clone())];
+    effects.extend(events.into_iter().map(Effect::AppendEvent));
     effects.extend(issued);
+    let message_id = command
+        .code
+        .as_ref()
+        .filter(|code| code.delivery == Delivery::Email)
+        .map(|code| code.prepared.message_id.clone());
     Plan {
         effects,
-        outcome: Ok(UserCreated {
-            user,
-            message_id: command.code.message_id.clone(),
-        }),
+        outcome: Ok(UserCreated { user, message_id }),
     }
 }
 
@@ -374,12 +428,16 @@ pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssue
         });
     }
     let locale = resolve_locale(command.locale.as_ref(), &user, state.org.as_ref());
+    let code = NewCode {
+        purpose: command.purpose,
+        prepared: command.code.clone(),
+        delivery: Delivery::Email,
+    };
     effects.extend(issue_effects(
         &mut user,
         &command.cooldown_subject,
-        command.purpose,
+        &code,
         locale,
-        &command.code,
         now,
         &command.policy,
     ));
@@ -397,11 +455,7 @@ pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssue
 /// Checks a submitted code against the newest one; wrong guesses count, and the limit kills
 /// the code.
 pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<CodeVerified> {
-    let Some(user) = state
-        .user
-        .as_ref()
-        .filter(|user| user.org_id == command.org_id)
-    else {
+    let Some(user) = state.user.as_ref().filter(|user| command.user.names(user)) else {
         return Plan::refuse(Error::UserNotFound);
     };
     let Some(code) = &state.latest_code else {
@@ -507,10 +561,18 @@ pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<CodeVe
                 },
                 Effect::AppendEvent(verified),
             ];
-            if command.purpose == CodePurpose::Registration {
-                user.state = UserState::Registered;
-                let registered = record(&mut user, "user.registered", json!({}), now);
-                effects.push(Effect::AppendEvent(registered));
+            match command.purpose {
+                CodePurpose::Registration => {
+                    user.state = UserState::Registered;
+                    let registered = record(&mut user, "user.registered", json!({}), now);
+                    effects.push(Effect::AppendEvent(registered));
+                }
+                CodePurpose::EmailVerification => {
+                    user.email_verified_at = Some(now);
+                    let verified = record(&mut user, "user.email.verified", json!({}), now);
+                    effects.push(Effect::AppendEvent(verified));
+                }
+                CodePurpose::PasswordReset => {}
             }
             effects.push(Effect::UpdateUser(user.clone()));
             Plan {
@@ -521,6 +583,195 @@ pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<CodeVe
                 }),
             }
         }
+    }
+}
+
+/// Who asks for a change to a user, as the permission check needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    /// Holds `user.write` in its organisation.
+    pub may_write_users: bool,
+    /// How errors name the actor.
+    pub described: String,
+}
+
+impl Actor {
+    /// Users manage themselves; anyone else needs `user.write` in the user's organisation.
+    fn may_update(&self, user: &User) -> bool {
+        self.user_id == user.id || (self.org_id == user.org_id && self.may_write_users)
+    }
+
+    /// The answer when the actor may not act.
+    pub fn refusal(&self) -> Error {
+        Error::PermissionDenied {
+            principal: self.described.clone(),
+            permission: Permission::USER_WRITE,
+        }
+    }
+}
+
+/// A change to a user's address, or a new code to verify it.
+#[derive(Debug, Clone)]
+pub enum EmailUpdate {
+    /// A new verification code; with `require_pending` only if one is pending already (a
+    /// resend), else whenever the address is unverified.
+    SendCode {
+        code: NewCode,
+        require_pending: bool,
+    },
+    /// A new address; without a code it counts as verified as it is set.
+    ChangeAddress {
+        email: EmailAddress,
+        code: Option<NewCode>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdateEmail {
+    pub user_id: UserId,
+    pub actor: Actor,
+    pub update: EmailUpdate,
+    /// Derives the cooldown subject of the address the code goes to (see
+    /// [`UpdateEmail::cooldown_subject`]).
+    pub hasher: CodeHasher,
+    pub now: Timestamp,
+    pub policy: Policy,
+}
+
+impl UpdateEmail {
+    /// The address a code goes to: the new one for a change, else the user's.
+    pub fn recipient<'a>(&'a self, user: &'a User) -> &'a EmailAddress {
+        match &self.update {
+            EmailUpdate::ChangeAddress { email, .. } => email,
+            EmailUpdate::SendCode { .. } => &user.username,
+        }
+    }
+
+    /// The cooldown subject for `user`'s code: the same one other faces use for the address.
+    pub fn cooldown_subject(&self, user: &User) -> String {
+        self.hasher
+            .cooldown_subject(&user.org_id, self.recipient(user))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdateEmailState {
+    pub user: Option<User>,
+    pub org: Option<Org>,
+    /// The user's newest email verification code, whatever its state.
+    pub latest_code: Option<CodeRecord>,
+    /// Of [`UpdateEmail::cooldown_subject`].
+    pub cooldown_until: Option<Timestamp>,
+    /// For a change: whether another user of the organisation has the new address.
+    pub address_taken: bool,
+}
+
+/// The user after the change: its sequence and update time are the change's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailUpdated {
+    pub user: User,
+}
+
+/// Checks in ZITADEL's order: the user exists, the actor may change it, then the change's own
+/// conditions, then the cooldown of an emailed code.
+pub fn update_email(state: &UpdateEmailState, command: &UpdateEmail) -> Plan<EmailUpdated> {
+    let Some(user) = state
+        .user
+        .as_ref()
+        .filter(|user| user.id == command.user_id)
+    else {
+        return Plan::refuse(Error::UserNotFound);
+    };
+    if !command.actor.may_update(user) {
+        return Plan::refuse(command.actor.refusal());
+    }
+    let now = command.now;
+    let mut user = user.clone();
+    let mut effects = Vec::new();
+    let active = state
+        .latest_code
+        .as_ref()
+        .filter(|code| code.state == CodeState::Active);
+    let code = match &command.update {
+        EmailUpdate::SendCode {
+            code,
+            require_pending,
+        } => {
+            // A code that expired or ran out of attempts is still pending: a resend replaces it.
+            let pending = user.email_verified_at.is_none()
+                && state.latest_code.as_ref().is_some_and(|code| {
+                    !matches!(code.state, CodeState::Used | CodeState::Superseded)
+                });
+            if *require_pending && !pending {
+                return Plan::refuse(Error::NoCodePending);
+            }
+            if user.email_verified_at.is_some() {
+                return Plan::refuse(Error::EmailAlreadyVerified);
+            }
+            Some(code)
+        }
+        EmailUpdate::ChangeAddress { email, code } => {
+            if email == &user.username {
+                return Plan::refuse(Error::EmailUnchanged);
+            }
+            if state.address_taken {
+                return Plan::refuse(Error::UserExists);
+            }
+            user.username = email.clone();
+            user.email_verified_at = None;
+            effects.push(Effect::AppendEvent(record(
+                &mut user,
+                "user.email.changed",
+                json!({ "email": email }),
+                now,
+            )));
+            code.as_ref()
+        }
+    };
+    if let Some(code) = code
+        && code.delivery == Delivery::Email
+        && let Some(until) = state.cooldown_until.filter(|&until| until > now)
+    {
+        return Plan::refuse(Error::Cooldown {
+            retry_after: now.until(until),
+        });
+    }
+    if let Some(previous) = active {
+        effects.push(Effect::UpdateCode {
+            id: previous.id.clone(),
+            state: CodeState::Superseded,
+            failed_attempts: previous.failed_attempts,
+        });
+    }
+    match code {
+        Some(code) => {
+            let subject = command.cooldown_subject(&user);
+            let locale = resolve_locale(None, &user, state.org.as_ref());
+            effects.extend(issue_effects(
+                &mut user,
+                &subject,
+                code,
+                locale,
+                now,
+                &command.policy,
+            ));
+        }
+        None => {
+            user.email_verified_at = Some(now);
+            effects.push(Effect::AppendEvent(record(
+                &mut user,
+                "user.email.verified",
+                json!({}),
+                now,
+            )));
+        }
+    }
+    effects.push(Effect::UpdateUser(user.clone()));
+    Plan {
+        effects,
+        outcome: Ok(EmailUpdated { user }),
     }
 }
 
@@ -596,6 +847,8 @@ pub fn register_credential(
         now,
     );
     user.state = UserState::Registered;
+    // The registration code was mailed to the address: using it proves control of it.
+    user.email_verified_at.get_or_insert(now);
     let registered = record(&mut user, "user.registered", json!({}), now);
     Plan {
         effects: vec![
@@ -617,13 +870,14 @@ pub fn register_credential(
     }
 }
 
-/// A service account: registered from the start, with its key and a long-lived token.
+/// A service account: registered from the start, with a long-lived token and, to sign with,
+/// a key (a machine user acting only through a personal access token has none).
 #[derive(Debug, Clone)]
 pub struct CreateServiceAccount {
     pub user_id: UserId,
     pub org_id: OrgId,
     pub username: EmailAddress,
-    pub credential: Credential,
+    pub credential: Option<Credential>,
     pub token: AccessToken,
     pub permissions: Vec<Permission>,
     pub now: Timestamp,
@@ -632,7 +886,7 @@ pub struct CreateServiceAccount {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceAccountCreated {
     pub user: User,
-    pub credential: Credential,
+    pub credential: Option<Credential>,
     pub token: AccessToken,
 }
 
@@ -654,34 +908,42 @@ pub fn create_service_account(
         kind: UserKind::ServiceAccount,
         state: UserState::Registered,
         locale: None,
+        email_verified_at: None,
         sequence: 0,
         created_at: now,
         updated_at: now,
     };
     let created_payload = json!({ "username": user.username, "kind": user.kind.as_str() });
     let created = record(&mut user, "user.created", created_payload, now);
-    let added = record(
-        &mut user,
-        "user.credential.added",
-        json!({
-            "credentialId": command.credential.id,
-            "kind": "Key",
-            "algorithm": command.credential.public_key.algorithm().as_str(),
-        }),
-        now,
-    );
-    Plan {
-        effects: vec![
+    let mut effects = vec![Effect::AppendEvent(created)];
+    if let Some(credential) = &command.credential {
+        let added = record(
+            &mut user,
+            "user.credential.added",
+            json!({
+                "credentialId": credential.id,
+                "kind": "Key",
+                "algorithm": credential.public_key.algorithm().as_str(),
+            }),
+            now,
+        );
+        effects.push(Effect::AppendEvent(added));
+        effects.push(Effect::InsertCredential(credential.clone()));
+    }
+    // Cloned after the events were numbered, so the row carries the final sequence.
+    effects.splice(
+        0..0,
+        [
             Effect::InsertUser(user.clone()),
             Effect::SetPermissions {
                 user_id: user.id.clone(),
                 permissions: command.permissions.clone(),
             },
-            Effect::AppendEvent(created),
-            Effect::AppendEvent(added),
-            Effect::InsertCredential(command.credential.clone()),
-            Effect::InsertToken(command.token.clone()),
         ],
+    );
+    effects.push(Effect::InsertToken(command.token.clone()));
+    Plan {
+        effects,
         outcome: Ok(ServiceAccountCreated {
             user,
             credential: command.credential.clone(),
@@ -759,6 +1021,7 @@ mod tests {
             kind: UserKind::CustomerEmployee,
             state: UserState::Pending,
             locale: None,
+            email_verified_at: None,
             sequence: 2,
             created_at: NOW,
             updated_at: NOW,
@@ -799,7 +1062,11 @@ mod tests {
             username: EmailAddress::parse("jane@example.com").unwrap(),
             kind: UserKind::EndUser,
             locale: None,
-            code: prepared(),
+            code: Some(NewCode {
+                purpose: CodePurpose::Registration,
+                prepared: prepared(),
+                delivery: Delivery::Email,
+            }),
             user_action: None,
             now: NOW,
             policy: Policy::default(),
@@ -857,7 +1124,11 @@ mod tests {
             username: user.username.clone(),
             kind: UserKind::EndUser,
             locale: None,
-            code: prepared(),
+            code: Some(NewCode {
+                purpose: CodePurpose::Registration,
+                prepared: prepared(),
+                delivery: Delivery::Email,
+            }),
             user_action: None,
             now: NOW,
             policy: Policy::default(),
@@ -1076,8 +1347,10 @@ mod tests {
         now: Timestamp,
     ) -> VerifyCode {
         VerifyCode {
-            org_id: org.id.clone(),
-            username: user.username.clone(),
+            user: UserKey::Username {
+                org_id: org.id.clone(),
+                username: user.username.clone(),
+            },
             purpose: CodePurpose::Registration,
             submitted: CodeSecret::from_user_input(submitted),
             usage: CodeUse::Consume,
@@ -1141,5 +1414,250 @@ mod tests {
             &verify(&org, &user, secret.expose(), &hasher, too_late),
         );
         assert!(matches!(plan.outcome, Err(Error::CodeExpired)));
+    }
+
+    fn email_code(delivery: Delivery) -> NewCode {
+        NewCode {
+            purpose: CodePurpose::EmailVerification,
+            prepared: prepared(),
+            delivery,
+        }
+    }
+
+    fn actor_for(user: &User, may_write_users: bool) -> Actor {
+        Actor {
+            user_id: user.id.clone(),
+            org_id: user.org_id.clone(),
+            may_write_users,
+            described: format!("EndUser {}", user.id),
+        }
+    }
+
+    fn update(user: &User, actor: Actor, update: EmailUpdate) -> UpdateEmail {
+        UpdateEmail {
+            user_id: user.id.clone(),
+            actor,
+            update,
+            hasher: CodeHasher::new([5; 32]),
+            now: NOW,
+            policy: Policy::default(),
+        }
+    }
+
+    fn email_state(user: &User, latest_code: Option<CodeRecord>) -> UpdateEmailState {
+        UpdateEmailState {
+            user: Some(user.clone()),
+            org: None,
+            latest_code,
+            cooldown_until: None,
+            address_taken: false,
+        }
+    }
+
+    fn email_code_record(user: &User, state: CodeState) -> CodeRecord {
+        CodeRecord {
+            id: CodeId::generate(),
+            user_id: user.id.clone(),
+            purpose: CodePurpose::EmailVerification,
+            hash: CodeHash([2; 32]),
+            state,
+            failed_attempts: 3,
+            created_at: NOW,
+            expires_at: NOW,
+        }
+    }
+
+    fn resend(delivery: Delivery) -> EmailUpdate {
+        EmailUpdate::SendCode {
+            code: email_code(delivery),
+            require_pending: true,
+        }
+    }
+
+    #[test]
+    fn a_resend_needs_a_pending_code_and_an_unverified_address() {
+        let org = org();
+        let user = pending_user(&org);
+        let me = actor_for(&user, false);
+        let none = update_email(
+            &email_state(&user, None),
+            &update(&user, me.clone(), resend(Delivery::Email)),
+        );
+        assert!(matches!(none.outcome, Err(Error::NoCodePending)));
+        for state in [CodeState::Used, CodeState::Superseded] {
+            let plan = update_email(
+                &email_state(&user, Some(email_code_record(&user, state))),
+                &update(&user, me.clone(), resend(Delivery::Email)),
+            );
+            assert!(
+                matches!(plan.outcome, Err(Error::NoCodePending)),
+                "{state:?}"
+            );
+        }
+        let mut verified = user.clone();
+        verified.email_verified_at = Some(NOW);
+        let send = EmailUpdate::SendCode {
+            code: email_code(Delivery::Email),
+            require_pending: false,
+        };
+        let plan = update_email(
+            &email_state(&verified, None),
+            &update(&verified, me.clone(), send),
+        );
+        assert!(matches!(plan.outcome, Err(Error::EmailAlreadyVerified)));
+        // Expired and exhausted codes are still pending: the resend replaces them.
+        for state in [CodeState::Expired, CodeState::Exhausted, CodeState::Active] {
+            let plan = update_email(
+                &email_state(&user, Some(email_code_record(&user, state))),
+                &update(&user, me.clone(), resend(Delivery::Email)),
+            );
+            let updated = plan.outcome.unwrap();
+            assert_eq!(updated.user.sequence, user.sequence + 1);
+            let superseded = plan.effects.iter().any(|effect| {
+                matches!(
+                    effect,
+                    Effect::UpdateCode {
+                        state: CodeState::Superseded,
+                        ..
+                    }
+                )
+            });
+            assert_eq!(superseded, state == CodeState::Active, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn users_update_themselves_and_others_need_user_write_in_their_org() {
+        let org = org();
+        let user = pending_user(&org);
+        let pending = Some(email_code_record(&user, CodeState::Active));
+        let other = pending_user(&org);
+        let outsider = pending_user(&self::org());
+        for (actor, allowed) in [
+            (actor_for(&user, false), true),
+            (actor_for(&other, true), true),
+            (actor_for(&other, false), false),
+            (actor_for(&outsider, true), false),
+        ] {
+            let plan = update_email(
+                &email_state(&user, pending.clone()),
+                &update(&user, actor, resend(Delivery::Returned)),
+            );
+            match plan.outcome {
+                Ok(_) => assert!(allowed),
+                Err(Error::PermissionDenied { permission, .. }) => {
+                    assert!(!allowed);
+                    assert_eq!(permission, Permission::USER_WRITE);
+                    assert!(plan.effects.is_empty());
+                }
+                Err(other) => panic!("{other}"),
+            }
+        }
+        let unknown = update_email(
+            &UpdateEmailState {
+                user: None,
+                ..email_state(&user, None)
+            },
+            &update(&user, actor_for(&other, false), resend(Delivery::Email)),
+        );
+        assert!(
+            matches!(unknown.outcome, Err(Error::UserNotFound)),
+            "not found comes first"
+        );
+    }
+
+    #[test]
+    fn only_an_emailed_code_sends_mail_and_minds_the_cooldown() {
+        let org = org();
+        let user = pending_user(&org);
+        let me = actor_for(&user, false);
+        let in_cooldown = UpdateEmailState {
+            cooldown_until: Some(NOW.plus(Duration::from_secs(30))),
+            ..email_state(&user, Some(email_code_record(&user, CodeState::Active)))
+        };
+        let emailed = update_email(
+            &in_cooldown,
+            &update(&user, me.clone(), resend(Delivery::Email)),
+        );
+        assert!(matches!(
+            emailed.outcome,
+            Err(Error::Cooldown { retry_after }) if retry_after == Duration::from_secs(30)
+        ));
+        let returned = update_email(&in_cooldown, &update(&user, me, resend(Delivery::Returned)));
+        assert!(returned.outcome.is_ok());
+        assert!(!returned.effects.iter().any(|effect| matches!(
+            effect,
+            Effect::EnqueueMessage(_) | Effect::SetCooldown { .. }
+        )));
+        let Some(Effect::InsertCode(code)) = returned
+            .effects
+            .iter()
+            .find(|effect| matches!(effect, Effect::InsertCode(_)))
+        else {
+            panic!("a code is issued")
+        };
+        assert_eq!(code.expires_at, NOW.plus(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn a_new_address_voids_the_pending_code_and_may_be_verified_at_once() {
+        let org = org();
+        let user = pending_user(&org);
+        let me = actor_for(&user, false);
+        let change = |email: &str, code: Option<NewCode>| EmailUpdate::ChangeAddress {
+            email: EmailAddress::parse(email).unwrap(),
+            code,
+        };
+        let pending = email_state(&user, Some(email_code_record(&user, CodeState::Active)));
+        let same = update_email(
+            &pending,
+            &update(&user, me.clone(), change("jane@example.com", None)),
+        );
+        assert!(matches!(same.outcome, Err(Error::EmailUnchanged)));
+        let taken = update_email(
+            &UpdateEmailState {
+                address_taken: true,
+                ..pending.clone()
+            },
+            &update(&user, me.clone(), change("joe@example.com", None)),
+        );
+        assert!(matches!(taken.outcome, Err(Error::UserExists)));
+        let verified = update_email(
+            &pending,
+            &update(&user, me.clone(), change("new@example.com", None)),
+        );
+        let changed = verified.outcome.unwrap().user;
+        assert_eq!(changed.username.as_str(), "new@example.com");
+        assert_eq!(changed.email_verified_at, Some(NOW));
+        assert_eq!(
+            changed.sequence,
+            user.sequence + 2,
+            "changed, then verified"
+        );
+        assert!(verified.effects.iter().any(|effect| matches!(
+            effect,
+            Effect::UpdateCode {
+                state: CodeState::Superseded,
+                ..
+            }
+        )));
+        let coded = update_email(
+            &pending,
+            &update(
+                &user,
+                me,
+                change("new@example.com", Some(email_code(Delivery::Email))),
+            ),
+        );
+        let Some(Effect::EnqueueMessage(message)) = coded
+            .effects
+            .iter()
+            .find(|effect| matches!(effect, Effect::EnqueueMessage(_)))
+        else {
+            panic!("the new address gets the code")
+        };
+        assert_eq!(message.recipient.as_str(), "new@example.com");
+        assert_eq!(message.template, MailTemplate::EmailVerification);
+        assert_eq!(coded.outcome.unwrap().user.email_verified_at, None);
     }
 }

@@ -8,48 +8,38 @@ use enroll_core::clock::Timestamp;
 use enroll_core::email::EmailAddress;
 use enroll_core::model::{ClaimedMessage, Locale, MailTemplate};
 use enroll_core::service::SealedContent;
+use enroll_core::url_template::{LinkValues, UrlTemplate};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
 
+/// `(name, source)` of each built-in template, from `templates/<name>`.
+macro_rules! embed {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../templates/", $name)))),*]
+    };
+}
+
 /// The built-in templates, by name.
-const EMBEDDED: &[(&str, &str)] = &[
-    ("base.html.j2", include_str!("../templates/base.html.j2")),
-    ("base.txt.j2", include_str!("../templates/base.txt.j2")),
-    (
-        "en/registration.subject.j2",
-        include_str!("../templates/en/registration.subject.j2"),
-    ),
-    (
-        "en/registration.txt.j2",
-        include_str!("../templates/en/registration.txt.j2"),
-    ),
-    (
-        "en/registration.html.j2",
-        include_str!("../templates/en/registration.html.j2"),
-    ),
-    (
-        "de/registration.subject.j2",
-        include_str!("../templates/de/registration.subject.j2"),
-    ),
-    (
-        "de/registration.txt.j2",
-        include_str!("../templates/de/registration.txt.j2"),
-    ),
-    (
-        "de/registration.html.j2",
-        include_str!("../templates/de/registration.html.j2"),
-    ),
-    (
-        "fr/registration.subject.j2",
-        include_str!("../templates/fr/registration.subject.j2"),
-    ),
-    (
-        "fr/registration.txt.j2",
-        include_str!("../templates/fr/registration.txt.j2"),
-    ),
-    (
-        "fr/registration.html.j2",
-        include_str!("../templates/fr/registration.html.j2"),
-    ),
+const EMBEDDED: &[(&str, &str)] = embed![
+    "base.html.j2",
+    "base.txt.j2",
+    "en/registration.subject.j2",
+    "en/registration.txt.j2",
+    "en/registration.html.j2",
+    "en/email_verification.subject.j2",
+    "en/email_verification.txt.j2",
+    "en/email_verification.html.j2",
+    "de/registration.subject.j2",
+    "de/registration.txt.j2",
+    "de/registration.html.j2",
+    "de/email_verification.subject.j2",
+    "de/email_verification.txt.j2",
+    "de/email_verification.html.j2",
+    "fr/registration.subject.j2",
+    "fr/registration.txt.j2",
+    "fr/registration.html.j2",
+    "fr/email_verification.subject.j2",
+    "fr/email_verification.txt.j2",
+    "fr/email_verification.html.j2",
 ];
 
 /// Locales every message kind has built-in templates for.
@@ -61,6 +51,9 @@ pub struct MailSettings {
     /// A mailbox: `enroll <no-reply@example.com>`.
     pub from: String,
     pub product_name: String,
+    /// Where users reach this server (`https://id.example.com`): links to its hosted pages
+    /// start with it.
+    pub public_url: String,
 }
 
 /// A message ready for a transport.
@@ -128,6 +121,7 @@ impl RenderError {
 /// | `expires_at` | when the code expires, `2027-01-15 08:00 UTC` (empty without a code) |
 /// | `expires_at_rfc3339` | the same, `2027-01-15T08:00:00.000Z` (empty without a code) |
 /// | `valid_minutes` | the code's lifetime in minutes, rounded up (integer; 0 without a code) |
+/// | `link` | the link that verifies with the code (empty for emails without one); in HTML, write `{{ link\|href }}` |
 #[derive(Debug, Clone)]
 pub struct MailContext<'a> {
     pub org_name: &'a str,
@@ -136,6 +130,7 @@ pub struct MailContext<'a> {
     pub expires_at: Option<Timestamp>,
     /// When the code was issued: its lifetime runs from here to `expires_at`.
     pub created_at: Timestamp,
+    pub link: Option<&'a str>,
 }
 
 /// Renders subject, text and HTML of each email; cheap to clone.
@@ -183,6 +178,7 @@ impl Renderer {
                 AutoEscape::None
             }
         });
+        environment.add_filter("href", href);
         let dir = override_dir.clone();
         environment.set_loader(move |name| {
             if let Some(dir) = &dir {
@@ -253,6 +249,7 @@ impl Renderer {
             expires_at => context.expires_at.map(human_time).unwrap_or_default(),
             expires_at_rfc3339 => context.expires_at.map(Timestamp::to_rfc3339).unwrap_or_default(),
             valid_minutes => valid_minutes,
+            link => context.link.unwrap_or_default(),
         };
         let part = |part: &str| {
             let name = format!("{locale}/{}.{part}.j2", template.as_str());
@@ -287,12 +284,17 @@ impl Renderer {
         content: &SealedContent,
         settings: &MailSettings,
     ) -> Result<RenderedMail, RenderError> {
+        let link = match message.template {
+            MailTemplate::EmailVerification => Some(verification_link(message, content, settings)),
+            MailTemplate::Registration => None,
+        };
         let context = MailContext {
             org_name: &message.org_name,
             recipient: &message.recipient,
             code: content.code.expose(),
             expires_at: message.code_expires_at,
             created_at: message.created_at,
+            link: link.as_deref(),
         };
         self.render(
             message.template,
@@ -335,10 +337,12 @@ impl Renderer {
             code: "7KQX-M2RD-9HTV-PW4C",
             expires_at: Some(created_at.plus(std::time::Duration::from_secs(86_400))),
             created_at,
+            link: Some("https://id.example.com/ui/login/mail/verification?userID=us-1&code=7KQX"),
         };
         let settings = MailSettings {
             from: "enroll <no-reply@example.com>".to_owned(),
             product_name: "enroll".to_owned(),
+            public_url: "https://id.example.com".to_owned(),
         };
         for template in MailTemplate::ALL {
             for locale in self.locales() {
@@ -355,6 +359,58 @@ impl Renderer {
         }
         Ok(())
     }
+}
+
+/// A link for an HTML attribute: escapes what HTML needs, and leaves `/` readable (the default
+/// escaping writes `&#x2f;`, which mail clients show when a link is copied as text).
+fn href(link: String) -> minijinja::Value {
+    let mut escaped = String::with_capacity(link.len());
+    for c in link.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    minijinja::Value::from_safe_string(escaped)
+}
+
+/// The request's link template filled in, or the hosted verification page without one (a
+/// template was checked when the request named it, so it parses).
+fn verification_link(
+    message: &ClaimedMessage,
+    content: &SealedContent,
+    settings: &MailSettings,
+) -> String {
+    let values = LinkValues {
+        user_id: message.user_id.as_str(),
+        code: content.code.expose(),
+        org_id: message.org_id.as_str(),
+    };
+    match content
+        .url_template
+        .as_deref()
+        .and_then(|source| UrlTemplate::parse(source).ok())
+    {
+        Some(template) => template.render(values),
+        None => hosted_verification_link(&settings.public_url, values),
+    }
+}
+
+/// The hosted verification page, with ZITADEL's query parameters.
+pub fn hosted_verification_link(public_url: &str, values: LinkValues<'_>) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("userID", values.user_id)
+        .append_pair("code", values.code)
+        .append_pair("orgID", values.org_id)
+        .finish();
+    format!(
+        "{}/ui/login/mail/verification?{query}",
+        public_url.trim_end_matches('/')
+    )
 }
 
 /// `<ms-…@domain of the sender>`: the outbox message's id, so a duplicate delivery carries the
@@ -389,6 +445,7 @@ mod tests {
         MailSettings {
             from: "enroll <no-reply@example.com>".to_owned(),
             product_name: "enroll".to_owned(),
+            public_url: "https://id.example.com".to_owned(),
         }
     }
 
@@ -397,18 +454,31 @@ mod tests {
         locale: &str,
         lifetime: std::time::Duration,
     ) -> RenderedMail {
+        render_template(renderer, MailTemplate::Registration, locale, lifetime)
+    }
+
+    fn render_template(
+        renderer: &Renderer,
+        template: MailTemplate,
+        locale: &str,
+        lifetime: std::time::Duration,
+    ) -> RenderedMail {
         let recipient = EmailAddress::parse("jane.doe@example.com").unwrap();
         let created_at = Timestamp::from_millis(1_800_000_000_000);
         let context = MailContext {
             org_name: "Acme <Labs> & \"Sons\"",
             recipient: &recipient,
-            code: "7KQX-M2RD-9HTV-PW4C",
+            code: match template {
+                MailTemplate::Registration => "7KQX-M2RD-9HTV-PW4C",
+                MailTemplate::EmailVerification => "XK4T9P",
+            },
             expires_at: Some(created_at.plus(lifetime)),
             created_at,
+            link: Some("https://app.example/verify?u=us-1&c=XK4T9P&o=or-2"),
         };
         renderer
             .render(
-                MailTemplate::Registration,
+                template,
                 &Locale::parse(locale).unwrap(),
                 &context,
                 &settings(),
@@ -445,6 +515,50 @@ mod tests {
     #[test]
     fn registration_fr() {
         insta::assert_snapshot!(snapshot(&sample("fr")));
+    }
+
+    fn verification_sample(locale: &str) -> String {
+        snapshot(&render_email_verification(locale))
+    }
+
+    fn render_email_verification(locale: &str) -> RenderedMail {
+        render_template(
+            &Renderer::new(None).unwrap(),
+            MailTemplate::EmailVerification,
+            locale,
+            std::time::Duration::from_secs(3_600),
+        )
+    }
+
+    #[test]
+    fn email_verification_en() {
+        insta::assert_snapshot!(verification_sample("en"));
+    }
+
+    #[test]
+    fn email_verification_de() {
+        insta::assert_snapshot!(verification_sample("de"));
+    }
+
+    #[test]
+    fn email_verification_fr() {
+        insta::assert_snapshot!(verification_sample("fr"));
+    }
+
+    #[test]
+    fn the_hosted_link_carries_zitadels_parameters_encoded() {
+        let link = hosted_verification_link(
+            "https://id.example.com/",
+            LinkValues {
+                user_id: "us-1",
+                code: "XK4T9P",
+                org_id: "or 2&x",
+            },
+        );
+        assert_eq!(
+            link,
+            "https://id.example.com/ui/login/mail/verification?userID=us-1&code=XK4T9P&orgID=or+2%26x"
+        );
     }
 
     #[test]
@@ -561,11 +675,14 @@ mod tests {
             ),
             ("html", "<p>Codice: {{ code }}</p>"),
         ] {
-            std::fs::write(
-                dir.path().join(format!("it/registration.{part}.j2")),
-                source,
-            )
-            .unwrap();
+            // A locale needs every kind of email, or the check fails the start.
+            for kind in MailTemplate::ALL {
+                std::fs::write(
+                    dir.path().join(format!("it/{}.{part}.j2", kind.as_str())),
+                    source,
+                )
+                .unwrap();
+            }
         }
         let renderer = Renderer::new(Some(dir.path())).unwrap();
         renderer.check().unwrap();
@@ -601,7 +718,7 @@ mod tests {
                 &message,
                 &MailSettings {
                     from: from.to_owned(),
-                    product_name: "enroll".to_owned(),
+                    ..settings()
                 },
             )
         };
@@ -621,7 +738,7 @@ mod tests {
         assert!(settings().validate().is_ok());
         let bad = MailSettings {
             from: "enroll no-reply".to_owned(),
-            product_name: "enroll".to_owned(),
+            ..settings()
         };
         assert!(
             bad.validate()

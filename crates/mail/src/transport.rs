@@ -602,10 +602,12 @@ mod tests {
             code: "7KQX-M2RD-9HTV-PW4C",
             expires_at: Some(created_at.plus(Duration::from_secs(3600))),
             created_at,
+            link: None,
         };
         let settings = crate::MailSettings {
             from: "enroll <no-reply@localhost>".to_owned(),
             product_name: "enroll".to_owned(),
+            public_url: "http://localhost:8080".to_owned(),
         };
         crate::Renderer::new(None)
             .unwrap()

@@ -324,6 +324,7 @@ pub(crate) mod tests {
     fn sealed(sealer: &Sealer, message: &ClaimedMessage, code: &str) -> Vec<u8> {
         let content = serde_json::to_vec(&SealedContent {
             code: CodeSecret::from_user_input(code),
+            url_template: None,
         })
         .unwrap();
         sealer.seal(message.id.as_str(), &content)
@@ -512,6 +513,7 @@ pub(crate) mod tests {
                 MailSettings {
                     from: "enroll <no-reply@localhost>".to_owned(),
                     product_name: "enroll".to_owned(),
+                    public_url: "http://localhost:8080".to_owned(),
                 },
                 4,
                 Arc::new(Notify::new()),

@@ -100,7 +100,10 @@ pub async fn first_start(
         org_id: org.id.to_string(),
         admin_user_id: admin.user.id.to_string(),
         admin_token: token.expose().to_owned(),
-        admin_credential_id: admin.credential.cred_id,
+        admin_credential_id: admin
+            .credential
+            .context("the admin was created with its key")?
+            .cred_id,
         admin_private_key: private_key,
     };
     write_private(&path, &serde_json::to_vec_pretty(&bootstrap)?)?;

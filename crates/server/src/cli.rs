@@ -52,6 +52,9 @@ pub enum Command {
     /// Users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Personal access tokens (ZITADEL's PATs).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// The delivery log of the outbox.
     #[command(subcommand)]
     Mail(MailCommand),
@@ -147,6 +150,25 @@ pub enum UserCommand {
     List {
         #[arg(long)]
         org: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a personal access token, shown once; only its digest is kept. Without --user it
+    /// acts as a new machine user of the organisation.
+    Create {
+        #[arg(long)]
+        org: String,
+        /// A permission the token holds (repeatable), e.g. user.write.
+        #[arg(long = "permission", value_name = "NAME")]
+        permissions: Vec<String>,
+        /// The user the token acts as: a user id (us-…) or an email address of the org.
+        #[arg(long)]
+        user: Option<String>,
+        /// The machine user's name when no --user is given.
+        #[arg(long, default_value = "token")]
+        name: String,
     },
 }
 

@@ -7,14 +7,16 @@ use enroll_core::clock::{Clock, SystemClock};
 use enroll_core::credential::PublicKey;
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::{OrgId, UserId};
-use enroll_core::model::{Locale, Permission, User, UserKind};
+use enroll_core::model::{Locale, Permission, TokenKind, User, UserKind};
 use enroll_core::ports::{MessageFilter, NoSignal, Store};
 use enroll_core::service::{Enroll, NewUser};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::bootstrap;
-use crate::cli::{AppCommand, Cli, Command, ConfigCommand, MailCommand, OrgCommand, UserCommand};
+use crate::cli::{
+    AppCommand, Cli, Command, ConfigCommand, MailCommand, OrgCommand, TokenCommand, UserCommand,
+};
 use crate::config::Settings;
 use crate::startup::{self, Application};
 
@@ -31,6 +33,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Org(command) => org(&core(&settings).await?, command, json).await,
         Command::App(command) => app(&core(&settings).await?, command, json).await,
         Command::User(command) => user(&core(&settings).await?, command, json).await,
+        Command::Token(command) => token(&core(&settings).await?, command, json).await,
         Command::Mail(command) => mail(&core(&settings).await?, command, json).await,
     }
 }
@@ -309,6 +312,49 @@ async fn user(enroll: &Enroll, command: UserCommand, json: bool) -> anyhow::Resu
             })
         }
     }
+}
+
+async fn token(enroll: &Enroll, command: TokenCommand, json: bool) -> anyhow::Result<()> {
+    let TokenCommand::Create {
+        org,
+        permissions,
+        user,
+        name,
+    } = command;
+    let permissions = parse_permissions(&permissions)?;
+    let (user, secret) = match user {
+        Some(user) => {
+            let found = find_user(enroll, &user, Some(&org)).await?;
+            let (_, secret) = enroll
+                .create_token(&found, TokenKind::Personal, permissions.clone())
+                .await?;
+            (found, secret)
+        }
+        None => {
+            let username = EmailAddress::parse(&format!("{name}@machine.invalid"))
+                .with_context(|| format!("{name:?} cannot name a machine user"))?;
+            let (created, secret) = enroll
+                .create_machine_user(&org_id(&org)?, username, permissions.clone())
+                .await
+                .with_context(|| format!("could not create the machine user {name:?}"))?;
+            (created.user, secret)
+        }
+    };
+    let shown = json!({
+        "token": secret.expose(),
+        "userId": user.id,
+        "orgId": user.org_id,
+        "permissions": permissions,
+    });
+    print(json, &shown, || {
+        format!(
+            "{}\nacts as {} in {} with [{}]; it is shown only this once.",
+            secret.expose(),
+            user.id,
+            user.org_id,
+            join(&permissions)
+        )
+    })
 }
 
 /// A user by id, or by email address within `org`.

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
+    /// Where users reach the server, e.g. `https://id.example.com`; links in emails to its
+    /// hosted pages start with it. Default: `http://` and the listening address.
+    pub public_url: Option<String>,
     /// Where the SQLite database, the server secret and `bootstrap.json` live.
     pub data_dir: PathBuf,
     /// `sqlite://<path>` or `postgres://…`; default: `enroll.db` in the data directory.
@@ -36,6 +39,8 @@ pub struct Settings {
     pub secret: Option<String>,
     /// Lifetime of a registration code, at most 86400.
     pub registration_code_ttl_seconds: u64,
+    /// Lifetime of an email verification code, at most 86400.
+    pub email_code_ttl_seconds: u64,
     /// Least time between two codes for one user and purpose.
     pub cooldown_seconds: u64,
     /// Wrong attempts a code survives.
@@ -63,6 +68,7 @@ impl Default for Settings {
         let retry = RetryPolicy::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
             database_pool_size: 16,
@@ -74,6 +80,7 @@ impl Default for Settings {
             templates_dir: None,
             secret: None,
             registration_code_ttl_seconds: policy.registration_code_ttl.as_secs(),
+            email_code_ttl_seconds: policy.email_code_ttl.as_secs(),
             cooldown_seconds: policy.cooldown.as_secs(),
             max_failed_attempts: policy.max_failed_attempts,
             nonce_window_seconds: policy.nonce_window.as_secs(),
@@ -145,6 +152,13 @@ impl Settings {
                 "database_url must start with sqlite: or postgres://, got {url:?}"
             )));
         }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "public_url must start with http:// or https://, got {url:?}"
+            )));
+        }
         if let Some(url) = &self.smtp_url
             && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
         {
@@ -169,6 +183,7 @@ impl Settings {
     pub fn policy(&self) -> Policy {
         Policy {
             registration_code_ttl: Duration::from_secs(self.registration_code_ttl_seconds),
+            email_code_ttl: Duration::from_secs(self.email_code_ttl_seconds),
             cooldown: Duration::from_secs(self.cooldown_seconds),
             max_failed_attempts: self.max_failed_attempts,
             nonce_window: Duration::from_secs(self.nonce_window_seconds),

@@ -24,6 +24,7 @@ pub fn build(state: AppState) -> Router {
     let metrics_state: Arc<metrics::Metrics> = state.metrics.clone();
     Router::new()
         .merge(faces::dfns::routes(state.clone()))
+        .merge(faces::zitadel::routes(&state))
         .merge(faces::dev::routes())
         .merge(ops::routes())
         .fallback(not_found)

@@ -73,9 +73,16 @@ impl Application {
         let store = open_store(settings).await?;
         let secret = bootstrap::server_secret(settings)?;
         let renderer = renderer(settings)?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("could not listen on {}", settings.listen))?;
         let mail_settings = MailSettings {
             from: settings.mail_from.clone(),
             product_name: settings.product_name.clone(),
+            public_url: match &settings.public_url {
+                Some(url) => url.clone(),
+                None => format!("http://{}", listener.local_addr()?),
+            },
         };
         mail_settings
             .validate()
@@ -124,9 +131,6 @@ impl Application {
             stats,
         ));
         let bootstrap = bootstrap::first_start(&enroll, &settings.data_dir).await?;
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("could not listen on {}", settings.listen))?;
         let router = router::build(AppState {
             enroll: enroll.clone(),
             metrics,

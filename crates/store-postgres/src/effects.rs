@@ -7,8 +7,8 @@ use sqlx::PgConnection;
 pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Result<()> {
     match effect {
         Effect::InsertUser(user) => sqlx::query(
-            "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(user.id.as_str())
         .bind(user.org_id.as_str())
@@ -19,6 +19,7 @@ pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Resu
         .bind(user.sequence)
         .bind(user.created_at.as_millis())
         .bind(user.updated_at.as_millis())
+        .bind(user.email_verified_at.map(|at| at.as_millis()))
         .execute(connection)
         .await
         .map(drop),
@@ -48,13 +49,16 @@ pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Resu
             .await
             .map(drop),
         Effect::UpdateUser(user) => sqlx::query(
-            "UPDATE users SET state = $2, locale = $3, sequence = $4, updated_at = $5 WHERE id = $1",
+            "UPDATE users SET state = $2, locale = $3, sequence = $4, updated_at = $5, \
+             username = $6, email_verified_at = $7 WHERE id = $1",
         )
         .bind(user.id.as_str())
         .bind(user.state.as_str())
         .bind(user.locale.as_ref().map(|locale| locale.as_str()))
         .bind(user.sequence)
         .bind(user.updated_at.as_millis())
+        .bind(user.username.as_str())
+        .bind(user.email_verified_at.map(|at| at.as_millis()))
         .execute(connection)
         .await
         .map(drop),

@@ -25,9 +25,9 @@ use enroll_core::nonce::Nonce;
 use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
 use enroll_core::rules::{
     self, CodeIssued, CodeVerified, CompleteLogin, CompleteLoginState, CreateServiceAccount,
-    CreateUser, CreateUserState, CredentialRegistered, IssueCode, IssueCodeState,
-    RegisterCredential, RegisterCredentialState, ServiceAccountCreated, UserCreated, VerifyCode,
-    VerifyCodeState,
+    CreateUser, CreateUserState, CredentialRegistered, EmailUpdated, IssueCode, IssueCodeState,
+    RegisterCredential, RegisterCredentialState, ServiceAccountCreated, UpdateEmail,
+    UpdateEmailState, UserCreated, UserKey, VerifyCode, VerifyCodeState,
 };
 use enroll_core::{Error, Result};
 use sqlx::PgConnection;
@@ -37,6 +37,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_credentials.sql"),
+    include_str!("../migrations/0003_email_verification.sql"),
 ];
 
 /// Held while migrating, so that instances starting together migrate one after the other.
@@ -613,9 +614,13 @@ impl Registrations for PostgresStore {
     async fn verify_code(&self, command: VerifyCode) -> Result<CodeVerified> {
         let fail = db_error("could not verify a code");
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
-        let user = lock_user(&mut transaction, &command.org_id, &command.username)
-            .await
-            .map_err(&fail)?;
+        let user = match &command.user {
+            UserKey::Username { org_id, username } => {
+                lock_user(&mut transaction, org_id, username).await
+            }
+            UserKey::Id(id) => user_by_id(&mut transaction, id, true).await,
+        }
+        .map_err(&fail)?;
         let latest_code = match &user {
             Some(user) => current_code(&mut transaction, &user.id, command.purpose, false)
                 .await
@@ -626,6 +631,59 @@ impl Registrations for PostgresStore {
         let outcome = carry_out(&mut transaction, rules::verify_code(&state, &command))
             .await
             .map_err(&fail)?;
+        transaction.commit().await.map_err(&fail)?;
+        outcome
+    }
+
+    async fn update_email(&self, command: UpdateEmail) -> Result<EmailUpdated> {
+        let fail = db_error("could not update an address");
+        let mut transaction = self.pool.begin().await.map_err(&fail)?;
+        // Locks in the order issue_code takes: the user's row, then the cooldown subject.
+        let user = user_by_id(&mut transaction, &command.user_id, true)
+            .await
+            .map_err(&fail)?;
+        let purpose = CodePurpose::EmailVerification;
+        let (org, latest_code, cooldown_until, address_taken) = match &user {
+            Some(user) => {
+                let subject = command.cooldown_subject(user);
+                lock_cooldown(&mut transaction, &subject, purpose)
+                    .await
+                    .map_err(&fail)?;
+                let recipient = command.recipient(user);
+                let taken = recipient != &user.username
+                    && lock_user(&mut transaction, &user.org_id, recipient)
+                        .await
+                        .map_err(&fail)?
+                        .is_some();
+                (
+                    org_by_id(&mut transaction, &user.org_id)
+                        .await
+                        .map_err(&fail)?,
+                    current_code(&mut transaction, &user.id, purpose, false)
+                        .await
+                        .map_err(&fail)?,
+                    cooldown_until(&mut transaction, &subject, purpose)
+                        .await
+                        .map_err(&fail)?,
+                    taken,
+                )
+            }
+            None => (None, None, None, false),
+        };
+        let state = UpdateEmailState {
+            user,
+            org,
+            latest_code,
+            cooldown_until,
+            address_taken,
+        };
+        let outcome = match carry_out(&mut transaction, rules::update_email(&state, &command)).await
+        {
+            Ok(outcome) => outcome,
+            // Another user took the address after our read: the constraint decides.
+            Err(error) if is_duplicate_username(&error) => return Err(Error::UserExists),
+            Err(error) => return Err(fail(error)),
+        };
         transaction.commit().await.map_err(&fail)?;
         outcome
     }

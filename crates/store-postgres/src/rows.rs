@@ -136,8 +136,7 @@ pub fn credential(row: &PgRow) -> sqlx::Result<Credential> {
     })
 }
 
-pub const USER_COLUMNS: &str =
-    "id, org_id, username, kind, state, locale, sequence, created_at, updated_at";
+pub const USER_COLUMNS: &str = "id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at";
 
 pub fn user(row: &PgRow) -> sqlx::Result<User> {
     Ok(User {
@@ -152,6 +151,9 @@ pub fn user(row: &PgRow) -> sqlx::Result<User> {
         sequence: row.try_get("sequence")?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
+        email_verified_at: row
+            .try_get::<Option<i64>, _>("email_verified_at")?
+            .map(Timestamp::from_millis),
     })
 }
 

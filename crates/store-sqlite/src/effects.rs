@@ -8,8 +8,8 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
     match effect {
         Effect::InsertUser(user) => connection
             .prepare_cached(
-                "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 user.id.as_str(),
@@ -20,19 +20,23 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
                 user.locale.as_ref().map(|locale| locale.as_str()),
                 user.sequence,
                 user.created_at.as_millis(),
-                user.updated_at.as_millis()
+                user.updated_at.as_millis(),
+                user.email_verified_at.map(|at| at.as_millis())
             ])
             .map(drop),
         Effect::UpdateUser(user) => connection
             .prepare_cached(
-                "UPDATE users SET state = ?2, locale = ?3, sequence = ?4, updated_at = ?5 WHERE id = ?1",
+                "UPDATE users SET state = ?2, locale = ?3, sequence = ?4, updated_at = ?5, \
+                 username = ?6, email_verified_at = ?7 WHERE id = ?1",
             )?
             .execute(params![
                 user.id.as_str(),
                 user.state.as_str(),
                 user.locale.as_ref().map(|locale| locale.as_str()),
                 user.sequence,
-                user.updated_at.as_millis()
+                user.updated_at.as_millis(),
+                user.username.as_str(),
+                user.email_verified_at.map(|at| at.as_millis())
             ])
             .map(drop),
         Effect::InsertCode(code) => connection

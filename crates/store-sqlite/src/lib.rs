@@ -27,9 +27,9 @@ use enroll_core::nonce::Nonce;
 use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
 use enroll_core::rules::{
     self, CodeIssued, CodeVerified, CompleteLogin, CompleteLoginState, CreateServiceAccount,
-    CreateUser, CreateUserState, CredentialRegistered, IssueCode, IssueCodeState,
-    RegisterCredential, RegisterCredentialState, ServiceAccountCreated, UserCreated, VerifyCode,
-    VerifyCodeState,
+    CreateUser, CreateUserState, CredentialRegistered, EmailUpdated, IssueCode, IssueCodeState,
+    RegisterCredential, RegisterCredentialState, ServiceAccountCreated, UpdateEmail,
+    UpdateEmailState, UserCreated, UserKey, VerifyCode, VerifyCodeState,
 };
 use enroll_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -40,6 +40,7 @@ use crate::writer::Writer;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_credentials.sql"),
+    include_str!("../migrations/0003_email_verification.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
@@ -554,8 +555,13 @@ impl Registrations for SqliteStore {
         self.writer
             .run(move |connection| {
                 let read = db_error("could not read the state of a verification");
-                let user = user_by_username(connection, &command.org_id, &command.username)
-                    .map_err(&read)?;
+                let user = match &command.user {
+                    UserKey::Username { org_id, username } => {
+                        user_by_username(connection, org_id, username)
+                    }
+                    UserKey::Id(id) => user_by_id(connection, id),
+                }
+                .map_err(&read)?;
                 let latest_code = match &user {
                     Some(user) => {
                         latest_code(connection, &user.id, command.purpose).map_err(&read)?
@@ -564,6 +570,38 @@ impl Registrations for SqliteStore {
                 };
                 let state = VerifyCodeState { user, latest_code };
                 carry_out(connection, rules::verify_code(&state, &command))
+            })
+            .await?
+    }
+
+    async fn update_email(&self, command: UpdateEmail) -> Result<EmailUpdated> {
+        self.writer
+            .run(move |connection| {
+                let read = db_error("could not read the state of an address change");
+                let purpose = CodePurpose::EmailVerification;
+                let user = user_by_id(connection, &command.user_id).map_err(&read)?;
+                let mut state = UpdateEmailState {
+                    user: None,
+                    org: None,
+                    latest_code: None,
+                    cooldown_until: None,
+                    address_taken: false,
+                };
+                if let Some(user) = user {
+                    let recipient = command.recipient(&user);
+                    state.address_taken = recipient != &user.username
+                        && user_by_username(connection, &user.org_id, recipient)
+                            .map_err(&read)?
+                            .is_some();
+                    state.org = org_by_id(connection, &user.org_id).map_err(&read)?;
+                    state.latest_code =
+                        latest_code(connection, &user.id, purpose).map_err(&read)?;
+                    state.cooldown_until =
+                        cooldown_until(connection, &command.cooldown_subject(&user), purpose)
+                            .map_err(&read)?;
+                    state.user = Some(user);
+                }
+                carry_out(connection, rules::update_email(&state, &command))
             })
             .await?
     }

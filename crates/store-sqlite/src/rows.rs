@@ -119,8 +119,7 @@ pub fn credential(row: &Row<'_>) -> rusqlite::Result<Credential> {
     })
 }
 
-pub const USER_COLUMNS: &str =
-    "id, org_id, username, kind, state, locale, sequence, created_at, updated_at";
+pub const USER_COLUMNS: &str = "id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at";
 
 pub fn user(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -133,6 +132,7 @@ pub fn user(row: &Row<'_>) -> rusqlite::Result<User> {
         sequence: row.get(6)?,
         created_at: timestamp(row, 7)?,
         updated_at: timestamp(row, 8)?,
+        email_verified_at: row.get::<_, Option<i64>>(9)?.map(Timestamp::from_millis),
     })
 }
 

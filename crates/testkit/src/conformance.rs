@@ -30,11 +30,15 @@ use enroll_core::nonce::Nonce;
 use enroll_core::policy::Policy;
 use enroll_core::ports::{MessageFilter, NoSignal, Store};
 use enroll_core::rules::{
-    AppCheck, CodeIssued, CodeUse, CredentialRegistered, ServiceAccountCreated, UserCreated,
+    AppCheck, CodeIssued, CodeUse, CredentialRegistered, ServiceAccountCreated, UserKey,
 };
 use enroll_core::secret::{ServerSecret, TokenSecret};
-use enroll_core::service::{Enroll, NewUser, ResendCode, SealedContent};
+use enroll_core::service::{
+    CodeDelivery, EmailVerification, EmailWithCode, Enroll, NewHuman, NewUser, ResendCode,
+    SealedContent, UserInvited,
+};
 use enroll_core::token::SignedRequest;
+use enroll_core::url_template::UrlTemplate;
 use enroll_core::{Error, Result, random};
 
 use crate::keys::TestKey;
@@ -120,7 +124,7 @@ impl Harness {
             .expect("an organisation is created")
     }
 
-    pub async fn create(&self, org: &Org, address: &str) -> Result<UserCreated> {
+    pub async fn create(&self, org: &Org, address: &str) -> Result<UserInvited> {
         self.enroll
             .create_user(NewUser {
                 org_id: org.id.clone(),
@@ -133,7 +137,7 @@ impl Harness {
     }
 
     /// A new pending user, whose registration email is queued.
-    pub async fn user(&self, org: &Org, address: &str) -> UserCreated {
+    pub async fn user(&self, org: &Org, address: &str) -> UserInvited {
         self.create(org, address)
             .await
             .expect("the user is created")
@@ -170,8 +174,10 @@ impl Harness {
     ) -> Result<User> {
         self.enroll
             .verify_code(
-                org_id.clone(),
-                email(address),
+                UserKey::Username {
+                    org_id: org_id.clone(),
+                    username: email(address),
+                },
                 CodePurpose::Registration,
                 CodeSecret::from_user_input(code),
                 usage,
@@ -1056,7 +1062,7 @@ pub async fn concurrent_creates_admit_one(store: Arc<dyn Store>) {
         async move { h.create(&acme, "jane").await }
     })
     .await;
-    let created: Vec<&UserCreated> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let created: Vec<&UserInvited> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(
         created.len(),
         1,
@@ -2125,6 +2131,247 @@ pub async fn inbox_captures_and_filters(store: Arc<dyn Store>) {
     );
 }
 
+/// A caller holding `user.write` in `org`, acting through a personal token.
+async fn writer(h: &Harness, org: &Org, address: &str) -> Principal {
+    let user = h.user(org, address).await.user;
+    let (_, secret) = h
+        .enroll
+        .create_token(&user, TokenKind::Personal, vec![Permission::USER_WRITE])
+        .await
+        .expect("a token");
+    h.enroll
+        .authenticate(secret.expose())
+        .await
+        .expect("the token authenticates")
+}
+
+fn returned() -> EmailVerification {
+    EmailVerification::Code(CodeDelivery::Returned)
+}
+
+fn emailed() -> CodeDelivery {
+    CodeDelivery::Email {
+        url_template: Some(
+            UrlTemplate::parse("https://app.example/v?u={{.UserID}}&c={{.Code}}")
+                .expect("a valid template"),
+        ),
+    }
+}
+
+async fn add_human(h: &Harness, caller: &Principal, org: &Org, address: &str) -> EmailWithCode {
+    h.enroll
+        .add_human(
+            caller,
+            NewHuman {
+                org_id: org.id.clone(),
+                email: email(address),
+                locale: None,
+                verification: returned(),
+            },
+        )
+        .await
+        .expect("the user is added")
+}
+
+pub async fn email_codes_are_sent_resent_and_verified_by_user_id(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let caller = writer(&h, &acme, "writer").await;
+    let added = add_human(&h, &caller, &acme, "ada").await;
+    let user = added.user.clone();
+    let first = added.code.expect("the code is handed back");
+    assert_eq!(first.expose().len(), 6);
+    assert!(h.messages_to("ada").await.is_empty(), "nothing is sent");
+    let resent = h
+        .enroll
+        .send_email_code(&caller, user.id.clone(), emailed(), true)
+        .await
+        .expect("a pending code is resent");
+    assert!(resent.code.is_none());
+    assert!(resent.user.sequence > user.sequence);
+    let messages = h.messages_to("ada").await;
+    assert_eq!(messages.len(), 1);
+    let claimed = h.claim_all().await;
+    let mail = claimed
+        .iter()
+        .find(|message| message.recipient.as_str() == "ada@example.com")
+        .expect("the email is due");
+    assert_eq!(mail.template, MailTemplate::EmailVerification);
+    let second = h.open(mail);
+    let old = h.enroll.verify_email(user.id.clone(), first.clone()).await;
+    assert!(matches!(old, Err(Error::CodeInvalid)), "{}", describe(&old));
+    let verified = h
+        .enroll
+        .verify_email(user.id.clone(), second.clone())
+        .await
+        .expect("the newest code verifies");
+    assert!(verified.email_verified_at.is_some());
+    let stored = h.stored_user(&user.id).await;
+    assert_eq!(stored.email_verified_at, verified.email_verified_at);
+    assert_eq!(stored.sequence, verified.sequence);
+    let again = h
+        .enroll
+        .send_email_code(&caller, user.id.clone(), CodeDelivery::Returned, true)
+        .await;
+    assert!(
+        matches!(again, Err(Error::NoCodePending)),
+        "{}",
+        describe(&again.map(|_| ()))
+    );
+    let send = h
+        .enroll
+        .send_email_code(&caller, user.id.clone(), CodeDelivery::Returned, false)
+        .await;
+    assert!(
+        matches!(send, Err(Error::EmailAlreadyVerified)),
+        "{}",
+        describe(&send.map(|_| ()))
+    );
+    let twice = h.enroll.verify_email(user.id.clone(), second).await;
+    assert!(matches!(twice, Err(Error::CodeInvalid)));
+    let unknown = h
+        .enroll
+        .send_email_code(&caller, UserId::generate(), CodeDelivery::Returned, false)
+        .await;
+    assert!(matches!(unknown, Err(Error::UserNotFound)));
+    let history = h.history(&user.id).await;
+    assert_eq!(
+        history,
+        [
+            "user.created",
+            "user.code.issued",
+            "user.code.issued",
+            "user.code.failed",
+            "user.code.verified",
+            "user.email.verified",
+        ]
+    );
+}
+
+pub async fn email_changes_void_codes_and_respect_other_users(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let caller = writer(&h, &acme, "writer").await;
+    let added = add_human(&h, &caller, &acme, "ada").await;
+    let user = added.user;
+    let taken = h
+        .enroll
+        .set_email(&caller, user.id.clone(), email("writer"), returned())
+        .await;
+    assert!(
+        matches!(taken, Err(Error::UserExists)),
+        "{}",
+        describe(&taken.map(|_| ()))
+    );
+    let same = h
+        .enroll
+        .set_email(&caller, user.id.clone(), email("ada"), returned())
+        .await;
+    assert!(matches!(same, Err(Error::EmailUnchanged)));
+    let changed = h
+        .enroll
+        .set_email(&caller, user.id.clone(), email("lovelace"), returned())
+        .await
+        .expect("the address changes");
+    assert_eq!(changed.user.username, email("lovelace"));
+    let old = h
+        .enroll
+        .verify_email(user.id.clone(), added.code.expect("a code"))
+        .await;
+    assert!(matches!(old, Err(Error::CodeInvalid)));
+    h.enroll
+        .verify_email(user.id.clone(), changed.code.expect("a new code"))
+        .await
+        .expect("the new address verifies");
+    let verified = h
+        .enroll
+        .set_email(
+            &caller,
+            user.id.clone(),
+            email("countess"),
+            EmailVerification::Verified,
+        )
+        .await
+        .expect("set as verified");
+    assert!(verified.user.email_verified_at.is_some());
+    let stored = h.stored_user(&user.id).await;
+    assert_eq!(stored.username, email("countess"));
+    assert_eq!(stored.email_verified_at, verified.user.email_verified_at);
+    // The old address is free again, and the new one is the user's.
+    assert!(
+        h.store
+            .user_by_username(&acme.id, &email("lovelace"))
+            .await
+            .expect("read")
+            .is_none()
+    );
+    // Another organisation's writer may not touch the user; the user may change itself.
+    let globex = h.org("Globex").await;
+    let outsider = writer(&h, &globex, "outsider").await;
+    let refused = h
+        .enroll
+        .set_email(&outsider, user.id.clone(), email("x"), returned())
+        .await;
+    assert!(matches!(refused, Err(Error::PermissionDenied { .. })));
+    let foreign = h
+        .enroll
+        .add_human(
+            &outsider,
+            NewHuman {
+                org_id: acme.id.clone(),
+                email: email("y"),
+                locale: None,
+                verification: returned(),
+            },
+        )
+        .await;
+    assert!(matches!(foreign, Err(Error::PermissionDenied { .. })));
+}
+
+pub async fn concurrent_email_resends_issue_one_code_per_cooldown(store: Arc<dyn Store>) {
+    let h = Arc::new(Harness::new(store));
+    let acme = h.org("Acme").await;
+    let caller = writer(&h, &acme, "writer").await;
+    let user = add_human(&h, &caller, &acme, "ada").await.user;
+    h.warm_up().await;
+    let results = all_at_once(16, |_| {
+        let h = Arc::clone(&h);
+        let caller = caller.clone();
+        let id = user.id.clone();
+        async move {
+            h.enroll
+                .send_email_code(&caller, id, emailed(), true)
+                .await
+                .map(|_| ())
+        }
+    })
+    .await;
+    let ok = results.iter().filter(|result| result.is_ok()).count();
+    assert_eq!(
+        ok,
+        1,
+        "{:?}",
+        results.iter().map(describe).collect::<Vec<_>>()
+    );
+    assert!(
+        results
+            .iter()
+            .all(|result| matches!(result, Ok(()) | Err(Error::Cooldown { .. }))),
+        "{:?}",
+        results.iter().map(describe).collect::<Vec<_>>()
+    );
+    assert_eq!(h.messages_to("ada").await.len(), 1);
+    let states = h.code_states(&user.id).await;
+    assert_eq!(
+        states
+            .iter()
+            .filter(|state| **state == CodeState::Active)
+            .count(),
+        1,
+        "{states:?}"
+    );
+}
+
 /// One `#[tokio::test]` per conformance case, each on a fresh store from `$factory`, an
 /// `async fn() -> Arc<dyn Store>` (or a closure returning such a future).
 #[macro_export]
@@ -2170,6 +2417,9 @@ macro_rules! conformance_suite {
             depth_and_next_due,
             messages_are_listed_newest_first_and_filtered,
             inbox_captures_and_filters,
+            email_codes_are_sent_resent_and_verified_by_user_id,
+            email_changes_void_codes_and_respect_other_users,
+            concurrent_email_resends_issue_one_code_per_cooldown,
         );
     };
 }

@@ -3,3 +3,17 @@
 
 pub mod dev;
 pub mod dfns;
+pub mod zitadel;
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+
+/// The token in an `Authorization: Bearer …` header, if there is one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|token| !token.is_empty())
+}

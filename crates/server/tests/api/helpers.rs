@@ -1,6 +1,7 @@
 //! `TestApp`: a server on port 0 over a fresh database, with a hand-moved clock and, when asked,
 //! a real SMTP server as its relay.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use enroll_core::code::{CodePurpose, CodeSecret};
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::OrgId;
 use enroll_core::model::{User, UserKind};
-use enroll_core::rules::CodeUse;
+use enroll_core::rules::{CodeUse, UserKey};
 use enroll_core::service::{Enroll, NewUser};
 use enroll_testkit::smtp::SmtpSink;
 use serde_json::Value;
@@ -196,8 +197,10 @@ impl TestApp {
     ) -> enroll_core::Result<User> {
         self.enroll
             .verify_code(
-                self.org_id.clone(),
-                EmailAddress::parse(email).expect("a valid address"),
+                UserKey::Username {
+                    org_id: self.org_id.clone(),
+                    username: EmailAddress::parse(email).expect("a valid address"),
+                },
                 CodePurpose::Registration,
                 CodeSecret::from_user_input(code),
                 usage,
@@ -295,4 +298,32 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
+}
+
+/// `tests/node`, where the client SDKs are installed.
+pub fn node_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node")
+}
+
+/// Runs a script of `tests/node` and parses the JSON line it prints.
+pub async fn run_node(script: &str, args: &[&str]) -> Value {
+    let dir = node_dir();
+    assert!(
+        dir.join("node_modules/.package-lock.json").exists(),
+        "the npm packages are missing: run scripts/test (or npm install in tests/node)"
+    );
+    let output = tokio::process::Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("one JSON line, got {stdout:?}"))
 }

@@ -14,3 +14,4 @@ mod helpers;
 mod mail;
 mod ops;
 mod sdk;
+mod zitadel;

@@ -1,6 +1,5 @@
 //! The real `@dfns/sdk` from npm against the server (`tests/node`, installed by `scripts/test`).
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -9,34 +8,7 @@ use enroll_core::model::Permission;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
-use crate::helpers::{Options, TestApp};
-
-fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node")
-}
-
-/// Runs a script of `tests/node` and parses the JSON line it prints.
-async fn run_node(script: &str, args: &[&str]) -> Value {
-    let dir = node_dir();
-    assert!(
-        dir.join("node_modules/@dfns/sdk").exists(),
-        "the npm packages are missing: run scripts/test (or npm install in tests/node)"
-    );
-    let output = tokio::process::Command::new("node")
-        .arg(script)
-        .args(args)
-        .current_dir(&dir)
-        .output()
-        .await
-        .expect("node runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("one JSON line, got {stdout:?}"))
-}
+use crate::helpers::{Options, TestApp, node_dir, run_node};
 
 #[tokio::test]
 async fn the_dfns_sdk_resends_a_registration_code() {

@@ -94,6 +94,10 @@ impl From<Error> for DfnsError {
                 "Invalid registration code".to_owned(),
             ),
             Error::Invalid(message) => (StatusCode::BAD_REQUEST, message.clone()),
+            // Address changes and email codes are other faces' operations.
+            Error::EmailAlreadyVerified | Error::NoCodePending | Error::EmailUnchanged => {
+                (StatusCode::BAD_REQUEST, error.to_string())
+            }
             Error::Unavailable(source) => {
                 tracing::error!(error = %source, "store unavailable");
                 (

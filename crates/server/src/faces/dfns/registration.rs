@@ -14,9 +14,9 @@ use enroll_core::service::KeyAttestation;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::caller::bearer;
 use super::error::DfnsError;
 use super::wire::{parse_body, required, unsupported_kind};
+use crate::faces::bearer;
 use crate::state::AppState;
 
 #[derive(Deserialize)]

@@ -1,6 +1,10 @@
 //! The use cases every face calls: they prepare what needs cryptography, run the rules in the
 //! store, and tell the outbox worker.
 
+mod email;
+
+pub use email::{CodeDelivery, EmailVerification, EmailWithCode, NewHuman};
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -27,19 +31,30 @@ use crate::policy::Policy;
 use crate::ports::{OutboxSignal, Store};
 use crate::rules::{
     AppCheck, CodeIssued, CodeUse, CodeVerified, CompleteLogin, CreateServiceAccount, CreateUser,
-    CredentialRegistered, IssueCode, PreparedCode, RegisterCredential, ServiceAccountCreated,
-    UserCreated, VerifyCode,
+    CredentialRegistered, Delivery, IssueCode, NewCode, PreparedCode, RegisterCredential,
+    ServiceAccountCreated, UserKey, VerifyCode,
 };
 use crate::secret::{Sealer, ServerSecret, TokenSecret};
 use crate::token::{
     AccessClaims, ActionChallengeClaims, LoginClaims, RegistrationClaims, SignedRequest, TokenBody,
     TokenSigner, UserActionClaims,
 };
+use crate::url_template::UrlTemplate;
 
 /// What an outbox message keeps sealed until delivery.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SealedContent {
     pub code: CodeSecret,
+    /// The link template the request named (see [`crate::url_template`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_template: Option<String>,
+}
+
+/// A user created with a registration code on its way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInvited {
+    pub user: User,
+    pub message_id: MessageId,
 }
 
 #[derive(Debug, Clone)]
@@ -244,9 +259,39 @@ impl Enroll {
         public_key: PublicKey,
         permissions: Vec<Permission>,
     ) -> Result<(ServiceAccountCreated, TokenSecret)> {
+        self.create_account(
+            org_id,
+            username,
+            Some(public_key),
+            TokenKind::Admin,
+            permissions,
+        )
+        .await
+    }
+
+    /// A machine user in `org_id` that acts only through the personal access token returned
+    /// with it (ZITADEL's machine user with a PAT).
+    pub async fn create_machine_user(
+        &self,
+        org_id: &OrgId,
+        username: EmailAddress,
+        permissions: Vec<Permission>,
+    ) -> Result<(ServiceAccountCreated, TokenSecret)> {
+        self.create_account(org_id, username, None, TokenKind::Personal, permissions)
+            .await
+    }
+
+    async fn create_account(
+        &self,
+        org_id: &OrgId,
+        username: EmailAddress,
+        public_key: Option<PublicKey>,
+        kind: TokenKind,
+        permissions: Vec<Permission>,
+    ) -> Result<(ServiceAccountCreated, TokenSecret)> {
         let now = self.clock.now();
         let user_id = UserId::generate();
-        let credential = Credential {
+        let credential = public_key.map(|public_key| Credential {
             id: CredentialId::generate(),
             cred_id: URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>()),
             user_id: user_id.clone(),
@@ -254,14 +299,8 @@ impl Enroll {
             name: "Service account key".to_owned(),
             public_key,
             created_at: now,
-        };
-        let (token, secret) = self.mint_token(
-            org_id,
-            &user_id,
-            TokenKind::Admin,
-            permissions.clone(),
-            None,
-        );
+        });
+        let (token, secret) = self.mint_token(org_id, &user_id, kind, permissions.clone(), None);
         let created = self
             .store
             .create_service_account(CreateServiceAccount {
@@ -323,25 +362,36 @@ impl Enroll {
         Ok(held)
     }
 
-    /// A fresh registration code, hashed, with its sealed message.
-    fn prepare_code(&self, purpose: CodePurpose) -> PreparedCode {
+    /// A fresh code, hashed, with its sealed message; and the code, for a caller that hands
+    /// it out itself.
+    fn prepare_code(
+        &self,
+        purpose: CodePurpose,
+        url_template: Option<&UrlTemplate>,
+    ) -> (PreparedCode, CodeSecret) {
         let code_id = CodeId::generate();
         let message_id = MessageId::generate();
-        let code = CodeSecret::generate_registration();
+        let code = CodeSecret::generate(purpose);
         let hash = self.hasher.hash(&code_id, purpose, &code);
-        let content = serde_json::to_vec(&SealedContent { code })
-            .unwrap_or_else(|_| unreachable!("a struct of strings serialises"));
+        let content = serde_json::to_vec(&SealedContent {
+            code: code.clone(),
+            url_template: url_template.map(|template| template.as_str().to_owned()),
+        })
+        .unwrap_or_else(|_| unreachable!("a struct of strings serialises"));
         let sealed = self.sealer.seal(message_id.as_str(), &content);
-        PreparedCode {
+        let prepared = PreparedCode {
             code_id,
             hash,
             message_id,
             sealed,
-        }
+        };
+        (prepared, code)
     }
 
     /// Creates a pending user and queues the registration email.
-    pub async fn create_user(&self, new: NewUser) -> Result<UserCreated> {
+    pub async fn create_user(&self, new: NewUser) -> Result<UserInvited> {
+        let (prepared, _) = self.prepare_code(CodePurpose::Registration, None);
+        let message_id = prepared.message_id.clone();
         let command = CreateUser {
             user_id: UserId::generate(),
             cooldown_subject: self.hasher.cooldown_subject(&new.org_id, &new.email),
@@ -349,14 +399,21 @@ impl Enroll {
             username: new.email,
             kind: new.kind,
             locale: new.locale,
-            code: self.prepare_code(CodePurpose::Registration),
+            code: Some(NewCode {
+                purpose: CodePurpose::Registration,
+                prepared,
+                delivery: Delivery::Email,
+            }),
             user_action: new.user_action,
             now: self.clock.now(),
             policy: self.policy,
         };
         let created = self.store.create_user(command).await?;
         self.signal.message_enqueued();
-        Ok(created)
+        Ok(UserInvited {
+            user: created.user,
+            message_id,
+        })
     }
 
     /// Issues a new registration code, voiding the previous one, and queues its email.
@@ -375,7 +432,7 @@ impl Enroll {
             purpose: CodePurpose::Registration,
             locale: request.locale,
             app: request.app,
-            code: self.prepare_code(CodePurpose::Registration),
+            code: self.prepare_code(CodePurpose::Registration, None).0,
             now,
             policy: self.policy,
         };
@@ -387,15 +444,13 @@ impl Enroll {
     /// Checks or uses a code (see [`CodeUse`]).
     pub async fn verify_code(
         &self,
-        org_id: OrgId,
-        username: EmailAddress,
+        user: UserKey,
         purpose: CodePurpose,
         submitted: CodeSecret,
         usage: CodeUse,
     ) -> Result<CodeVerified> {
         let command = VerifyCode {
-            org_id,
-            username,
+            user,
             purpose,
             submitted,
             usage,
@@ -418,8 +473,7 @@ impl Enroll {
         // an account.
         let verified = self
             .verify_code(
-                org_id,
-                username,
+                UserKey::Username { org_id, username },
                 CodePurpose::Registration,
                 code,
                 CodeUse::Check,

@@ -1,0 +1,193 @@
+//! Email verification as ZITADEL's user service does it: a user added with an address, a code
+//! sent (or handed back) to verify it, resent, verified; and a change of address.
+
+use crate::code::{CodePurpose, CodeSecret};
+use crate::email::EmailAddress;
+use crate::error::{Error, Result};
+use crate::ids::{OrgId, UserId};
+use crate::model::{Locale, Permission, Principal, User, UserKind};
+use crate::rules::{
+    Actor, CodeUse, CreateUser, Delivery, EmailUpdate, NewCode, UpdateEmail, UserKey,
+};
+use crate::url_template::UrlTemplate;
+
+use super::Enroll;
+
+/// How a new verification code reaches its user.
+#[derive(Debug, Clone)]
+pub enum CodeDelivery {
+    /// An email whose link follows `url_template`, or the hosted verification page without one.
+    Email { url_template: Option<UrlTemplate> },
+    /// Handed back to the caller; nothing is sent.
+    Returned,
+}
+
+/// What becomes of a new address: a code to verify it, or verified as it is set.
+#[derive(Debug, Clone)]
+pub enum EmailVerification {
+    Code(CodeDelivery),
+    Verified,
+}
+
+/// A user added through the user service.
+#[derive(Debug, Clone)]
+pub struct NewHuman {
+    pub org_id: OrgId,
+    pub email: EmailAddress,
+    pub locale: Option<Locale>,
+    pub verification: EmailVerification,
+}
+
+/// The user after a change, and the code when the caller asked for it back.
+#[derive(Debug, Clone)]
+pub struct EmailWithCode {
+    pub user: User,
+    pub code: Option<CodeSecret>,
+}
+
+impl Enroll {
+    /// Adds a user with an address, needing `user.write` in the user's organisation.
+    pub async fn add_human(&self, caller: &Principal, new: NewHuman) -> Result<EmailWithCode> {
+        if caller.user.org_id != new.org_id || !caller.holds(&Permission::USER_WRITE) {
+            return Err(actor(caller).refusal());
+        }
+        let (code, returned) = self.address_code(&new.verification);
+        let command = CreateUser {
+            user_id: UserId::generate(),
+            cooldown_subject: self.hasher.cooldown_subject(&new.org_id, &new.email),
+            org_id: new.org_id,
+            username: new.email,
+            kind: UserKind::EndUser,
+            locale: new.locale,
+            code,
+            user_action: None,
+            now: self.clock.now(),
+            policy: self.policy,
+        };
+        let created = self.store.create_user(command).await?;
+        if created.message_id.is_some() {
+            self.signal.message_enqueued();
+        }
+        Ok(EmailWithCode {
+            user: created.user,
+            code: returned,
+        })
+    }
+
+    /// A new code for the user's address; `require_pending` makes it a resend, refused when
+    /// no code is pending.
+    pub async fn send_email_code(
+        &self,
+        caller: &Principal,
+        user_id: UserId,
+        delivery: CodeDelivery,
+        require_pending: bool,
+    ) -> Result<EmailWithCode> {
+        let (code, returned) = self.email_code(&delivery);
+        let update = EmailUpdate::SendCode {
+            code,
+            require_pending,
+        };
+        self.update_email(caller, user_id, update, returned).await
+    }
+
+    /// Gives the user a new address, to verify with a code or verified at once.
+    pub async fn set_email(
+        &self,
+        caller: &Principal,
+        user_id: UserId,
+        email: EmailAddress,
+        verification: EmailVerification,
+    ) -> Result<EmailWithCode> {
+        let (code, returned) = self.address_code(&verification);
+        let update = EmailUpdate::ChangeAddress { email, code };
+        self.update_email(caller, user_id, update, returned).await
+    }
+
+    /// Verifies the user's address with its newest code. Anyone holding the code may: the
+    /// code is the proof.
+    pub async fn verify_email(&self, user_id: UserId, submitted: CodeSecret) -> Result<User> {
+        if submitted.expose().trim().is_empty() {
+            return Err(Error::CodeInvalid);
+        }
+        let verified = self
+            .verify_code(
+                UserKey::Id(user_id),
+                CodePurpose::EmailVerification,
+                submitted,
+                CodeUse::Consume,
+            )
+            .await?;
+        Ok(verified.user)
+    }
+
+    async fn update_email(
+        &self,
+        caller: &Principal,
+        user_id: UserId,
+        update: EmailUpdate,
+        returned: Option<CodeSecret>,
+    ) -> Result<EmailWithCode> {
+        let emailed = matches!(
+            &update,
+            EmailUpdate::SendCode { code, .. } | EmailUpdate::ChangeAddress { code: Some(code), .. }
+                if code.delivery == Delivery::Email
+        );
+        let command = UpdateEmail {
+            user_id,
+            actor: actor(caller),
+            update,
+            hasher: self.hasher.clone(),
+            now: self.clock.now(),
+            policy: self.policy,
+        };
+        let updated = self.store.update_email(command).await?;
+        if emailed {
+            self.signal.message_enqueued();
+        }
+        Ok(EmailWithCode {
+            user: updated.user,
+            code: returned,
+        })
+    }
+
+    /// A verification code for `delivery`, and the code itself when it is to be handed back.
+    fn email_code(&self, delivery: &CodeDelivery) -> (NewCode, Option<CodeSecret>) {
+        let purpose = CodePurpose::EmailVerification;
+        let (delivery, url_template) = match delivery {
+            CodeDelivery::Email { url_template } => (Delivery::Email, url_template.as_ref()),
+            CodeDelivery::Returned => (Delivery::Returned, None),
+        };
+        let (prepared, secret) = self.prepare_code(purpose, url_template);
+        let returned = (delivery == Delivery::Returned).then_some(secret);
+        let code = NewCode {
+            purpose,
+            prepared,
+            delivery,
+        };
+        (code, returned)
+    }
+
+    /// The code a new address gets, if any, and the code itself when it is handed back.
+    fn address_code(
+        &self,
+        verification: &EmailVerification,
+    ) -> (Option<NewCode>, Option<CodeSecret>) {
+        match verification {
+            EmailVerification::Code(delivery) => {
+                let (code, returned) = self.email_code(delivery);
+                (Some(code), returned)
+            }
+            EmailVerification::Verified => (None, None),
+        }
+    }
+}
+
+fn actor(caller: &Principal) -> Actor {
+    Actor {
+        user_id: caller.user.id.clone(),
+        org_id: caller.user.org_id.clone(),
+        may_write_users: caller.holds(&Permission::USER_WRITE),
+        described: caller.describe(),
+    }
+}
