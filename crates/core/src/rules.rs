@@ -590,17 +590,25 @@ pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<CodeVe
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub user_id: UserId,
-    pub org_id: OrgId,
-    /// Holds `user.write` in its organisation.
-    pub may_write_users: bool,
+    /// The organisation whose users the actor may change (it holds `user.write` there).
+    pub writes_users_of: Option<OrgId>,
     /// How errors name the actor.
     pub described: String,
 }
 
 impl Actor {
+    /// The user, acting on itself (through a link it was sent).
+    pub fn the_user(user_id: UserId) -> Self {
+        Self {
+            described: format!("User {user_id}"),
+            user_id,
+            writes_users_of: None,
+        }
+    }
+
     /// Users manage themselves; anyone else needs `user.write` in the user's organisation.
     fn may_update(&self, user: &User) -> bool {
-        self.user_id == user.id || (self.org_id == user.org_id && self.may_write_users)
+        self.user_id == user.id || self.writes_users_of.as_ref() == Some(&user.org_id)
     }
 
     /// The answer when the actor may not act.
@@ -1427,8 +1435,7 @@ mod tests {
     fn actor_for(user: &User, may_write_users: bool) -> Actor {
         Actor {
             user_id: user.id.clone(),
-            org_id: user.org_id.clone(),
-            may_write_users,
+            writes_users_of: may_write_users.then(|| user.org_id.clone()),
             described: format!("EndUser {}", user.id),
         }
     }

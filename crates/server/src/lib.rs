@@ -8,6 +8,7 @@ pub mod config;
 pub mod faces;
 pub mod metrics;
 pub mod ops;
+pub mod pages;
 pub mod router;
 pub mod startup;
 pub mod state;

@@ -15,6 +15,7 @@ use crate::faces;
 use crate::faces::dfns::DfnsError;
 use crate::metrics;
 use crate::ops;
+use crate::pages;
 use crate::state::AppState;
 
 /// Bodies of this API are small JSON objects.
@@ -26,6 +27,7 @@ pub fn build(state: AppState) -> Router {
         .merge(faces::dfns::routes(state.clone()))
         .merge(faces::zitadel::routes(&state))
         .merge(faces::dev::routes())
+        .merge(pages::routes())
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -88,7 +88,21 @@ impl Enroll {
             code,
             require_pending,
         };
-        self.update_email(caller, user_id, update, returned).await
+        self.run_update(actor(caller), user_id, update, returned)
+            .await
+    }
+
+    /// The user asks, from the page its link opened, for a new code by email: only while one is
+    /// pending, and within the cooldown of its address like any other send.
+    pub async fn request_email_code(&self, user_id: UserId) -> Result<()> {
+        let (code, _) = self.email_code(&CodeDelivery::Email { url_template: None });
+        let update = EmailUpdate::SendCode {
+            code,
+            require_pending: true,
+        };
+        self.run_update(Actor::the_user(user_id.clone()), user_id, update, None)
+            .await
+            .map(drop)
     }
 
     /// Gives the user a new address, to verify with a code or verified at once.
@@ -101,7 +115,8 @@ impl Enroll {
     ) -> Result<EmailWithCode> {
         let (code, returned) = self.address_code(&verification);
         let update = EmailUpdate::ChangeAddress { email, code };
-        self.update_email(caller, user_id, update, returned).await
+        self.run_update(actor(caller), user_id, update, returned)
+            .await
     }
 
     /// Verifies the user's address with its newest code. Anyone holding the code may: the
@@ -121,9 +136,9 @@ impl Enroll {
         Ok(verified.user)
     }
 
-    async fn update_email(
+    async fn run_update(
         &self,
-        caller: &Principal,
+        actor: Actor,
         user_id: UserId,
         update: EmailUpdate,
         returned: Option<CodeSecret>,
@@ -135,7 +150,7 @@ impl Enroll {
         );
         let command = UpdateEmail {
             user_id,
-            actor: actor(caller),
+            actor,
             update,
             hasher: self.hasher.clone(),
             now: self.clock.now(),
@@ -186,8 +201,9 @@ impl Enroll {
 fn actor(caller: &Principal) -> Actor {
     Actor {
         user_id: caller.user.id.clone(),
-        org_id: caller.user.org_id.clone(),
-        may_write_users: caller.holds(&Permission::USER_WRITE),
+        writes_users_of: caller
+            .holds(&Permission::USER_WRITE)
+            .then(|| caller.user.org_id.clone()),
         described: caller.describe(),
     }
 }

@@ -149,6 +149,54 @@ async fn first_start_bootstraps_and_the_commands_act_on_the_same_database() {
     );
     assert_eq!(shown["codes"][0]["state"], "active");
     assert!(shown["codes"][0].get("hash").is_none());
+
+    // A personal access token, shown once, that the ZITADEL face accepts.
+    let token = run_json(
+        data_dir.path(),
+        &[
+            "token",
+            "create",
+            "--org",
+            &org_id,
+            "--permission",
+            "user.write",
+        ],
+    );
+    assert_eq!(token["permissions"], serde_json::json!(["user.write"]));
+    let sent = client
+        .post(format!(
+            "http://{address}/v2/users/{}/email/send",
+            user["id"].as_str().unwrap()
+        ))
+        .bearer_auth(token["token"].as_str().unwrap())
+        .json(&serde_json::json!({"returnCode": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let refused = run_json(
+        data_dir.path(),
+        &[
+            "token",
+            "create",
+            "--org",
+            &org_id,
+            "--user",
+            "jane@example.com",
+        ],
+    );
+    let denied = client
+        .post(format!("http://{address}/v2/users/human"))
+        .bearer_auth(refused["token"].as_str().unwrap())
+        .json(&serde_json::json!({"profile": {"givenName": "A", "familyName": "B"}, "email": {"email": "x@example.com"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        denied.status(),
+        403,
+        "a token without user.write may not add users"
+    );
     drop(server);
 
     // A second start keeps the organisation and does not touch bootstrap.json.

@@ -13,5 +13,7 @@ mod dfns_resend;
 mod helpers;
 mod mail;
 mod ops;
+mod pages;
 mod sdk;
 mod zitadel;
+mod zitadel_wire;

@@ -12,13 +12,17 @@ mod grpc;
 mod rest;
 mod users;
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderName, Method};
 use axum::response::IntoResponse;
 use axum::routing::any;
 use tower::ServiceExt as _;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ZitadelError;
 
@@ -42,6 +46,31 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/zitadel.user.v2.UserService/{method}", any(rpc))
         .merge(rest::routes())
+        .layer(cors())
+}
+
+/// Browser clients (gRPC-Web, Connect) call from their own origin with a bearer token, no
+/// cookies: any origin may, and may read the status the protocols put in headers.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([Method::POST])
+        .allow_headers([
+            AUTHORIZATION,
+            CONTENT_TYPE,
+            HeaderName::from_static("connect-protocol-version"),
+            HeaderName::from_static("connect-timeout-ms"),
+            HeaderName::from_static("grpc-timeout"),
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+            RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(24 * 60 * 60))
 }
 
 /// `application/grpc…` and `application/grpc-web…` go to tonic; everything else is Connect.

@@ -1,0 +1,42 @@
+//! Pages users open from their emails. They answer in the user's language, are never cached,
+//! send no referrer (their links carry codes), and change nothing on GET: only a form's POST
+//! acts, so that link scanners that fetch a URL use up nothing.
+
+mod locale;
+mod texts;
+mod verification;
+
+use axum::Router;
+use axum::http::HeaderValue;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_FRAME_OPTIONS,
+};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            verification::PATH,
+            get(verification::show).post(verification::verify),
+        )
+        .route(verification::RESEND_PATH, post(verification::resend))
+}
+
+/// The headers every page carries.
+fn page(status: axum::http::StatusCode, html: String) -> Response {
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    response
+}
