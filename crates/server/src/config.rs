@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
+    /// A PEM certificate chain and its private key: with both, the port speaks HTTPS (HTTP/2
+    /// and HTTP/1.1 by ALPN) instead of plain HTTP and h2c.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_private_key: Option<PathBuf>,
     /// Where users reach the server, e.g. `https://id.example.com`; links in emails to its
     /// hosted pages start with it. Default: `http://` and the listening address.
     pub public_url: Option<String>,
@@ -69,6 +73,8 @@ impl Default for Settings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
+            tls_certificate: None,
+            tls_private_key: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
             database_pool_size: 16,
@@ -151,6 +157,11 @@ impl Settings {
             return Err(ConfigError::Invalid(format!(
                 "database_url must start with sqlite: or postgres://, got {url:?}"
             )));
+        }
+        if self.tls_certificate.is_some() != self.tls_private_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_certificate and tls_private_key go together: set both or neither".to_owned(),
+            ));
         }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))

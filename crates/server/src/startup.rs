@@ -54,6 +54,8 @@ pub fn renderer(settings: &Settings) -> anyhow::Result<Renderer> {
 
 pub struct Application {
     listener: TcpListener,
+    /// Set when a certificate is configured: the port speaks HTTPS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     router: axum::Router,
     worker: Arc<OutboxWorker>,
     enroll: Arc<Enroll>,
@@ -73,6 +75,10 @@ impl Application {
         let store = open_store(settings).await?;
         let secret = bootstrap::server_secret(settings)?;
         let renderer = renderer(settings)?;
+        let tls = match (&settings.tls_certificate, &settings.tls_private_key) {
+            (Some(certificate), Some(key)) => Some(crate::tls::acceptor(certificate, key)?),
+            _ => None,
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("could not listen on {}", settings.listen))?;
@@ -81,7 +87,11 @@ impl Application {
             product_name: settings.product_name.clone(),
             public_url: match &settings.public_url {
                 Some(url) => url.clone(),
-                None => format!("http://{}", listener.local_addr()?),
+                None => format!(
+                    "{}://{}",
+                    if tls.is_some() { "https" } else { "http" },
+                    listener.local_addr()?
+                ),
             },
         };
         mail_settings
@@ -138,6 +148,7 @@ impl Application {
         });
         Ok(Self {
             listener,
+            tls,
             router,
             worker,
             enroll,
@@ -175,10 +186,15 @@ impl Application {
             async move { stop.notified().await }
         }));
         let upkeep = tokio::spawn(upkeep(self.enroll.clone()));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the HTTP server failed");
+        let served = match self.tls {
+            Some(acceptor) => {
+                crate::tls::serve(self.listener, acceptor, self.router, shutdown).await
+            }
+            None => axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("the HTTP server failed"),
+        };
         stop.notify_one();
         upkeep.abort();
         let _ = worker.await;

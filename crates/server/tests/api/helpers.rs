@@ -117,7 +117,12 @@ impl TestApp {
         let org_id = OrgId::parse(&bootstrap.org_id).expect("an org id");
         let admin_token = bootstrap.admin_token.clone();
         let bootstrap = bootstrap.clone();
-        let base_url = format!("http://{}", application.address());
+        let scheme = if settings.tls_certificate.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let base_url = format!("{scheme}://{}", application.address());
         let enroll = application.enroll();
         tokio::spawn(application.run_until_stopped(std::future::pending()));
         Self {
@@ -307,6 +312,11 @@ pub fn node_dir() -> PathBuf {
 
 /// Runs a script of `tests/node` and parses the JSON line it prints.
 pub async fn run_node(script: &str, args: &[&str]) -> Value {
+    run_node_with(script, args, &[]).await
+}
+
+/// [`run_node`] with environment variables.
+pub async fn run_node_with(script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
     let dir = node_dir();
     assert!(
         dir.join("node_modules/.package-lock.json").exists(),
@@ -315,6 +325,7 @@ pub async fn run_node(script: &str, args: &[&str]) -> Value {
     let output = tokio::process::Command::new("node")
         .arg(script)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(&dir)
         .output()
         .await
