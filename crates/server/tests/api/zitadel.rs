@@ -6,7 +6,7 @@ use enroll_core::email::EmailAddress;
 use enroll_core::model::{Locale, Permission};
 use serde_json::json;
 
-use crate::helpers::{Options, TestApp, run_node_with};
+use crate::helpers::{Db, Options, TestApp, run_node_with};
 
 /// A personal access token of a new machine user of `org`.
 async fn machine_token(
@@ -67,6 +67,17 @@ async fn run_flow(app: &TestApp, protocol: &str, env: &[(&str, &str)]) {
 #[tokio::test]
 async fn the_zitadel_client_verifies_emails_over_grpc() {
     zitadel_flow("grpc").await;
+}
+
+#[tokio::test]
+async fn the_zitadel_client_verifies_emails_over_grpc_on_postgres() {
+    let app = TestApp::spawn_with(Options {
+        smtp: false,
+        db: Db::Postgres,
+        ..Options::default()
+    })
+    .await;
+    run_flow(&app, "grpc", &[]).await;
 }
 
 #[tokio::test]
