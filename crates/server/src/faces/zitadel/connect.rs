@@ -60,14 +60,7 @@ impl Codec {
             Self::Proto => message.encode_to_vec(),
             Self::Json => match serde_json::to_vec(message) {
                 Ok(body) => body,
-                Err(error) => {
-                    tracing::error!(%error, "a response did not serialise");
-                    return ZitadelError::from(enroll_core::Error::internal(
-                        "a response did not serialise",
-                        error,
-                    ))
-                    .into_connect();
-                }
+                Err(error) => return ZitadelError::unserialisable(error).into_connect(),
             },
         };
         (

@@ -2,10 +2,11 @@
 
 use enroll_core::code::CodeSecret;
 use enroll_core::service::{CodeDelivery, EmailVerification};
+use enroll_zitadel_proto::zitadel::object::v2::Details;
 use enroll_zitadel_proto::zitadel::user::v2::{
     ResendEmailCodeRequest, ResendEmailCodeResponse, SendEmailCodeRequest, SendEmailCodeResponse,
-    SetEmailRequest, SetEmailResponse, VerifyEmailRequest, VerifyEmailResponse,
-    resend_email_code_request, send_email_code_request, set_email_request,
+    SendEmailVerificationCode, SetEmailRequest, SetEmailResponse, VerifyEmailRequest,
+    VerifyEmailResponse, resend_email_code_request, send_email_code_request, set_email_request,
 };
 
 use super::call::{self, Call, details};
@@ -48,21 +49,23 @@ pub async fn send_email_code(
     call: Call,
     request: SendEmailCodeRequest,
 ) -> Result<SendEmailCodeResponse, ZitadelError> {
-    const MESSAGE: &str = "SendEmailCodeRequest";
     use send_email_code_request::Verification;
-    let delivery = match &request.verification {
-        None => call::default_delivery(),
-        Some(Verification::SendCode(send)) => call::send_code(MESSAGE, send)?,
-        Some(Verification::ReturnCode(_)) => CodeDelivery::Returned,
+    let choice = match &request.verification {
+        None => Choice::Default,
+        Some(Verification::SendCode(send)) => Choice::Send(send),
+        Some(Verification::ReturnCode(_)) => Choice::Return,
     };
-    let user_id = call::user_id(MESSAGE, &request.user_id)?;
-    let sent = call
-        .enroll
-        .send_email_code(&call.caller, user_id, delivery, false)
-        .await?;
+    let (details, verification_code) = new_code(
+        call,
+        "SendEmailCodeRequest",
+        &request.user_id,
+        choice,
+        false,
+    )
+    .await?;
     Ok(SendEmailCodeResponse {
-        details: Some(details(&sent.user)),
-        verification_code: sent.code.map(|code| code.expose().to_owned()),
+        details: Some(details),
+        verification_code,
     })
 }
 
@@ -70,22 +73,55 @@ pub async fn resend_email_code(
     call: Call,
     request: ResendEmailCodeRequest,
 ) -> Result<ResendEmailCodeResponse, ZitadelError> {
-    const MESSAGE: &str = "ResendEmailCodeRequest";
     use resend_email_code_request::Verification;
-    let delivery = match &request.verification {
-        None => call::default_delivery(),
-        Some(Verification::SendCode(send)) => call::send_code(MESSAGE, send)?,
-        Some(Verification::ReturnCode(_)) => CodeDelivery::Returned,
+    let choice = match &request.verification {
+        None => Choice::Default,
+        Some(Verification::SendCode(send)) => Choice::Send(send),
+        Some(Verification::ReturnCode(_)) => Choice::Return,
     };
-    let user_id = call::user_id(MESSAGE, &request.user_id)?;
+    let (details, verification_code) = new_code(
+        call,
+        "ResendEmailCodeRequest",
+        &request.user_id,
+        choice,
+        true,
+    )
+    .await?;
+    Ok(ResendEmailCodeResponse {
+        details: Some(details),
+        verification_code,
+    })
+}
+
+/// The `verification` oneof of the send and resend requests, which are alike.
+enum Choice<'a> {
+    Default,
+    Send(&'a SendEmailVerificationCode),
+    Return,
+}
+
+/// A new code for the user's address: `details`, and the code when it is handed back.
+async fn new_code(
+    call: Call,
+    message: &str,
+    user_id: &str,
+    choice: Choice<'_>,
+    require_pending: bool,
+) -> Result<(Details, Option<String>), ZitadelError> {
+    let delivery = match choice {
+        Choice::Default => call::default_delivery(),
+        Choice::Send(send) => call::send_code(message, send)?,
+        Choice::Return => CodeDelivery::Returned,
+    };
+    let user_id = call::user_id(message, user_id)?;
     let sent = call
         .enroll
-        .send_email_code(&call.caller, user_id, delivery, true)
+        .send_email_code(&call.caller, user_id, delivery, require_pending)
         .await?;
-    Ok(ResendEmailCodeResponse {
-        details: Some(details(&sent.user)),
-        verification_code: sent.code.map(|code| code.expose().to_owned()),
-    })
+    Ok((
+        details(&sent.user),
+        sent.code.map(|code| code.expose().to_owned()),
+    ))
 }
 
 /// Any authenticated caller holding the code may verify: the code is the proof.

@@ -58,6 +58,11 @@ impl ZitadelError {
         }
     }
 
+    /// A response that would not serialise: a fault of the server.
+    pub fn unserialisable(error: serde_json::Error) -> Self {
+        Error::internal("a response did not serialise", error).into()
+    }
+
     pub fn unimplemented(message: impl Into<String>) -> Self {
         Self {
             code: Code::Unimplemented,

@@ -123,11 +123,7 @@ where
     match answer.await {
         Ok(response) => match serde_json::to_vec(&response) {
             Ok(body) => ([(CONTENT_TYPE, "application/json")], body).into_response(),
-            Err(error) => ZitadelError::from(enroll_core::Error::internal(
-                "a response did not serialise",
-                error,
-            ))
-            .into_gateway(),
+            Err(error) => ZitadelError::unserialisable(error).into_gateway(),
         },
         Err(error) => error.into_gateway(),
     }
