@@ -4,7 +4,7 @@
 use enroll_core::ids::UserId;
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, run_node_with};
 
 const PAGE: &str = "/ui/login/mail/verification";
 
@@ -150,4 +150,70 @@ async fn pages_speak_the_users_language_then_the_browsers() {
         unknown.status, 200,
         "the form does not tell whether the user exists"
     );
+}
+
+/// The page in headless Chromium (`tests/node/verification-page.mjs`): a link scanner's visit
+/// changes nothing, the user's click verifies, a wrong code offers one new email per cooldown,
+/// and the page speaks the user's saved language, then the browser's.
+#[tokio::test]
+async fn the_page_works_in_a_real_browser_and_a_scanner_verifies_nothing() {
+    let app = TestApp::spawn().await;
+    let link = |path: &str| format!("{}{path}", app.base_url);
+    let (verify_id, _, verify) = pending_user(&app, "verify@example.com").await;
+    let (scanner_id, _, scanner) = pending_user(&app, "scanner@example.com").await;
+    let (wrong_id, _, _) = pending_user(&app, "wrong@example.com").await;
+    let wrong = format!("{PAGE}?userID={wrong_id}&code=WRONG1&orgID={}", app.org_id);
+    let (_, _, french) = pending_user(&app, "francoise@example.com").await;
+    let bearer = format!("Bearer {}", app.admin_token);
+    let german_user = app
+        .post(
+            "/v2/users/human",
+            json!({
+                "profile": {"givenName": "Anna", "familyName": "Schmidt", "preferredLanguage": "de"},
+                "email": {"email": "anna@example.com", "returnCode": {}},
+            })
+            .to_string(),
+            &[("authorization", &bearer)],
+        )
+        .await
+        .json();
+    let german = format!(
+        "{PAGE}?userID={}&code={}&orgID={}",
+        german_user["userId"].as_str().unwrap(),
+        german_user["emailCode"].as_str().unwrap(),
+        app.org_id
+    );
+    let config = json!({
+        "baseUrl": app.base_url,
+        "screenshots": null,
+        "links": {
+            "verify": link(&verify),
+            "scanner": link(&scanner),
+            "wrong": link(&wrong),
+            "german": link(&german),
+            "french": link(&french),
+        },
+    });
+    let config_path = app.data_dir.path().join("verification-page.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+
+    let done = run_node_with(
+        "verification-page.mjs",
+        &[config_path.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        done["checks"],
+        json!(["scanner", "verify", "wrong", "german", "french", "typed"]),
+        "{done}"
+    );
+    assert!(verified(&app, &verify_id).await, "the click verified");
+    assert!(
+        !verified(&app, &scanner_id).await,
+        "the scanner's visits verified nothing"
+    );
+    assert!(!verified(&app, &wrong_id).await);
+    let resent = app.mails_to("wrong@example.com", 1).await;
+    assert_eq!(resent.len(), 1, "one new email per cooldown");
 }
