@@ -102,6 +102,12 @@ impl CodeSecret {
         }
     }
 
+    /// A secret for a link (Singularity's tokens): 32 upper-case letters and digits (165
+    /// bits), already in the canonical form the hash uses.
+    pub fn generate_link_secret() -> Self {
+        Self(random::characters(EMAIL_CODE_ALPHABET, 32))
+    }
+
     /// 16 characters in four dash-separated groups (80 bits): `7KQX-M2RD-9HTV-PW4C`.
     pub fn generate_registration() -> Self {
         let chars = random::characters(REGISTRATION_ALPHABET, 16);

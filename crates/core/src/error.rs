@@ -43,6 +43,8 @@ pub enum Error {
     },
     #[error("the bearer token is missing, invalid, expired or revoked")]
     Unauthenticated,
+    #[error("the access token has expired; refresh it")]
+    TokenExpired,
     #[error("the signature does not verify for this challenge and key")]
     SignatureInvalid,
     #[error("the challenge is unknown, expired or already answered")]
@@ -53,6 +55,14 @@ pub enum Error {
     UserActionInvalid,
     #[error("the user action has already been used")]
     UserActionReused,
+    #[error("the email address or the password is wrong")]
+    InvalidCredentials,
+    #[error("too many failed logins; the next may be tried in {} s", retry_after_seconds(*.retry_after))]
+    LoginThrottled { retry_after: Duration },
+    #[error("{0}")]
+    PasswordRejected(#[from] crate::password::PasswordError),
+    #[error("sending email is switched off")]
+    MailDisabled,
     #[error("invalid input: {0}")]
     Invalid(String),
     #[error("the store is unavailable")]

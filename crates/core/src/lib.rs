@@ -14,12 +14,14 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod nonce;
+pub mod password;
 pub mod policy;
 pub mod ports;
 pub mod random;
 pub mod rules;
 pub mod secret;
 pub mod service;
+pub mod throttle;
 pub mod token;
 pub mod url_template;
 

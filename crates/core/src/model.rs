@@ -69,6 +69,9 @@ pub struct Org {
     pub id: OrgId,
     pub name: String,
     pub default_locale: Locale,
+    /// Whether a password reset asked for an address without an account sends that address a
+    /// "no account" email (it tells the owner; it also costs mail to strangers' addresses).
+    pub unknown_address_mail: bool,
     pub created_at: Timestamp,
 }
 
@@ -141,6 +144,9 @@ pub struct User {
     pub org_id: OrgId,
     /// The normalised email address; Dfns calls it the username.
     pub username: EmailAddress,
+    /// How the user is addressed, when known (Singularity's `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub kind: UserKind,
     pub state: UserState,
     pub locale: Option<Locale>,
@@ -365,15 +371,34 @@ pub enum MailTemplate {
     Registration,
     /// Carries an email verification code and a link that verifies with it.
     EmailVerification,
+    /// Carries only a link that verifies the address (Singularity).
+    AccountVerification,
+    /// Carries a link to choose a new password.
+    PasswordReset,
+    /// Tells an account's owner that someone tried to sign up with its address.
+    RegistrationAttempt,
+    /// Tells an address without an account that someone asked to reset its password.
+    NoAccount,
 }
 
 impl MailTemplate {
-    pub const ALL: [Self; 2] = [Self::Registration, Self::EmailVerification];
+    pub const ALL: [Self; 6] = [
+        Self::Registration,
+        Self::EmailVerification,
+        Self::AccountVerification,
+        Self::PasswordReset,
+        Self::RegistrationAttempt,
+        Self::NoAccount,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Registration => "registration",
             Self::EmailVerification => "email_verification",
+            Self::AccountVerification => "account_verification",
+            Self::PasswordReset => "password_reset",
+            Self::RegistrationAttempt => "registration_attempt",
+            Self::NoAccount => "no_account",
         }
     }
 
@@ -425,7 +450,8 @@ impl MessageState {
 pub struct NewMessage {
     pub id: MessageId,
     pub org_id: OrgId,
-    pub user_id: UserId,
+    /// `None` for mail to an address without an account.
+    pub user_id: Option<UserId>,
     pub code_id: Option<CodeId>,
     pub template: MailTemplate,
     pub locale: Locale,
@@ -441,7 +467,7 @@ pub struct ClaimedMessage {
     pub id: MessageId,
     pub org_id: OrgId,
     pub org_name: String,
-    pub user_id: UserId,
+    pub user_id: Option<UserId>,
     pub template: MailTemplate,
     pub locale: Locale,
     pub recipient: EmailAddress,
@@ -497,7 +523,7 @@ impl DeliveryOutcome {
 pub struct MessageSummary {
     pub id: MessageId,
     pub org_id: OrgId,
-    pub user_id: UserId,
+    pub user_id: Option<UserId>,
     pub template: MailTemplate,
     pub locale: Locale,
     pub recipient: EmailAddress,

@@ -20,8 +20,17 @@ pub struct Policy {
     /// How long a registration, login or user-action challenge may be answered, and how long
     /// a signed user action may be used.
     pub challenge_ttl: Duration,
-    /// How long a login session token lives.
+    /// How long a login session token lives (for password logins: the refresh token).
     pub session_ttl: Duration,
+    /// How long a password login's access token lives; refreshing gives a new one.
+    pub access_token_ttl: Duration,
+    /// Failed password logins per address (and per client address) within the window…
+    pub login_max_failures: u32,
+    /// …after which logins are refused until the window ends.
+    pub login_failure_window: Duration,
+    /// Failed logins from one client address within the window (several people may share
+    /// one, so more than per account).
+    pub login_max_failures_per_client: u32,
 }
 
 impl Default for Policy {
@@ -34,6 +43,10 @@ impl Default for Policy {
             nonce_window: Duration::from_secs(5 * 60),
             challenge_ttl: Duration::from_secs(5 * 60),
             session_ttl: Duration::from_secs(24 * 60 * 60),
+            access_token_ttl: Duration::from_secs(15 * 60),
+            login_max_failures: 5,
+            login_failure_window: Duration::from_secs(15 * 60),
+            login_max_failures_per_client: 20,
         }
     }
 }
@@ -52,6 +65,12 @@ pub enum PolicyError {
     ChallengeTtl(u64),
     #[error("a session must live between 1 minute and 30 days, got {0} s")]
     SessionTtl(u64),
+    #[error("an access token must live between 1 minute and 1 day, and not longer than its session, got {0} s")]
+    AccessTokenTtl(u64),
+    #[error("the failed logins allowed must be between 1 and 1000, got {0}")]
+    LoginFailures(u32),
+    #[error("the failed-login window must be between 1 second and 1 day, got {0} s")]
+    LoginWindow(u64),
 }
 
 impl Policy {
@@ -85,6 +104,19 @@ impl Policy {
         let session = self.session_ttl.as_secs();
         if !(60..=30 * 24 * 3600).contains(&session) {
             return Err(PolicyError::SessionTtl(session));
+        }
+        let access = self.access_token_ttl.as_secs();
+        if !(60..=24 * 3600).contains(&access) || access > session {
+            return Err(PolicyError::AccessTokenTtl(access));
+        }
+        for limit in [self.login_max_failures, self.login_max_failures_per_client] {
+            if !(1..=1000).contains(&limit) {
+                return Err(PolicyError::LoginFailures(limit));
+            }
+        }
+        let window = self.login_failure_window.as_secs();
+        if !(1..=24 * 3600).contains(&window) {
+            return Err(PolicyError::LoginWindow(window));
         }
         Ok(self)
     }

@@ -15,15 +15,19 @@ use crate::model::{
 };
 use crate::model::{Permission, SingleUse};
 use crate::nonce::Nonce;
+use crate::code::CodePurpose;
+use crate::password::{Password, PasswordHash};
 use crate::rules::{
     CodeIssued, CodeVerified, CompleteLogin, CreateServiceAccount, CreateUser,
-    CredentialRegistered, EmailUpdated, IssueCode, RegisterCredential, ServiceAccountCreated,
-    UpdateEmail, UserCreated, VerifyCode,
+    CredentialRegistered, EmailUpdated, IssueCode, LoginAttempt, LoginRecorded,
+    PasswordResetRequested, RegisterCredential, RequestPasswordReset, ResetPassword,
+    ServiceAccountCreated, SignUp, SignedUp, UpdateEmail, UserCreated, VerifyCode,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageFilter {
     pub recipient: Option<String>,
+    pub user_id: Option<UserId>,
     pub org_id: Option<OrgId>,
     pub limit: Option<u32>,
 }
@@ -43,10 +47,18 @@ pub trait Directory: Send + Sync {
     async fn set_app_public_key(&self, id: &AppId, public_key: &PublicKey) -> Result<()>;
     async fn insert_token(&self, token: &AccessToken) -> Result<()>;
     async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AccessToken>>;
+    async fn token(&self, id: &TokenId) -> Result<Option<AccessToken>>;
+    /// The user's password, for accounts that have one.
+    async fn password_hash(&self, user: &UserId) -> Result<Option<PasswordHash>>;
+    /// Until when sends of `purpose` to the cooldown subject are refused, if ever set.
+    async fn cooldown(&self, subject: &str, purpose: CodePurpose) -> Result<Option<Timestamp>>;
+    /// Failed logins of a cooldown subject, and when their window ends.
+    async fn login_failures(&self, subject: &str) -> Result<Option<(u32, Timestamp)>>;
     async fn user(&self, id: &UserId) -> Result<Option<User>>;
     async fn user_by_username(&self, org: &OrgId, username: &EmailAddress) -> Result<Option<User>>;
     async fn users(&self, org: Option<&OrgId>) -> Result<Vec<User>>;
     async fn codes(&self, user: &UserId) -> Result<Vec<CodeRecord>>;
+    async fn code(&self, id: &crate::ids::CodeId) -> Result<Option<CodeRecord>>;
     /// The user's Key credentials, oldest first.
     async fn credentials(&self, user: &UserId) -> Result<Vec<Credential>>;
     /// What the user may do when acting with a session token.
@@ -82,6 +94,29 @@ pub trait Registrations: Send + Sync {
     ) -> Result<CredentialRegistered>;
     /// Spends the login challenge and runs [`crate::rules::complete_login`] in one transaction.
     async fn complete_login(&self, command: CompleteLogin) -> Result<AccessToken>;
+    /// [`crate::rules::sign_up`] in one transaction, loading the cooldown of the command's
+    /// subject for email verification.
+    async fn sign_up(&self, command: SignUp) -> Result<SignedUp>;
+    /// [`crate::rules::record_login`] in one transaction, loading the user named by the
+    /// attempt and the failures of its subject.
+    async fn record_login(&self, command: LoginAttempt) -> Result<LoginRecorded>;
+    /// [`crate::rules::request_password_reset`] in one transaction; commands for one cooldown
+    /// subject run one at a time.
+    async fn request_password_reset(
+        &self,
+        command: RequestPasswordReset,
+    ) -> Result<PasswordResetRequested>;
+    /// [`crate::rules::reset_password`] in one transaction.
+    async fn reset_password(&self, command: ResetPassword) -> Result<User>;
+    /// Replaces a live token's digest with `new_digest` if it is still `old_digest` (a refresh
+    /// token's rotation); `false` when it is not, or the token is no longer live.
+    async fn rotate_token(
+        &self,
+        id: &TokenId,
+        old_digest: &[u8; 32],
+        new_digest: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<bool>;
     /// Records a single-use token as spent, refusing it (with [`SingleUse::reused`]) if it was.
     async fn spend(&self, single_use: SingleUse) -> Result<()>;
     /// Revokes one token, or with `token` `None` every session token of the user; returns how
@@ -140,6 +175,30 @@ pub trait Inbox: Send + Sync {
 pub trait Store: Directory + Registrations + Outbox + Inbox + 'static {}
 
 impl<T: Directory + Registrations + Outbox + Inbox + 'static> Store for T {}
+
+/// Hashes and checks passwords, which is slow on purpose: an implementation runs it where it
+/// does not hold up other requests.
+#[async_trait]
+pub trait PasswordHashing: Send + Sync {
+    async fn hash(&self, password: Password) -> Result<PasswordHash>;
+    /// See [`crate::password::verify`].
+    async fn verify(&self, password: Password, stored: Option<PasswordHash>) -> bool;
+}
+
+/// Hashes on the calling thread: for tests and tools.
+#[derive(Debug, Default)]
+pub struct InlineHashing;
+
+#[async_trait]
+impl PasswordHashing for InlineHashing {
+    async fn hash(&self, password: Password) -> Result<PasswordHash> {
+        crate::password::hash(&password)
+    }
+
+    async fn verify(&self, password: Password, stored: Option<PasswordHash>) -> bool {
+        crate::password::verify(&password, stored.as_ref())
+    }
+}
 
 /// Told when a message is enqueued, so a worker can start at once instead of at its next poll.
 pub trait OutboxSignal: Send + Sync {

@@ -34,6 +34,16 @@ pub struct AccessClaims {
     pub token_id: TokenId,
 }
 
+/// A password login's access token: short-lived, tied to its session (the refresh token's
+/// stored row), which logout and a password reset end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionClaims {
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    pub session_id: TokenId,
+}
+
 /// The temporary token of a registration: which user, which code, which challenge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -113,6 +123,7 @@ macro_rules! token_body {
 }
 
 token_body!(AccessClaims, "Auth");
+token_body!(SessionClaims, "Access");
 token_body!(RegistrationClaims, "Temp");
 token_body!(LoginClaims, "LoginChallenge");
 token_body!(ActionChallengeClaims, "ActionChallenge");
@@ -144,6 +155,15 @@ pub struct Opened<T> {
     pub id: String,
     pub body: T,
     pub expires_at: Timestamp,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Ours and of the right kind, but past its expiry.
+    Expired,
+    /// Not ours, not of this kind, tampered with, or not a token at all.
+    Invalid,
 }
 
 /// Signs and verifies the server's tokens.
@@ -197,6 +217,15 @@ impl TokenSigner {
 
     /// The token's body, if it is one of ours, of kind `T`, and not expired at `now`.
     pub fn open<T: TokenBody>(&self, token: &str, now: Timestamp) -> Option<Opened<T>> {
+        self.open_checked(token, now).ok()
+    }
+
+    /// As [`Self::open`], telling an expired token (genuine, of kind `T`) from any other refusal.
+    pub fn open_checked<T: TokenBody>(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Opened<T>, Refused> {
         let mut validation = Validation::new(Algorithm::HS256);
         // Expiry is checked against the server's clock below, not the system's.
         validation.validate_exp = false;
@@ -205,12 +234,15 @@ impl TokenSigner {
         validation.set_audience(&[AUDIENCE]);
         let envelope =
             jsonwebtoken::decode::<Envelope<T>>(token.trim(), &self.decoding, &validation)
-                .ok()?
+                .map_err(|_| Refused::Invalid)?
                 .claims;
-        if envelope.metadata.token_kind != T::KIND || envelope.exp <= seconds(now) {
-            return None;
+        if envelope.metadata.token_kind != T::KIND {
+            return Err(Refused::Invalid);
         }
-        Some(Opened {
+        if envelope.exp <= seconds(now) {
+            return Err(Refused::Expired);
+        }
+        Ok(Opened {
             id: envelope.jti,
             body: envelope.metadata.body,
             expires_at: Timestamp::from_millis(envelope.exp.saturating_mul(1000)),
@@ -266,6 +298,15 @@ mod tests {
         let expires = NOW.plus(Duration::from_secs(60));
         let token = signer.issue("to-1", access(), NOW, expires);
         assert!(signer.open::<AccessClaims>(&token, expires).is_none());
+        assert_eq!(
+            signer.open_checked::<AccessClaims>(&token, expires).err(),
+            Some(Refused::Expired)
+        );
+        assert_eq!(
+            signer.open_checked::<SessionClaims>(&token, NOW).err(),
+            Some(Refused::Invalid),
+            "a token of another kind is invalid, not expired"
+        );
         assert!(
             TokenSigner::new(&[8; 32])
                 .open::<AccessClaims>(&token, NOW)

@@ -14,7 +14,17 @@ use crate::model::{
     AccessToken, App, CodeRecord, Event, Locale, MailTemplate, NewMessage, Org, Permission,
     SingleUse, User, UserKind, UserState,
 };
+use crate::password::PasswordHash;
 use crate::policy::Policy;
+
+mod accounts;
+
+pub use accounts::{
+    LoginAttempt, LoginRecorded, LoginState, PasswordResetRequested, PreparedMessage,
+    RequestPasswordReset, RequestPasswordResetState, ResetPassword, SignUp, SignUpState, SignedUp,
+    login_throttled, record_login, request_password_reset, reset_code_check, reset_password,
+    sign_up,
+};
 
 /// One write a decision asks the store to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +52,22 @@ pub enum Effect {
         subject: String,
         purpose: CodePurpose,
         until: Timestamp,
+    },
+    SetPassword {
+        user_id: UserId,
+        hash: PasswordHash,
+    },
+    /// Ends every live session token of the user.
+    RevokeSessions {
+        user_id: UserId,
+        at: Timestamp,
+    },
+    /// Failed logins of a cooldown subject within the window ending at `window_ends_at`;
+    /// zero failures forget the subject.
+    SetLoginFailures {
+        subject: String,
+        failures: u32,
+        window_ends_at: Timestamp,
     },
 }
 
@@ -96,6 +122,23 @@ pub struct NewCode {
     pub purpose: CodePurpose,
     pub prepared: PreparedCode,
     pub delivery: Delivery,
+    /// The email that carries it.
+    pub template: MailTemplate,
+    /// The email's language when the request named one; else the user's, else the org's.
+    pub locale: Option<Locale>,
+}
+
+impl NewCode {
+    /// A code of `purpose` sent in its usual email.
+    pub fn emailed(purpose: CodePurpose, prepared: PreparedCode) -> Self {
+        Self {
+            purpose,
+            prepared,
+            delivery: Delivery::Email,
+            template: template_for(purpose),
+            locale: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -104,7 +147,11 @@ pub struct CreateUser {
     pub cooldown_subject: String,
     pub org_id: OrgId,
     pub username: EmailAddress,
+    pub name: Option<String>,
     pub kind: UserKind,
+    /// `Pending` until a credential is registered; `Registered` when the user comes with one
+    /// (a password).
+    pub state: UserState,
     pub locale: Option<Locale>,
     /// The user's first code; without one the address counts as verified from the start.
     pub code: Option<NewCode>,
@@ -215,8 +262,9 @@ pub struct VerifyCodeState {
 
 fn template_for(purpose: CodePurpose) -> MailTemplate {
     match purpose {
-        CodePurpose::Registration | CodePurpose::PasswordReset => MailTemplate::Registration,
+        CodePurpose::Registration => MailTemplate::Registration,
         CodePurpose::EmailVerification => MailTemplate::EmailVerification,
+        CodePurpose::PasswordReset => MailTemplate::PasswordReset,
     }
 }
 
@@ -280,10 +328,10 @@ fn issue_effects(
         effects.push(Effect::EnqueueMessage(NewMessage {
             id: prepared.message_id.clone(),
             org_id: user.org_id.clone(),
-            user_id: user.id.clone(),
+            user_id: Some(user.id.clone()),
             code_id: Some(prepared.code_id.clone()),
-            template: template_for(purpose),
-            locale,
+            template: code.template,
+            locale: code.locale.clone().unwrap_or(locale),
             recipient: user.username.clone(),
             sealed: prepared.sealed.clone(),
             created_at: now,
@@ -320,8 +368,9 @@ pub fn create_user(state: &CreateUserState, command: &CreateUser) -> Plan<UserCr
         id: command.user_id.clone(),
         org_id: org.id.clone(),
         username: command.username.clone(),
+        name: command.name.clone(),
         kind: command.kind,
-        state: UserState::Pending,
+        state: command.state,
         locale: command.locale.clone(),
         email_verified_at: None,
         sequence: 0,
@@ -429,9 +478,8 @@ pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssue
     }
     let locale = resolve_locale(command.locale.as_ref(), &user, state.org.as_ref());
     let code = NewCode {
-        purpose: command.purpose,
-        prepared: command.code.clone(),
-        delivery: Delivery::Email,
+        locale: command.locale.clone(),
+        ..NewCode::emailed(command.purpose, command.code.clone())
     };
     effects.extend(issue_effects(
         &mut user,
@@ -913,6 +961,7 @@ pub fn create_service_account(
         id: command.user_id.clone(),
         org_id: org.id.clone(),
         username: command.username.clone(),
+        name: None,
         kind: UserKind::ServiceAccount,
         state: UserState::Registered,
         locale: None,
@@ -1001,18 +1050,19 @@ mod tests {
     use super::*;
     use crate::model::UserKind;
 
-    const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+    pub(super) const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
-    fn org() -> Org {
+    pub(super) fn org() -> Org {
         Org {
             id: OrgId::generate(),
             name: "Acme".into(),
             default_locale: Locale::parse("de").unwrap(),
+            unknown_address_mail: true,
             created_at: NOW,
         }
     }
 
-    fn prepared() -> PreparedCode {
+    pub(super) fn prepared() -> PreparedCode {
         PreparedCode {
             code_id: CodeId::generate(),
             hash: CodeHash([1; 32]),
@@ -1021,11 +1071,12 @@ mod tests {
         }
     }
 
-    fn pending_user(org: &Org) -> User {
+    pub(super) fn pending_user(org: &Org) -> User {
         User {
             id: UserId::generate(),
             org_id: org.id.clone(),
             username: EmailAddress::parse("jane@example.com").unwrap(),
+            name: None,
             kind: UserKind::CustomerEmployee,
             state: UserState::Pending,
             locale: None,
@@ -1068,13 +1119,11 @@ mod tests {
             cooldown_subject: "subject".into(),
             org_id: org.id.clone(),
             username: EmailAddress::parse("jane@example.com").unwrap(),
+            name: None,
             kind: UserKind::EndUser,
+            state: UserState::Pending,
             locale: None,
-            code: Some(NewCode {
-                purpose: CodePurpose::Registration,
-                prepared: prepared(),
-                delivery: Delivery::Email,
-            }),
+            code: Some(NewCode::emailed(CodePurpose::Registration, prepared())),
             user_action: None,
             now: NOW,
             policy: Policy::default(),
@@ -1100,7 +1149,10 @@ mod tests {
                 Effect::UpdateUser(_) | Effect::UpdateCode { .. } => "update",
                 Effect::InsertCredential(_)
                 | Effect::InsertToken(_)
-                | Effect::SetPermissions { .. } => "other",
+                | Effect::SetPermissions { .. }
+                | Effect::SetPassword { .. }
+                | Effect::RevokeSessions { .. }
+                | Effect::SetLoginFailures { .. } => "other",
             })
             .collect();
         assert_eq!(
@@ -1130,13 +1182,11 @@ mod tests {
             cooldown_subject: "subject".into(),
             org_id: org.id.clone(),
             username: user.username.clone(),
+            name: None,
             kind: UserKind::EndUser,
+            state: UserState::Pending,
             locale: None,
-            code: Some(NewCode {
-                purpose: CodePurpose::Registration,
-                prepared: prepared(),
-                delivery: Delivery::Email,
-            }),
+            code: Some(NewCode::emailed(CodePurpose::Registration, prepared())),
             user_action: None,
             now: NOW,
             policy: Policy::default(),
@@ -1426,9 +1476,8 @@ mod tests {
 
     fn email_code(delivery: Delivery) -> NewCode {
         NewCode {
-            purpose: CodePurpose::EmailVerification,
-            prepared: prepared(),
             delivery,
+            ..NewCode::emailed(CodePurpose::EmailVerification, prepared())
         }
     }
 

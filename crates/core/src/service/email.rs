@@ -5,7 +5,7 @@ use crate::code::{CodePurpose, CodeSecret};
 use crate::email::EmailAddress;
 use crate::error::{Error, Result};
 use crate::ids::{OrgId, UserId};
-use crate::model::{Locale, Permission, Principal, User, UserKind};
+use crate::model::{Locale, Permission, Principal, User, UserKind, UserState};
 use crate::rules::{
     Actor, CodeUse, CreateUser, Delivery, EmailUpdate, NewCode, UpdateEmail, UserKey,
 };
@@ -57,7 +57,9 @@ impl Enroll {
             cooldown_subject: self.hasher.cooldown_subject(&new.org_id, &new.email),
             org_id: new.org_id,
             username: new.email,
+            name: None,
             kind: UserKind::EndUser,
+            state: UserState::Pending,
             locale: new.locale,
             code,
             user_action: None,
@@ -176,9 +178,8 @@ impl Enroll {
         let (prepared, secret) = self.prepare_code(purpose, url_template);
         let returned = (delivery == Delivery::Returned).then_some(secret);
         let code = NewCode {
-            purpose,
-            prepared,
             delivery,
+            ..NewCode::emailed(purpose, prepared)
         };
         (code, returned)
     }

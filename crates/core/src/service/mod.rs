@@ -1,8 +1,10 @@
 //! The use cases every face calls: they prepare what needs cryptography, run the rules in the
 //! store, and tell the outbox worker.
 
+mod accounts;
 mod email;
 
+pub use accounts::{AccountLinks, MAX_NAME_LENGTH, NewAccount, SendStatus, Session};
 pub use email::{CodeDelivery, EmailVerification, EmailWithCode, NewHuman};
 
 use std::sync::Arc;
@@ -28,10 +30,11 @@ use crate::model::{
 };
 use crate::nonce::Nonce;
 use crate::policy::Policy;
-use crate::ports::{OutboxSignal, Store};
+use crate::ports::{InlineHashing, OutboxSignal, PasswordHashing, Store};
+use crate::throttle::ClientFailures;
 use crate::rules::{
     AppCheck, CodeIssued, CodeUse, CodeVerified, CompleteLogin, CreateServiceAccount, CreateUser,
-    CredentialRegistered, Delivery, IssueCode, NewCode, PreparedCode, RegisterCredential,
+    CredentialRegistered, IssueCode, NewCode, PreparedCode, RegisterCredential,
     ServiceAccountCreated, UserKey, VerifyCode,
 };
 use crate::secret::{Sealer, ServerSecret, TokenSecret};
@@ -44,10 +47,16 @@ use crate::url_template::UrlTemplate;
 /// What an outbox message keeps sealed until delivery.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SealedContent {
-    pub code: CodeSecret,
+    /// Absent for emails that carry no code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeSecret>,
     /// The link template the request named (see [`crate::url_template`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_template: Option<String>,
+    /// The email's link, complete (it may carry the code): for emails whose link the server
+    /// made, not a request's template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// A user created with a registration code on its way.
@@ -85,6 +94,8 @@ pub struct Enroll {
     sealer: Sealer,
     policy: Policy,
     signal: Arc<dyn OutboxSignal>,
+    passwords: Arc<dyn PasswordHashing>,
+    client_failures: ClientFailures,
 }
 
 impl std::fmt::Debug for Enroll {
@@ -111,7 +122,16 @@ impl Enroll {
             sealer: secret.sealer(),
             policy,
             signal,
+            passwords: Arc::new(InlineHashing),
+            client_failures: ClientFailures::default(),
         }
+    }
+
+    /// Hashes passwords with `passwords` instead of on the calling thread.
+    #[must_use]
+    pub fn with_password_hashing(mut self, passwords: Arc<dyn PasswordHashing>) -> Self {
+        self.passwords = passwords;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -141,6 +161,7 @@ impl Enroll {
             id: OrgId::generate(),
             name: name.to_owned(),
             default_locale,
+            unknown_address_mail: true,
             created_at: self.clock.now(),
         };
         self.store.insert_org(&org).await?;
@@ -373,12 +394,14 @@ impl Enroll {
         let message_id = MessageId::generate();
         let code = CodeSecret::generate(purpose);
         let hash = self.hasher.hash(&code_id, purpose, &code);
-        let content = serde_json::to_vec(&SealedContent {
-            code: code.clone(),
-            url_template: url_template.map(|template| template.as_str().to_owned()),
-        })
-        .unwrap_or_else(|_| unreachable!("a struct of strings serialises"));
-        let sealed = self.sealer.seal(message_id.as_str(), &content);
+        let sealed = self.seal(
+            &message_id,
+            &SealedContent {
+                code: Some(code.clone()),
+                url_template: url_template.map(|template| template.as_str().to_owned()),
+                link: None,
+            },
+        );
         let prepared = PreparedCode {
             code_id,
             hash,
@@ -386,6 +409,13 @@ impl Enroll {
             sealed,
         };
         (prepared, code)
+    }
+
+    /// A message's content, sealed under its id.
+    fn seal(&self, message_id: &MessageId, content: &SealedContent) -> Vec<u8> {
+        let content = serde_json::to_vec(content)
+            .unwrap_or_else(|_| unreachable!("a struct of strings serialises"));
+        self.sealer.seal(message_id.as_str(), &content)
     }
 
     /// Creates a pending user and queues the registration email.
@@ -397,13 +427,11 @@ impl Enroll {
             cooldown_subject: self.hasher.cooldown_subject(&new.org_id, &new.email),
             org_id: new.org_id,
             username: new.email,
+            name: None,
             kind: new.kind,
+            state: UserState::Pending,
             locale: new.locale,
-            code: Some(NewCode {
-                purpose: CodePurpose::Registration,
-                prepared,
-                delivery: Delivery::Email,
-            }),
+            code: Some(NewCode::emailed(CodePurpose::Registration, prepared)),
             user_action: new.user_action,
             now: self.clock.now(),
             policy: self.policy,

@@ -1,0 +1,554 @@
+//! Accounts that sign in with a password, as Singularity's authentication API has them:
+//! sign-up, login and sessions, the verification email and its link, and password resets.
+
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::code::{CodePurpose, CodeSecret};
+use crate::email::EmailAddress;
+use crate::error::{Error, Result};
+use crate::ids::{CodeId, MessageId, OrgId, TokenId, UserId};
+use crate::model::{
+    AccessToken, Locale, MailTemplate, MessageSummary, Principal, TokenKind, User, UserKind,
+    UserState,
+};
+use crate::password::{Password, PasswordHash};
+use crate::ports::MessageFilter;
+use crate::rules::{
+    Actor, CodeUse, CreateUser, Delivery, EmailUpdate, LoginAttempt, NewCode, PreparedCode,
+    PreparedMessage, RequestPasswordReset, ResetPassword, SignUp, SignedUp, UpdateEmail, UserKey,
+    login_throttled, reset_code_check,
+};
+use crate::secret::TokenSecret;
+use crate::token::{Refused, SessionClaims};
+
+use super::{Enroll, SealedContent};
+
+/// Where the links in account emails lead: pages of the application's frontend. The
+/// verification and reset links get `?token=…` appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountLinks {
+    pub verify_email: String,
+    pub reset_password: String,
+    /// Where an account's owner may log in or ask for a reset (the sign-up attempt email).
+    pub forgot_password: String,
+    /// Where an address without an account may sign up (the "no account" email).
+    pub sign_up: String,
+}
+
+/// A sign-up as received.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub org_id: OrgId,
+    pub email: EmailAddress,
+    pub password: String,
+    pub name: String,
+    pub locale: Option<Locale>,
+}
+
+/// The longest name a person is addressed by.
+pub const MAX_NAME_LENGTH: usize = 100;
+
+/// A password login's session: a short-lived access token and the refresh token that renews it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub access_token: String,
+    pub access_expires_at: Timestamp,
+    /// `<session id>.<secret>`: only its digest is stored, and each refresh replaces it.
+    pub refresh_token: String,
+    pub refresh_expires_at: Timestamp,
+}
+
+/// Where the verification email of an account stands.
+#[derive(Debug, Clone)]
+pub struct SendStatus {
+    /// Until the cooldown ends (zero when none runs).
+    pub remaining: Duration,
+    pub next_send_at: Timestamp,
+    /// The newest email of the kind, if any was sent.
+    pub last_message: Option<MessageSummary>,
+}
+
+impl Enroll {
+    /// Signs up: a new account and its verification email (no email when `links` is `None`,
+    /// mail being off), or, for an address that has an account, a note to its owner. Both
+    /// answer alike, and both hash the password, so neither the answer nor its time tells
+    /// which happened.
+    pub async fn sign_up(
+        &self,
+        new: NewAccount,
+        links: Option<&AccountLinks>,
+    ) -> Result<SignedUp> {
+        let password = Password::new_for(&new.password, &new.email)?;
+        let name = account_name(&new.name)?;
+        let password_hash = self.passwords.hash(password).await?;
+        let user_id = UserId::generate();
+        let code = links.map(|links| {
+            self.link_code(
+                CodePurpose::EmailVerification,
+                MailTemplate::AccountVerification,
+                &links.verify_email,
+                new.locale.clone(),
+            )
+        });
+        let attempt = self.account_message(links.map(|links| links.forgot_password.as_str()));
+        let command = SignUp {
+            user: CreateUser {
+                user_id,
+                cooldown_subject: self.hasher.cooldown_subject(&new.org_id, &new.email),
+                org_id: new.org_id,
+                username: new.email,
+                name: Some(name),
+                kind: UserKind::EndUser,
+                state: UserState::Registered,
+                locale: new.locale,
+                code,
+                user_action: None,
+                now: self.clock.now(),
+                policy: self.policy,
+            },
+            password_hash,
+            attempt,
+        };
+        let signed_up = self.store.sign_up(command).await?;
+        let emailed = match &signed_up {
+            SignedUp::Created { message_id, .. } | SignedUp::Existing { message_id } => {
+                message_id.is_some()
+            }
+        };
+        if emailed && links.is_some() {
+            self.signal.message_enqueued();
+        }
+        Ok(signed_up)
+    }
+
+    /// Logs in with an address and a password. Failures count per address (in the store, for
+    /// every instance) and per client address (here); past the limit, logins are refused
+    /// until the window ends, before any hashing. A malformed address fails like a wrong
+    /// password.
+    pub async fn log_in(
+        &self,
+        org_id: &OrgId,
+        email: &str,
+        password: &str,
+        client: Option<&str>,
+    ) -> Result<Session> {
+        let now = self.clock.now();
+        if let Some(client) = client
+            && let Some(retry_after) = self.client_failures.refused(client, now, &self.policy)
+        {
+            return Err(Error::LoginThrottled { retry_after });
+        }
+        let email = EmailAddress::parse(email).ok();
+        let subject = match &email {
+            Some(email) => self.hasher.cooldown_subject(org_id, email),
+            // Counted under a subject no address has, so that it still costs the same.
+            None => self.hasher.cooldown_subject(
+                org_id,
+                &EmailAddress::from_trusted("invalid@invalid".to_owned()),
+            ),
+        };
+        if let Some(error) = login_throttled(
+            self.store.login_failures(&subject).await?,
+            now,
+            &self.policy,
+        ) {
+            return Err(error);
+        }
+        let user = match &email {
+            Some(email) => self.store.user_by_username(org_id, email).await?,
+            None => None,
+        };
+        let stored = match &user {
+            Some(user) => self.store.password_hash(&user.id).await?,
+            None => None,
+        };
+        let matched = self
+            .passwords
+            .verify(Password::presented(password), stored)
+            .await;
+        let (session, refresh_token) = self.new_session(org_id, user.as_ref().map(|u| &u.id));
+        let recorded = self
+            .store
+            .record_login(LoginAttempt {
+                subject,
+                user_id: user.map(|user| user.id),
+                password_matched: matched,
+                session,
+                now,
+                policy: self.policy,
+            })
+            .await;
+        match recorded {
+            Ok(recorded) => {
+                if let Some(client) = client {
+                    self.client_failures.forget(client);
+                }
+                Ok(self.session_answer(recorded.user, &recorded.session, refresh_token))
+            }
+            Err(error) => {
+                if matches!(error, Error::InvalidCredentials)
+                    && let Some(client) = client
+                {
+                    self.client_failures.count(client, now, &self.policy);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// A new access token and refresh token for a refresh token, which stops working. A
+    /// refresh token used twice means it was copied: the session ends.
+    pub async fn refresh_session(&self, refresh_token: &str) -> Result<Session> {
+        let now = self.clock.now();
+        let (id, _) = refresh_token
+            .trim()
+            .split_once('.')
+            .and_then(|(id, secret)| Some((TokenId::parse(id)?, secret)))
+            .ok_or(Error::Unauthenticated)?;
+        let presented = TokenSecret::from_presented(refresh_token.trim()).digest();
+        let session = self
+            .store
+            .token(&id)
+            .await?
+            .filter(|token| token.kind == TokenKind::Session && token.is_live(now))
+            .ok_or(Error::Unauthenticated)?;
+        let user_id = session.user_id.clone().ok_or(Error::Unauthenticated)?;
+        let renewed = TokenSecret::from_presented(&format!(
+            "{id}.{}",
+            crate::code::CodeSecret::generate_link_secret().expose()
+        ));
+        if !self
+            .store
+            .rotate_token(&id, &presented, &renewed.digest(), now)
+            .await?
+        {
+            self.store.revoke_tokens(&user_id, Some(&id), now).await?;
+            return Err(Error::Unauthenticated);
+        }
+        let user = self
+            .store
+            .user(&user_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        Ok(self.session_answer(user, &session, renewed.expose().to_owned()))
+    }
+
+    /// Who presents this access token, if its session is live: a password login's caller.
+    pub async fn authenticate_session(&self, access_token: &str) -> Result<Principal> {
+        let now = self.clock.now();
+        let opened = self
+            .tokens
+            .open_checked::<SessionClaims>(access_token, now)
+            .map_err(|refused| match refused {
+                Refused::Expired => Error::TokenExpired,
+                Refused::Invalid => Error::Unauthenticated,
+            })?;
+        let token = self
+            .store
+            .token(&opened.body.session_id)
+            .await?
+            .filter(|token| token.is_live(now) && token.user_id.as_ref() == Some(&opened.body.user_id))
+            .ok_or(Error::Unauthenticated)?;
+        let user = self
+            .store
+            .user(&opened.body.user_id)
+            .await?
+            .ok_or(Error::UserNotFound)?;
+        Ok(Principal {
+            token,
+            user,
+            permissions: Vec::new(),
+        })
+    }
+
+    /// Sends the caller a new verification email, voiding the link of the previous one;
+    /// refused while the cooldown of its address runs, and for a verified address.
+    pub async fn send_account_verification(
+        &self,
+        caller: &Principal,
+        locale: Option<Locale>,
+        links: &AccountLinks,
+    ) -> Result<User> {
+        let code = self.link_code(
+            CodePurpose::EmailVerification,
+            MailTemplate::AccountVerification,
+            &links.verify_email,
+            locale,
+        );
+        let command = UpdateEmail {
+            user_id: caller.user.id.clone(),
+            actor: Actor::the_user(caller.user.id.clone()),
+            update: EmailUpdate::SendCode {
+                code,
+                require_pending: false,
+            },
+            hasher: self.hasher.clone(),
+            now: self.clock.now(),
+            policy: self.policy,
+        };
+        let updated = self.store.update_email(command).await?;
+        self.signal.message_enqueued();
+        Ok(updated.user)
+    }
+
+    /// How long until `user` may be sent another email of `purpose`, and how the last one
+    /// of `template` fared.
+    pub async fn send_status(
+        &self,
+        org_id: &OrgId,
+        email: &EmailAddress,
+        user_id: Option<&UserId>,
+        purpose: CodePurpose,
+        template: MailTemplate,
+    ) -> Result<SendStatus> {
+        let now = self.clock.now();
+        let subject = self.hasher.cooldown_subject(org_id, email);
+        let until = self
+            .store
+            .cooldown(&subject, purpose)
+            .await?
+            .filter(|&until| until > now);
+        let last_message = match user_id {
+            Some(user_id) => self
+                .store
+                .messages(&MessageFilter {
+                    user_id: Some(user_id.clone()),
+                    org_id: Some(org_id.clone()),
+                    ..MessageFilter::default()
+                })
+                .await?
+                .into_iter()
+                .filter(|message| message.template == template)
+                .max_by_key(|message| message.created_at),
+            None => None,
+        };
+        Ok(SendStatus {
+            remaining: until.map_or(Duration::ZERO, |until| now.until(until)),
+            next_send_at: until.unwrap_or(now),
+            last_message,
+        })
+    }
+
+    /// Verifies an address with the token of its newest verification link. It logs no one in.
+    pub async fn verify_account(&self, token: &str) -> Result<User> {
+        let (user_id, secret) = self.open_link_token(token).await?;
+        let verified = self
+            .verify_code(
+                UserKey::Id(user_id),
+                CodePurpose::EmailVerification,
+                secret,
+                CodeUse::Consume,
+            )
+            .await
+            .map_err(|error| match error {
+                Error::UserNotFound => Error::CodeInvalid,
+                other => other,
+            })?;
+        Ok(verified.user)
+    }
+
+    /// Asks for a password reset for any address: one with an account gets a reset link, one
+    /// without gets the "no account" email (if its organisation sends those), and the answer
+    /// is the same.
+    pub async fn request_password_reset(
+        &self,
+        org_id: OrgId,
+        email: EmailAddress,
+        locale: Option<Locale>,
+        links: Option<&AccountLinks>,
+    ) -> Result<()> {
+        let links = links.ok_or(Error::MailDisabled)?;
+        let command = RequestPasswordReset {
+            cooldown_subject: self.hasher.cooldown_subject(&org_id, &email),
+            org_id,
+            email,
+            code: self.link_code(
+                CodePurpose::PasswordReset,
+                MailTemplate::PasswordReset,
+                &links.reset_password,
+                locale,
+            ),
+            no_account: self.account_message(Some(&links.sign_up)),
+            now: self.clock.now(),
+            policy: self.policy,
+        };
+        let requested = self.store.request_password_reset(command).await?;
+        if requested.message_id.is_some() {
+            self.signal.message_enqueued();
+        }
+        Ok(())
+    }
+
+    /// Sets a new password with the token of the newest reset link; every session ends.
+    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<User> {
+        let (user_id, secret) = self.open_link_token(token).await?;
+        let user = self
+            .store
+            .user(&user_id)
+            .await?
+            .ok_or(Error::CodeInvalid)?;
+        let password = Password::new_for(new_password, &user.username)?;
+        let password_hash: PasswordHash = self.passwords.hash(password).await?;
+        let command = ResetPassword {
+            user_id: user_id.clone(),
+            verify: reset_code_check(
+                user_id,
+                secret,
+                self.hasher.clone(),
+                self.clock.now(),
+                self.policy,
+            ),
+            password_hash,
+        };
+        self.store.reset_password(command).await
+    }
+
+    /// The user and the secret a link token (`<code id>.<secret>`) names; a token naming no
+    /// code is as wrong as a wrong secret.
+    async fn open_link_token(&self, token: &str) -> Result<(UserId, CodeSecret)> {
+        let (code_id, secret) = token
+            .trim()
+            .split_once('.')
+            .and_then(|(id, secret)| Some((CodeId::parse(id)?, secret)))
+            .filter(|(_, secret)| !secret.is_empty() && secret.len() <= 64)
+            .ok_or(Error::CodeInvalid)?;
+        let code = self
+            .store
+            .code(&code_id)
+            .await?
+            .ok_or(Error::CodeInvalid)?;
+        Ok((code.user_id, CodeSecret::from_user_input(secret)))
+    }
+
+    /// A code sent as a link: `<page>?token=<code id>.<secret>`, sealed in its email.
+    fn link_code(
+        &self,
+        purpose: CodePurpose,
+        template: MailTemplate,
+        page: &str,
+        locale: Option<Locale>,
+    ) -> NewCode {
+        let code_id = CodeId::generate();
+        let message_id = MessageId::generate();
+        let secret = CodeSecret::generate_link_secret();
+        let hash = self.hasher.hash(&code_id, purpose, &secret);
+        let link = with_query(page, "token", &format!("{code_id}.{}", secret.expose()));
+        let sealed = self.seal(
+            &message_id,
+            &SealedContent {
+                code: Some(secret),
+                url_template: None,
+                link: Some(link),
+            },
+        );
+        NewCode {
+            purpose,
+            prepared: PreparedCode {
+                code_id,
+                hash,
+                message_id,
+                sealed,
+            },
+            delivery: Delivery::Email,
+            template,
+            locale,
+        }
+    }
+
+    /// An email without a code, linking to `page`.
+    fn account_message(&self, page: Option<&str>) -> PreparedMessage {
+        let id = MessageId::generate();
+        let sealed = self.seal(
+            &id,
+            &SealedContent {
+                code: None,
+                url_template: None,
+                link: page.map(str::to_owned),
+            },
+        );
+        PreparedMessage { id, sealed }
+    }
+
+    /// A session for `user_id` (a stand-in id when the login is bound to fail, so both cost
+    /// the same), and its refresh token.
+    fn new_session(&self, org_id: &OrgId, user_id: Option<&UserId>) -> (AccessToken, String) {
+        let now = self.clock.now();
+        let id = TokenId::generate();
+        let refresh = TokenSecret::from_presented(&format!(
+            "{id}.{}",
+            CodeSecret::generate_link_secret().expose()
+        ));
+        let session = AccessToken {
+            id,
+            org_id: org_id.clone(),
+            user_id: Some(user_id.cloned().unwrap_or_else(UserId::generate)),
+            kind: TokenKind::Session,
+            digest: refresh.digest(),
+            permissions: Vec::new(),
+            created_at: now,
+            expires_at: Some(now.plus(self.policy.session_ttl)),
+            revoked_at: None,
+        };
+        (session, refresh.expose().to_owned())
+    }
+
+    fn session_answer(&self, user: User, session: &AccessToken, refresh_token: String) -> Session {
+        let now = self.clock.now();
+        let refresh_expires_at = session.expires_at.unwrap_or(now);
+        let access_expires_at = now.plus(self.policy.access_token_ttl).min(refresh_expires_at);
+        let claims = SessionClaims {
+            org_id: user.org_id.clone(),
+            user_id: user.id.clone(),
+            session_id: session.id.clone(),
+        };
+        let access_token = self.tokens.issue(
+            TokenId::generate().as_str(),
+            claims,
+            now,
+            access_expires_at,
+        );
+        Session {
+            user,
+            access_token,
+            access_expires_at,
+            refresh_token,
+            refresh_expires_at,
+        }
+    }
+}
+
+/// A name to address the user by: trimmed, 1 to [`MAX_NAME_LENGTH`] characters, no control
+/// characters (it goes into email greetings).
+fn account_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    let length = name.chars().count();
+    if length == 0 || length > MAX_NAME_LENGTH || name.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "the name must have 1 to {MAX_NAME_LENGTH} characters and no control characters"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+/// `page` with `key=value` added to its query.
+fn with_query(page: &str, key: &str, value: &str) -> String {
+    let separator = if page.contains('?') { '&' } else { '?' };
+    let pair = form_urlencoded_pair(key, value);
+    format!("{page}{separator}{pair}")
+}
+
+fn form_urlencoded_pair(key: &str, value: &str) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|byte| match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(byte).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect::<String>()
+    };
+    format!("{}={}", encode(key), encode(value))
+}
