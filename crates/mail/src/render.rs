@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use enroll_core::clock::Timestamp;
+use enroll_core::code::CodeSecret;
 use enroll_core::email::EmailAddress;
+use enroll_core::ids::UserId;
 use enroll_core::model::{ClaimedMessage, Locale, MailTemplate};
 use enroll_core::service::SealedContent;
 use enroll_core::url_template::{LinkValues, UrlTemplate};
@@ -28,18 +30,54 @@ const EMBEDDED: &[(&str, &str)] = embed![
     "en/email_verification.subject.j2",
     "en/email_verification.txt.j2",
     "en/email_verification.html.j2",
+    "en/account_verification.subject.j2",
+    "en/account_verification.txt.j2",
+    "en/account_verification.html.j2",
+    "en/password_reset.subject.j2",
+    "en/password_reset.txt.j2",
+    "en/password_reset.html.j2",
+    "en/registration_attempt.subject.j2",
+    "en/registration_attempt.txt.j2",
+    "en/registration_attempt.html.j2",
+    "en/no_account.subject.j2",
+    "en/no_account.txt.j2",
+    "en/no_account.html.j2",
     "de/registration.subject.j2",
     "de/registration.txt.j2",
     "de/registration.html.j2",
     "de/email_verification.subject.j2",
     "de/email_verification.txt.j2",
     "de/email_verification.html.j2",
+    "de/account_verification.subject.j2",
+    "de/account_verification.txt.j2",
+    "de/account_verification.html.j2",
+    "de/password_reset.subject.j2",
+    "de/password_reset.txt.j2",
+    "de/password_reset.html.j2",
+    "de/registration_attempt.subject.j2",
+    "de/registration_attempt.txt.j2",
+    "de/registration_attempt.html.j2",
+    "de/no_account.subject.j2",
+    "de/no_account.txt.j2",
+    "de/no_account.html.j2",
     "fr/registration.subject.j2",
     "fr/registration.txt.j2",
     "fr/registration.html.j2",
     "fr/email_verification.subject.j2",
     "fr/email_verification.txt.j2",
     "fr/email_verification.html.j2",
+    "fr/account_verification.subject.j2",
+    "fr/account_verification.txt.j2",
+    "fr/account_verification.html.j2",
+    "fr/password_reset.subject.j2",
+    "fr/password_reset.txt.j2",
+    "fr/password_reset.html.j2",
+    "fr/registration_attempt.subject.j2",
+    "fr/registration_attempt.txt.j2",
+    "fr/registration_attempt.html.j2",
+    "fr/no_account.subject.j2",
+    "fr/no_account.txt.j2",
+    "fr/no_account.html.j2",
 ];
 
 /// Locales every message kind has built-in templates for.
@@ -284,14 +322,17 @@ impl Renderer {
         content: &SealedContent,
         settings: &MailSettings,
     ) -> Result<RenderedMail, RenderError> {
-        let link = match message.template {
-            MailTemplate::EmailVerification => Some(verification_link(message, content, settings)),
-            MailTemplate::Registration => None,
+        let link = match (message.template, &content.link) {
+            (_, Some(link)) => Some(link.clone()),
+            (MailTemplate::EmailVerification, None) => {
+                Some(verification_link(message, content, settings))
+            }
+            _ => None,
         };
         let context = MailContext {
             org_name: &message.org_name,
             recipient: &message.recipient,
-            code: content.code.expose(),
+            code: content.code.as_ref().map_or("", CodeSecret::expose),
             expires_at: message.code_expires_at,
             created_at: message.created_at,
             link: link.as_deref(),
@@ -386,8 +427,8 @@ fn verification_link(
     settings: &MailSettings,
 ) -> String {
     let values = LinkValues {
-        user_id: message.user_id.as_str(),
-        code: content.code.expose(),
+        user_id: message.user_id.as_ref().map_or("", UserId::as_str),
+        code: content.code.as_ref().map_or("", CodeSecret::expose),
         org_id: message.org_id.as_str(),
     };
     match content
@@ -471,6 +512,7 @@ mod tests {
             code: match template {
                 MailTemplate::Registration => "7KQX-M2RD-9HTV-PW4C",
                 MailTemplate::EmailVerification => "XK4T9P",
+                _ => "",
             },
             expires_at: Some(created_at.plus(lifetime)),
             created_at,
@@ -528,6 +570,59 @@ mod tests {
             locale,
             std::time::Duration::from_secs(3_600),
         )
+    }
+
+    /// The account emails (Singularity's): each kind in each built-in language.
+    #[test]
+    fn account_emails() {
+        let renderer = Renderer::new(None).unwrap();
+        let recipient = EmailAddress::parse("jane.doe@example.com").unwrap();
+        let created_at = Timestamp::from_millis(1_800_000_000_000);
+        for (template, link, lifetime) in [
+            (
+                MailTemplate::AccountVerification,
+                "https://app.example/auth/verify-email?token=cd-1.K4T9P",
+                Some(3_600),
+            ),
+            (
+                MailTemplate::PasswordReset,
+                "https://app.example/auth/reset-password?token=cd-2.X7Q2M",
+                Some(3_600),
+            ),
+            (
+                MailTemplate::RegistrationAttempt,
+                "https://app.example/auth/forgot-password",
+                None,
+            ),
+            (
+                MailTemplate::NoAccount,
+                "https://app.example/auth/register",
+                None,
+            ),
+        ] {
+            for locale in LOCALES {
+                let context = MailContext {
+                    org_name: "Acme <Labs> & \"Sons\"",
+                    recipient: &recipient,
+                    code: "",
+                    expires_at: lifetime
+                        .map(|seconds| created_at.plus(std::time::Duration::from_secs(seconds))),
+                    created_at,
+                    link: Some(link),
+                };
+                let mail = renderer
+                    .render(
+                        template,
+                        &Locale::parse(locale).unwrap(),
+                        &context,
+                        &settings(),
+                        "<ms-1@example.com>".to_owned(),
+                    )
+                    .unwrap();
+                assert!(mail.text.contains(link), "{template:?} {locale}");
+                insta::assert_snapshot!(format!("{}_{locale}", template.as_str()), snapshot(&mail));
+            }
+        }
     }
 
     #[test]

@@ -309,7 +309,7 @@ pub(crate) mod tests {
             id: MessageId::from_trusted(id.to_owned()),
             org_id: OrgId::generate(),
             org_name: "Acme".to_owned(),
-            user_id: UserId::generate(),
+            user_id: Some(UserId::generate()),
             template: MailTemplate::Registration,
             locale: Locale::english(),
             recipient: EmailAddress::parse(&format!("{id}@example.com")).unwrap(),
@@ -323,8 +323,9 @@ pub(crate) mod tests {
 
     fn sealed(sealer: &Sealer, message: &ClaimedMessage, code: &str) -> Vec<u8> {
         let content = serde_json::to_vec(&SealedContent {
-            code: CodeSecret::from_user_input(code),
+            code: Some(CodeSecret::from_user_input(code)),
             url_template: None,
+            link: None,
         })
         .unwrap();
         sealer.seal(message.id.as_str(), &content)

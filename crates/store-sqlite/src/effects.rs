@@ -8,8 +8,8 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
     match effect {
         Effect::InsertUser(user) => connection
             .prepare_cached(
-                "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at, name) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 user.id.as_str(),
@@ -21,13 +21,14 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
                 user.sequence,
                 user.created_at.as_millis(),
                 user.updated_at.as_millis(),
-                user.email_verified_at.map(|at| at.as_millis())
+                user.email_verified_at.map(|at| at.as_millis()),
+                user.name
             ])
             .map(drop),
         Effect::UpdateUser(user) => connection
             .prepare_cached(
                 "UPDATE users SET state = ?2, locale = ?3, sequence = ?4, updated_at = ?5, \
-                 username = ?6, email_verified_at = ?7 WHERE id = ?1",
+                 username = ?6, email_verified_at = ?7, name = ?8 WHERE id = ?1",
             )?
             .execute(params![
                 user.id.as_str(),
@@ -36,7 +37,8 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
                 user.sequence,
                 user.updated_at.as_millis(),
                 user.username.as_str(),
-                user.email_verified_at.map(|at| at.as_millis())
+                user.email_verified_at.map(|at| at.as_millis()),
+                user.name
             ])
             .map(drop),
         Effect::InsertCode(code) => connection
@@ -112,7 +114,7 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
             .execute(params![
                 message.id.as_str(),
                 message.org_id.as_str(),
-                message.user_id.as_str(),
+                message.user_id.as_ref().map(|id| id.as_str()),
                 message.code_id.as_ref().map(|id| id.as_str()),
                 message.template.as_str(),
                 message.locale.as_str(),
@@ -131,6 +133,37 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
                  ON CONFLICT (subject, purpose) DO UPDATE SET until = excluded.until",
             )?
             .execute(params![subject, purpose.as_str(), until.as_millis()])
+            .map(drop),
+        Effect::SetPassword { user_id, hash } => connection
+            .prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?
+            .execute(params![user_id.as_str(), hash.as_str()])
+            .map(drop),
+        Effect::RevokeSessions { user_id, at } => connection
+            .prepare_cached(
+                "UPDATE tokens SET revoked_at = ?2 \
+                 WHERE user_id = ?1 AND kind = 'session' AND revoked_at IS NULL",
+            )?
+            .execute(params![user_id.as_str(), at.as_millis()])
+            .map(drop),
+        Effect::SetLoginFailures {
+            subject,
+            failures: 0,
+            ..
+        } => connection
+            .prepare_cached("DELETE FROM login_failures WHERE subject = ?1")?
+            .execute([subject])
+            .map(drop),
+        Effect::SetLoginFailures {
+            subject,
+            failures,
+            window_ends_at,
+        } => connection
+            .prepare_cached(
+                "INSERT INTO login_failures (subject, failures, window_ends_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (subject) DO UPDATE SET failures = excluded.failures, \
+                   window_ends_at = excluded.window_ends_at",
+            )?
+            .execute(params![subject, failures, window_ends_at.as_millis()])
             .map(drop),
     }
 }

@@ -18,18 +18,21 @@ use enroll_core::clock::Timestamp;
 use enroll_core::code::CodePurpose;
 use enroll_core::credential::{Credential, PublicKey};
 use enroll_core::email::EmailAddress;
-use enroll_core::ids::{AppId, MessageId, OrgId, TokenId, UserId};
+use enroll_core::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event, Locale,
     MailTemplate, MessageSummary, Org, Permission, SingleUse, User,
 };
 use enroll_core::nonce::Nonce;
+use enroll_core::password::PasswordHash;
 use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
 use enroll_core::rules::{
     self, CodeIssued, CodeVerified, CompleteLogin, CompleteLoginState, CreateServiceAccount,
     CreateUser, CreateUserState, CredentialRegistered, EmailUpdated, IssueCode, IssueCodeState,
-    RegisterCredential, RegisterCredentialState, ServiceAccountCreated, UpdateEmail,
-    UpdateEmailState, UserCreated, UserKey, VerifyCode, VerifyCodeState,
+    LoginAttempt, LoginRecorded, LoginState, PasswordResetRequested, RegisterCredential,
+    RegisterCredentialState, RequestPasswordReset, RequestPasswordResetState, ResetPassword,
+    ServiceAccountCreated, SignUp, SignUpState, SignedUp, UpdateEmail, UpdateEmailState,
+    UserCreated, UserKey, VerifyCode, VerifyCodeState,
 };
 use enroll_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -41,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_credentials.sql"),
     include_str!("../migrations/0003_email_verification.sql"),
+    include_str!("../migrations/0004_password_accounts.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
@@ -191,6 +195,16 @@ fn user_by_id(connection: &Connection, id: &UserId) -> rusqlite::Result<Option<U
         .optional()
 }
 
+fn code_by_id(connection: &Connection, id: &CodeId) -> rusqlite::Result<Option<CodeRecord>> {
+    connection
+        .prepare_cached(&format!(
+            "SELECT {} FROM codes WHERE id = ?1",
+            rows::CODE_COLUMNS
+        ))?
+        .query_row([id.as_str()], rows::code)
+        .optional()
+}
+
 fn credentials_of(connection: &Connection, user: &UserId) -> rusqlite::Result<Vec<Credential>> {
     connection
         .prepare_cached(&format!(
@@ -242,6 +256,16 @@ fn cooldown_until(
         .optional()
 }
 
+fn login_failures(
+    connection: &Connection,
+    subject: &str,
+) -> rusqlite::Result<Option<(u32, Timestamp)>> {
+    connection
+        .prepare_cached("SELECT failures, window_ends_at FROM login_failures WHERE subject = ?1")?
+        .query_row([subject], |row| Ok((row.get(0)?, rows::timestamp(row, 1)?)))
+        .optional()
+}
+
 #[async_trait]
 impl Directory for SqliteStore {
     async fn ping(&self) -> Result<()> {
@@ -255,8 +279,8 @@ impl Directory for SqliteStore {
         let org = org.clone();
         self.read("could not insert an organisation", move |connection| {
             connection
-                .prepare_cached("INSERT INTO orgs (id, name, default_locale, created_at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![org.id.as_str(), org.name, org.default_locale.as_str(), org.created_at.as_millis()])
+                .prepare_cached("INSERT INTO orgs (id, name, default_locale, created_at, unknown_address_mail) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![org.id.as_str(), org.name, org.default_locale.as_str(), org.created_at.as_millis(), org.unknown_address_mail])
                 .map(drop)
         })
         .await
@@ -378,6 +402,56 @@ impl Directory for SqliteStore {
                 ))?
                 .query_row([digest.as_slice()], rows::token)
                 .optional()
+        })
+        .await
+    }
+
+    async fn token(&self, id: &TokenId) -> Result<Option<AccessToken>> {
+        let id = id.clone();
+        self.read("could not read a token", move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {} FROM tokens WHERE id = ?1",
+                    rows::TOKEN_COLUMNS
+                ))?
+                .query_row([id.as_str()], rows::token)
+                .optional()
+        })
+        .await
+    }
+
+    async fn password_hash(&self, user: &UserId) -> Result<Option<PasswordHash>> {
+        let user = user.clone();
+        self.read("could not read a password", move |connection| {
+            connection
+                .prepare_cached("SELECT password_hash FROM users WHERE id = ?1")?
+                .query_row([user.as_str()], |row| row.get::<_, Option<String>>(0))
+                .optional()
+                .map(|found| found.flatten().map(PasswordHash::from_trusted))
+        })
+        .await
+    }
+
+    async fn cooldown(&self, subject: &str, purpose: CodePurpose) -> Result<Option<Timestamp>> {
+        let subject = subject.to_owned();
+        self.read("could not read a cooldown", move |connection| {
+            cooldown_until(connection, &subject, purpose)
+        })
+        .await
+    }
+
+    async fn login_failures(&self, subject: &str) -> Result<Option<(u32, Timestamp)>> {
+        let subject = subject.to_owned();
+        self.read("could not read failed logins", move |connection| {
+            login_failures(connection, &subject)
+        })
+        .await
+    }
+
+    async fn code(&self, id: &CodeId) -> Result<Option<CodeRecord>> {
+        let id = id.clone();
+        self.read("could not read a code", move |connection| {
+            code_by_id(connection, &id)
         })
         .await
     }
@@ -631,17 +705,7 @@ impl Registrations for SqliteStore {
             .run(move |connection| {
                 let read = db_error("could not read the state of a registration");
                 let user = user_by_id(connection, &command.user_id).map_err(&read)?;
-                let code = connection
-                    .prepare_cached(&format!(
-                        "SELECT {} FROM codes WHERE id = ?1",
-                        rows::CODE_COLUMNS
-                    ))
-                    .and_then(|mut statement| {
-                        statement
-                            .query_row([command.code_id.as_str()], rows::code)
-                            .optional()
-                    })
-                    .map_err(&read)?;
+                let code = code_by_id(connection, &command.code_id).map_err(&read)?;
                 let state = RegisterCredentialState { user, code };
                 carry_out(connection, rules::register_credential(&state, &command))
             })
@@ -665,6 +729,116 @@ impl Registrations for SqliteStore {
                 carry_out(connection, rules::complete_login(&state, &command))
             })
             .await?
+    }
+
+    async fn sign_up(&self, command: SignUp) -> Result<SignedUp> {
+        self.writer
+            .run(move |connection| {
+                let read = db_error("could not read the state of a sign-up");
+                let user = &command.user;
+                let state = SignUpState {
+                    create: CreateUserState {
+                        org: org_by_id(connection, &user.org_id).map_err(&read)?,
+                        existing: user_by_username(connection, &user.org_id, &user.username)
+                            .map_err(&read)?,
+                    },
+                    cooldown_until: cooldown_until(
+                        connection,
+                        &user.cooldown_subject,
+                        CodePurpose::EmailVerification,
+                    )
+                    .map_err(&read)?,
+                };
+                carry_out(connection, rules::sign_up(&state, &command))
+            })
+            .await?
+    }
+
+    async fn record_login(&self, command: LoginAttempt) -> Result<LoginRecorded> {
+        self.writer
+            .run(move |connection| {
+                let read = db_error("could not read the state of a login");
+                let user = match &command.user_id {
+                    Some(id) => user_by_id(connection, id).map_err(&read)?,
+                    None => None,
+                };
+                let state = LoginState {
+                    user,
+                    failures: login_failures(connection, &command.subject).map_err(&read)?,
+                };
+                carry_out(connection, rules::record_login(&state, &command))
+            })
+            .await?
+    }
+
+    async fn request_password_reset(
+        &self,
+        command: RequestPasswordReset,
+    ) -> Result<PasswordResetRequested> {
+        self.writer
+            .run(move |connection| {
+                let read = db_error("could not read the state of a password reset");
+                let purpose = CodePurpose::PasswordReset;
+                let user =
+                    user_by_username(connection, &command.org_id, &command.email).map_err(&read)?;
+                let active_code = match &user {
+                    Some(user) => active_code(connection, &user.id, purpose).map_err(&read)?,
+                    None => None,
+                };
+                let state = RequestPasswordResetState {
+                    org: org_by_id(connection, &command.org_id).map_err(&read)?,
+                    user,
+                    active_code,
+                    cooldown_until: cooldown_until(connection, &command.cooldown_subject, purpose)
+                        .map_err(&read)?,
+                };
+                carry_out(connection, rules::request_password_reset(&state, &command))
+            })
+            .await?
+    }
+
+    async fn reset_password(&self, command: ResetPassword) -> Result<User> {
+        self.writer
+            .run(move |connection| {
+                let read = db_error("could not read the state of a password reset");
+                let user = user_by_id(connection, &command.user_id).map_err(&read)?;
+                let latest_code = match &user {
+                    Some(user) => latest_code(connection, &user.id, CodePurpose::PasswordReset)
+                        .map_err(&read)?,
+                    None => None,
+                };
+                let state = VerifyCodeState { user, latest_code };
+                carry_out(connection, rules::reset_password(&state, &command))
+            })
+            .await?
+    }
+
+    async fn rotate_token(
+        &self,
+        id: &TokenId,
+        old_digest: &[u8; 32],
+        new_digest: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (id, old_digest, new_digest) = (id.clone(), *old_digest, *new_digest);
+        self.writer
+            .run(move |connection| {
+                connection
+                    .prepare_cached(
+                        "UPDATE tokens SET digest = ?3 WHERE id = ?1 AND digest = ?2                            AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?4)",
+                    )
+                    .and_then(|mut statement| {
+                        statement.execute(params![
+                            id.as_str(),
+                            old_digest.as_slice(),
+                            new_digest.as_slice(),
+                            now.as_millis()
+                        ])
+                    })
+                    .map(|updated| updated == 1)
+                    .map_err(db_error("could not rotate a token"))
+            })
+            .await
     }
 
     async fn spend(&self, single_use: SingleUse) -> Result<()> {
@@ -765,7 +939,7 @@ impl Outbox for SqliteStore {
                         id: MessageId::from_trusted(row.get(0)?),
                         org_id: OrgId::from_trusted(row.get(1)?),
                         org_name: row.get(2)?,
-                        user_id: UserId::from_trusted(row.get(3)?),
+                        user_id: row.get::<_, Option<String>>(3)?.map(UserId::from_trusted),
                         template: {
                             let text: String = row.get(4)?;
                             MailTemplate::parse(&text).ok_or_else(|| {
@@ -832,6 +1006,7 @@ impl Outbox for SqliteStore {
             connection
                 .prepare_cached(&format!(
                     "SELECT {} FROM outbox WHERE (?1 IS NULL OR recipient = ?1) AND (?2 IS NULL OR org_id = ?2) \
+                       AND (?4 IS NULL OR user_id = ?4) \
                      ORDER BY created_at DESC, rowid DESC LIMIT ?3",
                     rows::MESSAGE_COLUMNS
                 ))?
@@ -839,7 +1014,8 @@ impl Outbox for SqliteStore {
                     params![
                         filter.recipient,
                         filter.org_id.as_ref().map(OrgId::as_str),
-                        filter.limit.unwrap_or(u32::MAX)
+                        filter.limit.unwrap_or(u32::MAX),
+                        filter.user_id.as_ref().map(UserId::as_str)
                     ],
                     rows::message_summary,
                 )?

@@ -45,7 +45,7 @@ pub fn permissions(row: &Row<'_>, index: usize) -> rusqlite::Result<Vec<Permissi
     Permission::list_from_json(&text).ok_or_else(|| invalid(index, "permission list", &text))
 }
 
-pub const ORG_COLUMNS: &str = "id, name, default_locale, created_at";
+pub const ORG_COLUMNS: &str = "id, name, default_locale, created_at, unknown_address_mail";
 
 pub fn org(row: &Row<'_>) -> rusqlite::Result<Org> {
     Ok(Org {
@@ -53,6 +53,7 @@ pub fn org(row: &Row<'_>) -> rusqlite::Result<Org> {
         name: row.get(1)?,
         default_locale: Locale::from_trusted(row.get(2)?),
         created_at: timestamp(row, 3)?,
+        unknown_address_mail: row.get(4)?,
     })
 }
 
@@ -119,7 +120,7 @@ pub fn credential(row: &Row<'_>) -> rusqlite::Result<Credential> {
     })
 }
 
-pub const USER_COLUMNS: &str = "id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at";
+pub const USER_COLUMNS: &str = "id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at, name";
 
 pub fn user(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -133,6 +134,7 @@ pub fn user(row: &Row<'_>) -> rusqlite::Result<User> {
         created_at: timestamp(row, 7)?,
         updated_at: timestamp(row, 8)?,
         email_verified_at: row.get::<_, Option<i64>>(9)?.map(Timestamp::from_millis),
+        name: row.get(10)?,
     })
 }
 
@@ -178,7 +180,7 @@ pub fn message_summary(row: &Row<'_>) -> rusqlite::Result<MessageSummary> {
     Ok(MessageSummary {
         id: MessageId::from_trusted(row.get(0)?),
         org_id: OrgId::from_trusted(row.get(1)?),
-        user_id: UserId::from_trusted(row.get(2)?),
+        user_id: row.get::<_, Option<String>>(2)?.map(UserId::from_trusted),
         template: parsed(row, 3, "mail template", MailTemplate::parse)?,
         locale: Locale::from_trusted(row.get(4)?),
         recipient: EmailAddress::from_trusted(row.get(5)?),

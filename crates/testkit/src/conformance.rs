@@ -199,7 +199,7 @@ impl Harness {
             .expect("the sealed content opens under the server secret");
         let content: SealedContent =
             serde_json::from_slice(&content).expect("the sealed content is a SealedContent");
-        content.code
+        content.code.expect("the message carries a code")
     }
 
     /// Claims every due message and keeps their codes.
@@ -976,7 +976,7 @@ pub async fn create_user_issues_one_code_and_one_message(store: Arc<dyn Store>) 
     assert_eq!(message.attempts, 0);
     assert_eq!(message.recipient, email("jane"));
     assert_eq!(message.org_id, acme.id);
-    assert_eq!(message.user_id, user.id);
+    assert_eq!(message.user_id.as_ref(), Some(&user.id));
     assert_eq!(message.template, MailTemplate::Registration);
     assert_eq!(message.locale.as_str(), "de", "the org's default locale");
     assert_eq!(message.created_at, created_at);
@@ -1678,7 +1678,7 @@ pub async fn claims_lease_messages(store: Arc<dyn Store>) {
         assert_eq!(message.attempts, 1);
         assert_eq!(message.org_id, acme.id);
         assert_eq!(message.org_name, "Acme");
-        assert_eq!(message.user_id, created.user.id);
+        assert_eq!(message.user_id.as_ref(), Some(&created.user.id));
         assert_eq!(message.recipient, created.user.username);
         assert_eq!(message.template, MailTemplate::Registration);
         assert_eq!(message.locale.as_str(), "de");
@@ -2062,6 +2062,7 @@ pub async fn messages_are_listed_newest_first_and_filtered(store: Arc<dyn Store>
             recipient: Some(email("ann").as_str().to_owned()),
             org_id: Some(acme.id.clone()),
             limit: None,
+            user_id: None,
         })
         .await
         .expect("listed");
