@@ -7,8 +7,8 @@ use sqlx::PgConnection;
 pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Result<()> {
     match effect {
         Effect::InsertUser(user) => sqlx::query(
-            "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at, name) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(user.id.as_str())
         .bind(user.org_id.as_str())
@@ -20,6 +20,7 @@ pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Resu
         .bind(user.created_at.as_millis())
         .bind(user.updated_at.as_millis())
         .bind(user.email_verified_at.map(|at| at.as_millis()))
+        .bind(user.name.as_deref())
         .execute(connection)
         .await
         .map(drop),
@@ -50,7 +51,7 @@ pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Resu
             .map(drop),
         Effect::UpdateUser(user) => sqlx::query(
             "UPDATE users SET state = $2, locale = $3, sequence = $4, updated_at = $5, \
-             username = $6, email_verified_at = $7 WHERE id = $1",
+             username = $6, email_verified_at = $7, name = $8 WHERE id = $1",
         )
         .bind(user.id.as_str())
         .bind(user.state.as_str())
@@ -59,6 +60,7 @@ pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Resu
         .bind(user.updated_at.as_millis())
         .bind(user.username.as_str())
         .bind(user.email_verified_at.map(|at| at.as_millis()))
+        .bind(user.name.as_deref())
         .execute(connection)
         .await
         .map(drop),
@@ -107,7 +109,7 @@ pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Resu
         )
         .bind(message.id.as_str())
         .bind(message.org_id.as_str())
-        .bind(message.user_id.as_str())
+        .bind(message.user_id.as_ref().map(|id| id.as_str()))
         .bind(message.code_id.as_ref().map(|id| id.as_str()))
         .bind(message.template.as_str())
         .bind(message.locale.as_str())
@@ -128,6 +130,46 @@ pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Resu
         .bind(subject)
         .bind(purpose.as_str())
         .bind(until.as_millis())
+        .execute(connection)
+        .await
+        .map(drop),
+        Effect::SetPassword { user_id, hash } => {
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                .bind(user_id.as_str())
+                .bind(hash.as_str())
+                .execute(connection)
+                .await
+                .map(drop)
+        }
+        Effect::RevokeSessions { user_id, at } => sqlx::query(
+            "UPDATE tokens SET revoked_at = $2 \
+             WHERE user_id = $1 AND kind = 'session' AND revoked_at IS NULL",
+        )
+        .bind(user_id.as_str())
+        .bind(at.as_millis())
+        .execute(connection)
+        .await
+        .map(drop),
+        // Zero failures forget the subject.
+        Effect::SetLoginFailures { subject, failures: 0, .. } => {
+            sqlx::query("DELETE FROM login_failures WHERE subject = $1")
+                .bind(subject)
+                .execute(connection)
+                .await
+                .map(drop)
+        }
+        Effect::SetLoginFailures {
+            subject,
+            failures,
+            window_ends_at,
+        } => sqlx::query(
+            "INSERT INTO login_failures (subject, failures, window_ends_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (subject) DO UPDATE \
+             SET failures = excluded.failures, window_ends_at = excluded.window_ends_at",
+        )
+        .bind(subject)
+        .bind(i64::from(*failures))
+        .bind(window_ends_at.as_millis())
         .execute(connection)
         .await
         .map(drop),

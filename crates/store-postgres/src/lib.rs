@@ -16,18 +16,21 @@ use enroll_core::clock::Timestamp;
 use enroll_core::code::CodePurpose;
 use enroll_core::credential::{Credential, PublicKey};
 use enroll_core::email::EmailAddress;
-use enroll_core::ids::{AppId, MessageId, OrgId, TokenId, UserId};
+use enroll_core::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
     MessageSummary, Org, Permission, SingleUse, User,
 };
 use enroll_core::nonce::Nonce;
+use enroll_core::password::PasswordHash;
 use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
 use enroll_core::rules::{
     self, CodeIssued, CodeVerified, CompleteLogin, CompleteLoginState, CreateServiceAccount,
     CreateUser, CreateUserState, CredentialRegistered, EmailUpdated, IssueCode, IssueCodeState,
-    RegisterCredential, RegisterCredentialState, ServiceAccountCreated, UpdateEmail,
-    UpdateEmailState, UserCreated, UserKey, VerifyCode, VerifyCodeState,
+    LoginAttempt, LoginRecorded, LoginState, PasswordResetRequested, RegisterCredential,
+    RegisterCredentialState, RequestPasswordReset, RequestPasswordResetState, ResetPassword,
+    ServiceAccountCreated, SignUp, SignUpState, SignedUp, UpdateEmail, UpdateEmailState,
+    UserCreated, UserKey, VerifyCode, VerifyCodeState,
 };
 use enroll_core::{Error, Result};
 use sqlx::PgConnection;
@@ -38,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_credentials.sql"),
     include_str!("../migrations/0003_email_verification.sql"),
+    include_str!("../migrations/0004_password_accounts.sql"),
 ];
 
 /// Held while migrating, so that instances starting together migrate one after the other.
@@ -46,6 +50,9 @@ const MIGRATION_LOCK: i64 = 0x656e_726f_6c6c; // "enroll"
 /// Class of the transaction-scoped advisory locks on cooldown subjects (the two-key form of
 /// `pg_advisory_xact_lock`, a key space apart from [`MIGRATION_LOCK`]).
 const COOLDOWN_LOCK_CLASS: i32 = 0x636f_6f6c; // "cool"
+
+/// Class of the transaction-scoped advisory locks on the login failures of a subject.
+const LOGIN_LOCK_CLASS: i32 = 0x6c6f_676e; // "logn"
 
 /// How long a command waits for a pooled connection before the store counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -160,6 +167,35 @@ impl PostgresStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// One try of [`Registrations::sign_up`]; a refused insert comes back as the database
+    /// error, so that the caller can tell a concurrent sign-up of the address.
+    async fn try_sign_up(&self, command: &SignUp) -> sqlx::Result<Result<SignedUp>> {
+        let create = &command.user;
+        let mut transaction = self.pool.begin().await?;
+        if let Some(user_action) = &create.user_action
+            && !spend(&mut transaction, user_action).await?
+        {
+            transaction.rollback().await?;
+            return Ok(Err(user_action.reused()));
+        }
+        // Locks in the order issue_code takes: the user's row, then the cooldown subject,
+        // which an address without an account has too.
+        let purpose = CodePurpose::EmailVerification;
+        let existing = lock_user(&mut transaction, &create.org_id, &create.username).await?;
+        lock_cooldown(&mut transaction, &create.cooldown_subject, purpose).await?;
+        let state = SignUpState {
+            create: CreateUserState {
+                org: org_by_id(&mut transaction, &create.org_id).await?,
+                existing,
+            },
+            cooldown_until: cooldown_until(&mut transaction, &create.cooldown_subject, purpose)
+                .await?,
+        };
+        let outcome = carry_out(&mut transaction, rules::sign_up(&state, command)).await?;
+        transaction.commit().await?;
+        Ok(outcome)
+    }
 }
 
 async fn org_by_id(connection: &mut PgConnection, id: &OrgId) -> sqlx::Result<Option<Org>> {
@@ -266,6 +302,28 @@ async fn cooldown_until(
     Ok(until.map(Timestamp::from_millis))
 }
 
+/// Serialises the logins of one subject until the transaction ends, so that concurrent
+/// failures each count: like a cooldown subject, it has no row to lock while it has no failures.
+async fn lock_login_subject(connection: &mut PgConnection, subject: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(LOGIN_LOCK_CLASS)
+        .bind(subject)
+        .execute(connection)
+        .await
+        .map(drop)
+}
+
+async fn login_failures_of(
+    connection: &mut PgConnection,
+    subject: &str,
+) -> sqlx::Result<Option<(u32, Timestamp)>> {
+    sqlx::query("SELECT failures, window_ends_at FROM login_failures WHERE subject = $1")
+        .bind(subject)
+        .try_map(|row| rows::login_failures(&row))
+        .fetch_optional(connection)
+        .await
+}
+
 async fn app_by_id(connection: &mut PgConnection, id: &str) -> sqlx::Result<Option<App>> {
     sqlx::query(&format!(
         "SELECT {} FROM apps WHERE id = $1",
@@ -298,6 +356,37 @@ async fn current_code(
     .await
 }
 
+async fn code_by_id(
+    connection: &mut PgConnection,
+    id: &CodeId,
+) -> sqlx::Result<Option<CodeRecord>> {
+    sqlx::query(&format!(
+        "SELECT {} FROM codes WHERE id = $1",
+        rows::CODE_COLUMNS
+    ))
+    .bind(id.as_str())
+    .try_map(|row| rows::code(&row))
+    .fetch_optional(connection)
+    .await
+}
+
+/// What [`rules::verify_code`] decides on: the user, locked, and its newest code of the
+/// purpose.
+async fn verify_state(
+    connection: &mut PgConnection,
+    command: &VerifyCode,
+) -> sqlx::Result<VerifyCodeState> {
+    let user = match &command.user {
+        UserKey::Username { org_id, username } => lock_user(connection, org_id, username).await,
+        UserKey::Id(id) => user_by_id(connection, id, true).await,
+    }?;
+    let latest_code = match &user {
+        Some(user) => current_code(connection, &user.id, command.purpose, false).await?,
+        None => None,
+    };
+    Ok(VerifyCodeState { user, latest_code })
+}
+
 /// Applies a decision's writes in order and hands back its answer; a refusal may carry
 /// writes of its own (a wrong code counts an attempt), which are kept.
 async fn carry_out<T>(
@@ -322,11 +411,13 @@ impl Directory for PostgresStore {
 
     async fn insert_org(&self, org: &Org) -> Result<()> {
         sqlx::query(
-            "INSERT INTO orgs (id, name, default_locale, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO orgs (id, name, default_locale, unknown_address_mail, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(org.id.as_str())
         .bind(&org.name)
         .bind(org.default_locale.as_str())
+        .bind(org.unknown_address_mail)
         .bind(org.created_at.as_millis())
         .execute(&self.pool)
         .await
@@ -432,6 +523,44 @@ impl Directory for PostgresStore {
         .map_err(db_error("could not look up a token"))
     }
 
+    async fn token(&self, id: &TokenId) -> Result<Option<AccessToken>> {
+        sqlx::query(&format!(
+            "SELECT {} FROM tokens WHERE id = $1",
+            rows::TOKEN_COLUMNS
+        ))
+        .bind(id.as_str())
+        .try_map(|row| rows::token(&row))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("could not read a token"))
+    }
+
+    async fn password_hash(&self, user: &UserId) -> Result<Option<PasswordHash>> {
+        let hash: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error("could not read a password"))?;
+        Ok(hash.flatten().map(PasswordHash::from_trusted))
+    }
+
+    async fn cooldown(&self, subject: &str, purpose: CodePurpose) -> Result<Option<Timestamp>> {
+        let fail = db_error("could not read a cooldown");
+        let mut connection = self.pool.acquire().await.map_err(&fail)?;
+        cooldown_until(&mut connection, subject, purpose)
+            .await
+            .map_err(&fail)
+    }
+
+    async fn login_failures(&self, subject: &str) -> Result<Option<(u32, Timestamp)>> {
+        let fail = db_error("could not read failed logins");
+        let mut connection = self.pool.acquire().await.map_err(&fail)?;
+        login_failures_of(&mut connection, subject)
+            .await
+            .map_err(&fail)
+    }
+
     async fn user(&self, id: &UserId) -> Result<Option<User>> {
         let fail = db_error("could not read a user");
         let mut connection = self.pool.acquire().await.map_err(&fail)?;
@@ -473,6 +602,12 @@ impl Directory for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error("could not list codes"))
+    }
+
+    async fn code(&self, id: &CodeId) -> Result<Option<CodeRecord>> {
+        let fail = db_error("could not read a code");
+        let mut connection = self.pool.acquire().await.map_err(&fail)?;
+        code_by_id(&mut connection, id).await.map_err(&fail)
     }
 
     async fn credentials(&self, user: &UserId) -> Result<Vec<Credential>> {
@@ -614,20 +749,9 @@ impl Registrations for PostgresStore {
     async fn verify_code(&self, command: VerifyCode) -> Result<CodeVerified> {
         let fail = db_error("could not verify a code");
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
-        let user = match &command.user {
-            UserKey::Username { org_id, username } => {
-                lock_user(&mut transaction, org_id, username).await
-            }
-            UserKey::Id(id) => user_by_id(&mut transaction, id, true).await,
-        }
-        .map_err(&fail)?;
-        let latest_code = match &user {
-            Some(user) => current_code(&mut transaction, &user.id, command.purpose, false)
-                .await
-                .map_err(&fail)?,
-            None => None,
-        };
-        let state = VerifyCodeState { user, latest_code };
+        let state = verify_state(&mut transaction, &command)
+            .await
+            .map_err(&fail)?;
         let outcome = carry_out(&mut transaction, rules::verify_code(&state, &command))
             .await
             .map_err(&fail)?;
@@ -726,15 +850,9 @@ impl Registrations for PostgresStore {
         let user = user_by_id(&mut transaction, &command.user_id, true)
             .await
             .map_err(&fail)?;
-        let code = sqlx::query(&format!(
-            "SELECT {} FROM codes WHERE id = $1",
-            rows::CODE_COLUMNS
-        ))
-        .bind(command.code_id.as_str())
-        .try_map(|row| rows::code(&row))
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(&fail)?;
+        let code = code_by_id(&mut transaction, &command.code_id)
+            .await
+            .map_err(&fail)?;
         let state = RegisterCredentialState { user, code };
         let outcome = carry_out(
             &mut transaction,
@@ -773,6 +891,123 @@ impl Registrations for PostgresStore {
             .map_err(&fail)?;
         transaction.commit().await.map_err(&fail)?;
         outcome
+    }
+
+    async fn sign_up(&self, command: SignUp) -> Result<SignedUp> {
+        let fail = db_error("could not sign up");
+        // A concurrent sign-up may insert the address between our read and our insert; the
+        // constraint refuses ours after theirs committed, so a second try finds the account
+        // and answers as for any address that has one.
+        match self.try_sign_up(&command).await {
+            Err(error) if is_duplicate_username(&error) => {}
+            other => return other.map_err(&fail)?,
+        }
+        match self.try_sign_up(&command).await {
+            Err(error) if is_duplicate_username(&error) => Err(Error::UserExists),
+            other => other.map_err(&fail)?,
+        }
+    }
+
+    async fn record_login(&self, command: LoginAttempt) -> Result<LoginRecorded> {
+        let fail = db_error("could not record a login");
+        let mut transaction = self.pool.begin().await.map_err(&fail)?;
+        lock_login_subject(&mut transaction, &command.subject)
+            .await
+            .map_err(&fail)?;
+        let user = match &command.user_id {
+            Some(id) => user_by_id(&mut transaction, id, false)
+                .await
+                .map_err(&fail)?,
+            None => None,
+        };
+        let state = LoginState {
+            user,
+            failures: login_failures_of(&mut transaction, &command.subject)
+                .await
+                .map_err(&fail)?,
+        };
+        let outcome = carry_out(&mut transaction, rules::record_login(&state, &command))
+            .await
+            .map_err(&fail)?;
+        // Committed whatever the answer: a failure is counted.
+        transaction.commit().await.map_err(&fail)?;
+        outcome
+    }
+
+    async fn request_password_reset(
+        &self,
+        command: RequestPasswordReset,
+    ) -> Result<PasswordResetRequested> {
+        let fail = db_error("could not request a password reset");
+        let mut transaction = self.pool.begin().await.map_err(&fail)?;
+        let purpose = CodePurpose::PasswordReset;
+        // Locks in the order issue_code takes: the user's row, then the cooldown subject.
+        let user = lock_user(&mut transaction, &command.org_id, &command.email)
+            .await
+            .map_err(&fail)?;
+        lock_cooldown(&mut transaction, &command.cooldown_subject, purpose)
+            .await
+            .map_err(&fail)?;
+        let active_code = match &user {
+            Some(user) => current_code(&mut transaction, &user.id, purpose, true)
+                .await
+                .map_err(&fail)?,
+            None => None,
+        };
+        let state = RequestPasswordResetState {
+            org: org_by_id(&mut transaction, &command.org_id)
+                .await
+                .map_err(&fail)?,
+            user,
+            active_code,
+            cooldown_until: cooldown_until(&mut transaction, &command.cooldown_subject, purpose)
+                .await
+                .map_err(&fail)?,
+        };
+        let outcome = carry_out(
+            &mut transaction,
+            rules::request_password_reset(&state, &command),
+        )
+        .await
+        .map_err(&fail)?;
+        transaction.commit().await.map_err(&fail)?;
+        outcome
+    }
+
+    async fn reset_password(&self, command: ResetPassword) -> Result<User> {
+        let fail = db_error("could not reset a password");
+        let mut transaction = self.pool.begin().await.map_err(&fail)?;
+        let state = verify_state(&mut transaction, &command.verify)
+            .await
+            .map_err(&fail)?;
+        let outcome = carry_out(&mut transaction, rules::reset_password(&state, &command))
+            .await
+            .map_err(&fail)?;
+        // Committed whatever the answer: a wrong code counts an attempt.
+        transaction.commit().await.map_err(&fail)?;
+        outcome
+    }
+
+    async fn rotate_token(
+        &self,
+        id: &TokenId,
+        old_digest: &[u8; 32],
+        new_digest: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<bool> {
+        sqlx::query(
+            "UPDATE tokens SET digest = $3 \
+             WHERE id = $1 AND digest = $2 AND revoked_at IS NULL \
+               AND (expires_at IS NULL OR expires_at > $4)",
+        )
+        .bind(id.as_str())
+        .bind(old_digest.as_slice())
+        .bind(new_digest.as_slice())
+        .bind(now.as_millis())
+        .execute(&self.pool)
+        .await
+        .map(|done| done.rows_affected() == 1)
+        .map_err(db_error("could not rotate a token"))
     }
 
     async fn spend(&self, single_use: SingleUse) -> Result<()> {
@@ -895,12 +1130,14 @@ impl Outbox for PostgresStore {
         sqlx::query(&format!(
             "SELECT {} FROM outbox \
              WHERE ($1::TEXT IS NULL OR recipient = $1) AND ($2::TEXT IS NULL OR org_id = $2) \
+               AND ($4::TEXT IS NULL OR user_id = $4) \
              ORDER BY created_at DESC, seq DESC LIMIT $3",
             rows::MESSAGE_COLUMNS
         ))
         .bind(filter.recipient.as_deref())
         .bind(filter.org_id.as_ref().map(OrgId::as_str))
         .bind(i64::from(filter.limit.unwrap_or(u32::MAX)))
+        .bind(filter.user_id.as_ref().map(UserId::as_str))
         .try_map(|row| rows::message_summary(&row))
         .fetch_all(&self.pool)
         .await

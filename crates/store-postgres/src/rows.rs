@@ -44,6 +44,12 @@ fn count(row: &PgRow, column: &str) -> sqlx::Result<u32> {
     u32::try_from(value).map_err(|_| invalid(column, "count", &value.to_string()))
 }
 
+fn optional_user(row: &PgRow, column: &str) -> sqlx::Result<Option<UserId>> {
+    Ok(row
+        .try_get::<Option<String>, _>(column)?
+        .map(UserId::from_trusted))
+}
+
 fn permissions(row: &PgRow, column: &str) -> sqlx::Result<Vec<Permission>> {
     let text: String = row.try_get(column)?;
     Permission::list_from_json(&text).ok_or_else(|| invalid(column, "permission list", &text))
@@ -56,13 +62,14 @@ fn digest(row: &PgRow, column: &str) -> sqlx::Result<[u8; 32]> {
         .map_err(|_| invalid(column, "digest", "wrong length"))
 }
 
-pub const ORG_COLUMNS: &str = "id, name, default_locale, created_at";
+pub const ORG_COLUMNS: &str = "id, name, default_locale, unknown_address_mail, created_at";
 
 pub fn org(row: &PgRow) -> sqlx::Result<Org> {
     Ok(Org {
         id: OrgId::from_trusted(row.try_get("id")?),
         name: row.try_get("name")?,
         default_locale: Locale::from_trusted(row.try_get("default_locale")?),
+        unknown_address_mail: row.try_get("unknown_address_mail")?,
         created_at: time(row, "created_at")?,
     })
 }
@@ -102,9 +109,7 @@ pub fn token(row: &PgRow) -> sqlx::Result<AccessToken> {
         digest: digest(row, "digest")?,
         permissions: permissions(row, "permissions")?,
         created_at: time(row, "created_at")?,
-        user_id: row
-            .try_get::<Option<String>, _>("user_id")?
-            .map(UserId::from_trusted),
+        user_id: optional_user(row, "user_id")?,
         expires_at: optional_time(row, "expires_at")?,
         revoked_at: optional_time(row, "revoked_at")?,
     })
@@ -136,13 +141,14 @@ pub fn credential(row: &PgRow) -> sqlx::Result<Credential> {
     })
 }
 
-pub const USER_COLUMNS: &str = "id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at";
+pub const USER_COLUMNS: &str = "id, org_id, username, name, kind, state, locale, sequence, created_at, updated_at, email_verified_at";
 
 pub fn user(row: &PgRow) -> sqlx::Result<User> {
     Ok(User {
         id: UserId::from_trusted(row.try_get("id")?),
         org_id: OrgId::from_trusted(row.try_get("org_id")?),
         username: EmailAddress::from_trusted(row.try_get("username")?),
+        name: row.try_get("name")?,
         kind: parsed(row, "kind", "user kind", UserKind::parse)?,
         state: parsed(row, "state", "user state", UserState::parse)?,
         locale: row
@@ -155,6 +161,11 @@ pub fn user(row: &PgRow) -> sqlx::Result<User> {
             .try_get::<Option<i64>, _>("email_verified_at")?
             .map(Timestamp::from_millis),
     })
+}
+
+/// Failed logins of a subject and when their window ends.
+pub fn login_failures(row: &PgRow) -> sqlx::Result<(u32, Timestamp)> {
+    Ok((count(row, "failures")?, time(row, "window_ends_at")?))
 }
 
 pub const CODE_COLUMNS: &str =
@@ -195,7 +206,7 @@ pub fn message_summary(row: &PgRow) -> sqlx::Result<MessageSummary> {
     Ok(MessageSummary {
         id: MessageId::from_trusted(row.try_get("id")?),
         org_id: OrgId::from_trusted(row.try_get("org_id")?),
-        user_id: UserId::from_trusted(row.try_get("user_id")?),
+        user_id: optional_user(row, "user_id")?,
         template: parsed(row, "template", "mail template", MailTemplate::parse)?,
         locale: Locale::from_trusted(row.try_get("locale")?),
         recipient: EmailAddress::from_trusted(row.try_get("recipient")?),
@@ -216,7 +227,7 @@ pub fn claimed(row: &PgRow) -> sqlx::Result<ClaimedMessage> {
         org_name: row
             .try_get::<Option<String>, _>("org_name")?
             .unwrap_or_default(),
-        user_id: UserId::from_trusted(row.try_get("user_id")?),
+        user_id: optional_user(row, "user_id")?,
         template: parsed(row, "template", "mail template", MailTemplate::parse)?,
         locale: Locale::from_trusted(row.try_get("locale")?),
         recipient: EmailAddress::from_trusted(row.try_get("recipient")?),
