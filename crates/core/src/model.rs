@@ -63,6 +63,22 @@ impl fmt::Display for Locale {
     }
 }
 
+/// The locale chain of every email and page: the request's, the user's saved one, the
+/// browser's (`Accept-Language`), the organisation's default, English.
+pub fn choose_locale(
+    explicit: Option<&Locale>,
+    saved: Option<&Locale>,
+    browser: Option<&Locale>,
+    org: Option<&Org>,
+) -> Locale {
+    explicit
+        .or(saved)
+        .or(browser)
+        .or(org.map(|org| &org.default_locale))
+        .cloned()
+        .unwrap_or_else(Locale::english)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Org {

@@ -142,8 +142,11 @@ pub fn verify(password: &Password, stored: Option<&PasswordHash>) -> bool {
             .unwrap_or_default()
     });
     let phc = stored.map_or(stand_in.as_str(), PasswordHash::as_str);
-    let matches = PhcString::new(phc)
-        .is_ok_and(|parsed| argon2().verify_password(password.0.as_bytes(), &parsed).is_ok());
+    let matches = PhcString::new(phc).is_ok_and(|parsed| {
+        argon2()
+            .verify_password(password.0.as_bytes(), &parsed)
+            .is_ok()
+    });
     matches && stored.is_some()
 }
 
@@ -158,15 +161,27 @@ mod tests {
     #[test]
     fn new_passwords_meet_the_rules() {
         let email = jane();
-        assert_eq!(Password::new_for("short", &email), Err(PasswordError::TooShort));
+        assert_eq!(
+            Password::new_for("short", &email),
+            Err(PasswordError::TooShort)
+        );
         let long = "x".repeat(MAX_LENGTH) + "y";
-        assert_eq!(Password::new_for(&long, &email), Err(PasswordError::TooLong));
-        assert_eq!(Password::new_for("PassWord1", &email), Err(PasswordError::Common));
+        assert_eq!(
+            Password::new_for(&long, &email),
+            Err(PasswordError::TooLong)
+        );
+        assert_eq!(
+            Password::new_for("PassWord1", &email),
+            Err(PasswordError::Common)
+        );
         assert_eq!(
             Password::new_for("my jane.doe secret", &email),
             Err(PasswordError::ContainsEmail)
         );
-        assert_eq!(Password::new_for("zzzzzzzzzz", &email), Err(PasswordError::Repeated));
+        assert_eq!(
+            Password::new_for("zzzzzzzzzz", &email),
+            Err(PasswordError::Repeated)
+        );
         assert!(Password::new_for("correct horse battery", &email).is_ok());
         // Length counts characters, not bytes.
         assert!(Password::new_for("äöüßéèàç", &email).is_ok());
@@ -176,11 +191,22 @@ mod tests {
     fn a_hash_verifies_its_password_only() {
         let password = Password::new_for("correct horse battery", &jane()).unwrap();
         let stored = hash(&password).unwrap();
-        assert!(stored.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(
+            stored
+                .as_str()
+                .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+        );
         assert!(verify(&password, Some(&stored)));
-        assert!(!verify(&Password::presented("correct horse batterY"), Some(&stored)));
+        assert!(!verify(
+            &Password::presented("correct horse batterY"),
+            Some(&stored)
+        ));
         assert!(!verify(&password, None), "no account, no match");
-        assert_ne!(hash(&password).unwrap(), stored, "every hash has its own salt");
+        assert_ne!(
+            hash(&password).unwrap(),
+            stored,
+            "every hash has its own salt"
+        );
     }
 
     #[test]

@@ -65,7 +65,9 @@ pub enum PolicyError {
     ChallengeTtl(u64),
     #[error("a session must live between 1 minute and 30 days, got {0} s")]
     SessionTtl(u64),
-    #[error("an access token must live between 1 minute and 1 day, and not longer than its session, got {0} s")]
+    #[error(
+        "an access token must live between 1 minute and 1 day, and not longer than its session, got {0} s"
+    )]
     AccessTokenTtl(u64),
     #[error("the failed logins allowed must be between 1 and 1000, got {0}")]
     LoginFailures(u32),

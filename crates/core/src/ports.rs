@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use crate::clock::Timestamp;
+use crate::code::CodePurpose;
 use crate::credential::{Credential, PublicKey};
 use crate::email::EmailAddress;
 use crate::error::Result;
@@ -15,7 +16,6 @@ use crate::model::{
 };
 use crate::model::{Permission, SingleUse};
 use crate::nonce::Nonce;
-use crate::code::CodePurpose;
 use crate::password::{Password, PasswordHash};
 use crate::rules::{
     CodeIssued, CodeVerified, CompleteLogin, CreateServiceAccount, CreateUser,

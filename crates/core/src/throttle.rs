@@ -21,14 +21,19 @@ pub struct ClientFailures {
 impl ClientFailures {
     /// How long `client` must wait, if its failures reached the limit within their window.
     pub fn refused(&self, client: &str, now: Timestamp, policy: &Policy) -> Option<Duration> {
-        let counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let &(failures, ends) = counts.get(client)?;
-        (failures >= policy.login_max_failures_per_client && ends > now)
-            .then(|| now.until(ends))
+        (failures >= policy.login_max_failures_per_client && ends > now).then(|| now.until(ends))
     }
 
     pub fn count(&self, client: &str, now: Timestamp, policy: &Policy) {
-        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if counts.len() >= MAX_CLIENTS && !counts.contains_key(client) {
             counts.retain(|_, (_, ends)| *ends > now);
             if counts.len() >= MAX_CLIENTS
@@ -75,10 +80,18 @@ mod tests {
             failures.refused("10.0.0.1", NOW, &policy),
             Some(policy.login_failure_window)
         );
-        assert_eq!(failures.refused("10.0.0.2", NOW, &policy), None, "per client");
+        assert_eq!(
+            failures.refused("10.0.0.2", NOW, &policy),
+            None,
+            "per client"
+        );
         let later = NOW.plus(policy.login_failure_window);
         assert_eq!(failures.refused("10.0.0.1", later, &policy), None);
         failures.count("10.0.0.1", later, &policy);
-        assert_eq!(failures.refused("10.0.0.1", later, &policy), None, "a new window");
+        assert_eq!(
+            failures.refused("10.0.0.1", later, &policy),
+            None,
+            "a new window"
+        );
     }
 }

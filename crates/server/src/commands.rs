@@ -377,6 +377,7 @@ async fn find_user(enroll: &Enroll, user: &str, org: Option<&str>) -> anyhow::Re
 async fn mail(enroll: &Enroll, command: MailCommand, json: bool) -> anyhow::Result<()> {
     let MailCommand::List { to, limit } = command;
     let filter = MessageFilter {
+        user_id: None,
         recipient: to,
         org_id: None,
         limit: Some(limit),

@@ -53,8 +53,28 @@ pub struct Settings {
     pub nonce_window_seconds: u64,
     /// How long a registration, login or user-action challenge may be answered.
     pub challenge_ttl_seconds: u64,
-    /// How long a login token lives.
+    /// How long a login token lives (for password logins: the refresh token).
     pub session_ttl_seconds: u64,
+    /// How long a password login's access token lives.
+    pub access_token_ttl_seconds: u64,
+    /// Failed password logins per address within the window, before logins are refused.
+    pub login_max_failures: u32,
+    /// The same per client IP address (several people may share one).
+    pub login_max_failures_per_client: u32,
+    pub login_failure_window_seconds: u64,
+    /// Whether the server sends email at all; off, every send is refused (`503` on the
+    /// Singularity face) and sign-ups create accounts without a verification email.
+    pub mail_enabled: bool,
+    /// The organisation the Singularity face serves; default: the one made on first start.
+    pub singularity_org_id: Option<String>,
+    /// The frontend's pages the account emails link to (`?token=…` is appended to the first
+    /// two); default: the server's hosted pages under `public_url`.
+    pub singularity_verify_email_uri: Option<String>,
+    pub singularity_reset_password_uri: Option<String>,
+    pub singularity_forgot_password_uri: Option<String>,
+    pub singularity_sign_up_uri: Option<String>,
+    /// Whether session cookies are `Secure`; default: when `public_url` is `https://`.
+    pub secure_cookies: Option<bool>,
     /// Delivery attempts per email before it is abandoned.
     pub mail_max_attempts: u32,
     /// First retry delay; it doubles on each attempt.
@@ -92,6 +112,17 @@ impl Default for Settings {
             nonce_window_seconds: policy.nonce_window.as_secs(),
             challenge_ttl_seconds: policy.challenge_ttl.as_secs(),
             session_ttl_seconds: policy.session_ttl.as_secs(),
+            access_token_ttl_seconds: policy.access_token_ttl.as_secs(),
+            login_max_failures: policy.login_max_failures,
+            login_max_failures_per_client: policy.login_max_failures_per_client,
+            login_failure_window_seconds: policy.login_failure_window.as_secs(),
+            mail_enabled: true,
+            singularity_org_id: None,
+            singularity_verify_email_uri: None,
+            singularity_reset_password_uri: None,
+            singularity_forgot_password_uri: None,
+            singularity_sign_up_uri: None,
+            secure_cookies: None,
             mail_max_attempts: retry.max_attempts,
             mail_retry_base_ms: u64::try_from(retry.base_delay.as_millis()).unwrap_or(u64::MAX),
             mail_retry_max_ms: u64::try_from(retry.max_delay.as_millis()).unwrap_or(u64::MAX),
@@ -177,6 +208,29 @@ impl Settings {
                 "smtp_url must start with smtp:// or smtps://, got {url:?}"
             )));
         }
+        for (name, uri) in [
+            (
+                "singularity_verify_email_uri",
+                &self.singularity_verify_email_uri,
+            ),
+            (
+                "singularity_reset_password_uri",
+                &self.singularity_reset_password_uri,
+            ),
+            (
+                "singularity_forgot_password_uri",
+                &self.singularity_forgot_password_uri,
+            ),
+            ("singularity_sign_up_uri", &self.singularity_sign_up_uri),
+        ] {
+            if let Some(uri) = uri
+                && !(uri.starts_with("http://") || uri.starts_with("https://"))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must start with http:// or https://, got {uri:?}"
+                )));
+            }
+        }
         if self.mail_max_attempts == 0 || self.mail_concurrency == 0 {
             return Err(ConfigError::Invalid(
                 "mail_max_attempts and mail_concurrency must be at least 1".to_owned(),
@@ -200,6 +254,10 @@ impl Settings {
             nonce_window: Duration::from_secs(self.nonce_window_seconds),
             challenge_ttl: Duration::from_secs(self.challenge_ttl_seconds),
             session_ttl: Duration::from_secs(self.session_ttl_seconds),
+            access_token_ttl: Duration::from_secs(self.access_token_ttl_seconds),
+            login_max_failures: self.login_max_failures,
+            login_failure_window: Duration::from_secs(self.login_failure_window_seconds),
+            login_max_failures_per_client: self.login_max_failures_per_client,
         }
     }
 

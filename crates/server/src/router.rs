@@ -26,6 +26,7 @@ pub fn build(state: AppState) -> Router {
     Router::new()
         .merge(faces::dfns::routes(state.clone()))
         .merge(faces::zitadel::routes(&state))
+        .merge(faces::singularity::routes(&state))
         .merge(faces::dev::routes())
         .merge(pages::routes())
         .merge(ops::routes())

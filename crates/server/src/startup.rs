@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use enroll_core::clock::Clock;
+use enroll_core::ids::OrgId;
+use enroll_core::password::{Password, PasswordHash};
+use enroll_core::ports::PasswordHashing;
 use enroll_core::ports::Store;
-use enroll_core::service::Enroll;
+use enroll_core::service::{AccountLinks, Enroll};
 use enroll_mail::{
     DeliveryStats, InboxTransport, MailSettings, MailTransport, OutboxWorker, Renderer,
     SmtpTransport, WorkerSignal,
@@ -21,7 +24,9 @@ use tokio::sync::Notify;
 
 use crate::bootstrap::{self, Bootstrap};
 use crate::config::{Database, Settings};
+use crate::faces::singularity::SingularitySettings;
 use crate::metrics::{Metrics, QueuedSignal};
+use crate::pages;
 use crate::router;
 use crate::state::AppState;
 
@@ -82,17 +87,18 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("could not listen on {}", settings.listen))?;
+        let public_url = match &settings.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!(
+                "{}://{}",
+                if tls.is_some() { "https" } else { "http" },
+                listener.local_addr()?
+            ),
+        };
         let mail_settings = MailSettings {
             from: settings.mail_from.clone(),
             product_name: settings.product_name.clone(),
-            public_url: match &settings.public_url {
-                Some(url) => url.clone(),
-                None => format!(
-                    "{}://{}",
-                    if tls.is_some() { "https" } else { "http" },
-                    listener.local_addr()?
-                ),
-            },
+            public_url: public_url.clone(),
         };
         mail_settings
             .validate()
@@ -121,13 +127,16 @@ impl Application {
             metrics: metrics.clone(),
             worker: Arc::new(WorkerSignal(wake.clone())),
         });
-        let enroll = Arc::new(Enroll::new(
-            store.clone(),
-            clock.clone(),
-            &secret,
-            settings.policy(),
-            signal,
-        ));
+        let enroll = Arc::new(
+            Enroll::new(
+                store.clone(),
+                clock.clone(),
+                &secret,
+                settings.policy(),
+                signal,
+            )
+            .with_password_hashing(Arc::new(BlockingHashing)),
+        );
         let worker = Arc::new(OutboxWorker::new(
             store.clone(),
             transport,
@@ -141,10 +150,12 @@ impl Application {
             stats,
         ));
         let bootstrap = bootstrap::first_start(&enroll, &settings.data_dir).await?;
+        let singularity = singularity_settings(settings, &enroll, &public_url).await?;
         let router = router::build(AppState {
             enroll: enroll.clone(),
             metrics,
             inbox_enabled,
+            singularity: Arc::new(singularity),
         });
         Ok(Self {
             listener,
@@ -190,16 +201,100 @@ impl Application {
             Some(acceptor) => {
                 crate::tls::serve(self.listener, acceptor, self.router, shutdown).await
             }
-            None => axum::serve(self.listener, self.router)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .context("the HTTP server failed"),
+            None => axum::serve(
+                self.listener,
+                self.router
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the HTTP server failed"),
         };
         stop.notify_one();
         upkeep.abort();
         let _ = worker.await;
         served
     }
+}
+
+/// Hashes passwords on tokio's blocking threads: tens of milliseconds of CPU each, which would
+/// otherwise hold up every request on the same worker.
+#[derive(Debug)]
+struct BlockingHashing;
+
+#[async_trait::async_trait]
+impl PasswordHashing for BlockingHashing {
+    async fn hash(&self, password: Password) -> enroll_core::Result<PasswordHash> {
+        tokio::task::spawn_blocking(move || enroll_core::password::hash(&password))
+            .await
+            .map_err(|error| enroll_core::Error::internal("password hashing stopped", error))?
+    }
+
+    async fn verify(&self, password: Password, stored: Option<PasswordHash>) -> bool {
+        tokio::task::spawn_blocking(move || {
+            enroll_core::password::verify(&password, stored.as_ref())
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// The Singularity face's organisation (the configured one, else the oldest) and the pages
+/// its emails link to (the configured frontend's, else the hosted ones).
+async fn singularity_settings(
+    settings: &Settings,
+    enroll: &Enroll,
+    public_url: &str,
+) -> anyhow::Result<SingularitySettings> {
+    let org_id = match &settings.singularity_org_id {
+        Some(id) => {
+            let id = OrgId::parse(id.trim())
+                .with_context(|| format!("singularity_org_id {id:?} is not an organisation id"))?;
+            enroll
+                .store()
+                .org(&id)
+                .await?
+                .with_context(|| format!("singularity_org_id {id} is not an organisation here"))?
+                .id
+        }
+        None => {
+            enroll
+                .store()
+                .orgs()
+                .await?
+                .into_iter()
+                .min_by_key(|org| org.created_at)
+                .context("no organisation exists for the Singularity face")?
+                .id
+        }
+    };
+    let page = |configured: &Option<String>, hosted: &str| {
+        configured
+            .clone()
+            .unwrap_or_else(|| format!("{public_url}{hosted}"))
+    };
+    let links = settings.mail_enabled.then(|| AccountLinks {
+        verify_email: page(
+            &settings.singularity_verify_email_uri,
+            pages::VERIFY_EMAIL_PATH,
+        ),
+        reset_password: page(
+            &settings.singularity_reset_password_uri,
+            pages::RESET_PASSWORD_PATH,
+        ),
+        forgot_password: page(
+            &settings.singularity_forgot_password_uri,
+            pages::FORGOT_PASSWORD_PATH,
+        ),
+        sign_up: page(&settings.singularity_sign_up_uri, pages::SIGN_UP_PATH),
+    });
+    Ok(SingularitySettings {
+        org_id,
+        links,
+        secure_cookies: settings
+            .secure_cookies
+            .unwrap_or_else(|| public_url.starts_with("https://")),
+    })
 }
 
 /// Forgets nonces whose dates are out of the window, and spent tokens past their expiry, so

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use enroll_core::service::Enroll;
 
+use crate::faces::singularity::SingularitySettings;
 use crate::metrics::Metrics;
 
 #[derive(Clone, Debug)]
@@ -12,4 +13,5 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Mail is captured in the development inbox rather than sent.
     pub inbox_enabled: bool,
+    pub singularity: Arc<SingularitySettings>,
 }

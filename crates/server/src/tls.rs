@@ -60,7 +60,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
+        // As axum::serve's connect info does for plain HTTP: handlers may ask for the peer.
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

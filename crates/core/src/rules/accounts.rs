@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{
     CodeUse, CreateUser, CreateUserState, Effect, NewCode, Plan, VerifyCode, VerifyCodeState,
-    create_user, issue_effects, record, resolve_locale, verify_code,
+    create_user, issue_effects, record, verify_code,
 };
 use crate::clock::Timestamp;
 use crate::code::{CodePurpose, CodeState};
@@ -13,7 +13,7 @@ use crate::email::EmailAddress;
 use crate::error::Error;
 use crate::ids::{MessageId, OrgId, UserId};
 use crate::model::{
-    AccessToken, CodeRecord, Locale, MailTemplate, NewMessage, Org, User,
+    AccessToken, CodeRecord, Locale, MailTemplate, NewMessage, Org, User, choose_locale,
 };
 use crate::password::PasswordHash;
 use crate::policy::Policy;
@@ -34,6 +34,9 @@ pub struct SignUp {
     pub password_hash: PasswordHash,
     /// What an existing account's owner is sent instead.
     pub attempt: PreparedMessage,
+    /// The language the request asked for, and the browser's: for the owner's email.
+    pub explicit_locale: Option<Locale>,
+    pub browser_locale: Option<Locale>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,7 +92,12 @@ pub fn sign_up(state: &SignUpState, command: &SignUp) -> Plan<SignedUp> {
                 json!({ "messageId": command.attempt.id }),
                 now,
             );
-            let locale = resolve_locale(command.user.locale.as_ref(), &user, org);
+            let locale = choose_locale(
+                command.explicit_locale.as_ref(),
+                user.locale.as_ref(),
+                command.browser_locale.as_ref(),
+                org,
+            );
             let effects = vec![
                 Effect::AppendEvent(attempted),
                 Effect::EnqueueMessage(account_message(
@@ -233,6 +241,8 @@ pub struct RequestPasswordReset {
     pub code: NewCode,
     /// The "no account" email, for an address without one.
     pub no_account: PreparedMessage,
+    /// The browser's language, after the request's (`code.locale`) and the user's.
+    pub browser_locale: Option<Locale>,
     pub now: Timestamp,
     pub policy: Policy,
 }
@@ -282,11 +292,12 @@ pub fn request_password_reset(
                 outcome: Ok(PasswordResetRequested { message_id: None }),
             };
         }
-        let locale = command
-            .code
-            .locale
-            .clone()
-            .unwrap_or_else(|| org.default_locale.clone());
+        let locale = choose_locale(
+            command.code.locale.as_ref(),
+            None,
+            command.browser_locale.as_ref(),
+            Some(org),
+        );
         let message = account_message(
             &command.no_account,
             &org.id,
@@ -312,7 +323,12 @@ pub fn request_password_reset(
             failed_attempts: previous.failed_attempts,
         });
     }
-    let locale = resolve_locale(None, &user, Some(org));
+    let locale = choose_locale(
+        command.code.locale.as_ref(),
+        user.locale.as_ref(),
+        command.browser_locale.as_ref(),
+        Some(org),
+    );
     effects.extend(issue_effects(
         &mut user,
         &command.cooldown_subject,
@@ -431,6 +447,8 @@ mod tests {
             },
             password_hash: PasswordHash::from_trusted("$argon2id$stand-in".into()),
             attempt: prepared_message(),
+            explicit_locale: None,
+            browser_locale: None,
         }
     }
 
@@ -543,7 +561,13 @@ mod tests {
         for expected in 1..=policy.login_max_failures {
             let plan = record_login(&state, &attempt(Some(&user), false));
             assert!(matches!(plan.outcome, Err(Error::InvalidCredentials)));
-            let [Effect::SetLoginFailures { failures, window_ends_at, .. }] = plan.effects[..]
+            let [
+                Effect::SetLoginFailures {
+                    failures,
+                    window_ends_at,
+                    ..
+                },
+            ] = plan.effects[..]
             else {
                 panic!("{:?}", plan.effects);
             };
@@ -552,7 +576,9 @@ mod tests {
             state.failures = Some((failures, window_ends_at));
         }
         let plan = record_login(&state, &attempt(Some(&user), true));
-        assert!(matches!(plan.outcome, Err(Error::LoginThrottled { retry_after }) if retry_after == policy.login_failure_window));
+        assert!(
+            matches!(plan.outcome, Err(Error::LoginThrottled { retry_after }) if retry_after == policy.login_failure_window)
+        );
         assert!(plan.effects.is_empty());
 
         state.failures = Some((2, NOW.plus(Duration::from_secs(1))));
@@ -560,7 +586,10 @@ mod tests {
         assert!(plan.outcome.is_ok());
         assert!(matches!(
             plan.effects[..],
-            [Effect::SetLoginFailures { failures: 0, .. }, Effect::InsertToken(_)]
+            [
+                Effect::SetLoginFailures { failures: 0, .. },
+                Effect::InsertToken(_)
+            ]
         ));
     }
 
@@ -587,6 +616,7 @@ mod tests {
             cooldown_subject: "subject".into(),
             code: NewCode::emailed(CodePurpose::PasswordReset, prepared()),
             no_account: prepared_message(),
+            browser_locale: None,
             now: NOW,
             policy: Policy::default(),
         }
@@ -651,8 +681,16 @@ mod tests {
         };
         let plan = reset_password(&state, &command);
         let changed = plan.outcome.unwrap();
-        assert!(plan.effects.iter().any(|effect| matches!(effect, Effect::RevokeSessions { .. })));
-        assert!(plan.effects.iter().any(|effect| matches!(effect, Effect::SetPassword { .. })));
+        assert!(
+            plan.effects
+                .iter()
+                .any(|effect| matches!(effect, Effect::RevokeSessions { .. }))
+        );
+        assert!(
+            plan.effects
+                .iter()
+                .any(|effect| matches!(effect, Effect::SetPassword { .. }))
+        );
         let updates: Vec<_> = plan
             .effects
             .iter()
@@ -661,7 +699,11 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(updates, vec![&changed], "one write of the user, at its last sequence");
+        assert_eq!(
+            updates,
+            vec![&changed],
+            "one write of the user, at its last sequence"
+        );
         assert!(matches!(plan.effects.last(), Some(Effect::UpdateUser(_))));
     }
 }

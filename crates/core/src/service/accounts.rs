@@ -43,7 +43,9 @@ pub struct NewAccount {
     pub email: EmailAddress,
     pub password: String,
     pub name: String,
+    /// The language the request asked for (`?locale=`), and the browser's.
     pub locale: Option<Locale>,
+    pub browser_locale: Option<Locale>,
 }
 
 /// The longest name a person is addressed by.
@@ -75,11 +77,7 @@ impl Enroll {
     /// mail being off), or, for an address that has an account, a note to its owner. Both
     /// answer alike, and both hash the password, so neither the answer nor its time tells
     /// which happened.
-    pub async fn sign_up(
-        &self,
-        new: NewAccount,
-        links: Option<&AccountLinks>,
-    ) -> Result<SignedUp> {
+    pub async fn sign_up(&self, new: NewAccount, links: Option<&AccountLinks>) -> Result<SignedUp> {
         let password = Password::new_for(&new.password, &new.email)?;
         let name = account_name(&new.name)?;
         let password_hash = self.passwords.hash(password).await?;
@@ -89,7 +87,7 @@ impl Enroll {
                 CodePurpose::EmailVerification,
                 MailTemplate::AccountVerification,
                 &links.verify_email,
-                new.locale.clone(),
+                None,
             )
         });
         let attempt = self.account_message(links.map(|links| links.forgot_password.as_str()));
@@ -102,7 +100,8 @@ impl Enroll {
                 name: Some(name),
                 kind: UserKind::EndUser,
                 state: UserState::Registered,
-                locale: new.locale,
+                // Saved for later emails; the first one follows it too.
+                locale: new.locale.clone().or(new.browser_locale.clone()),
                 code,
                 user_action: None,
                 now: self.clock.now(),
@@ -110,6 +109,8 @@ impl Enroll {
             },
             password_hash,
             attempt,
+            explicit_locale: new.locale,
+            browser_locale: new.browser_locale,
         };
         let signed_up = self.store.sign_up(command).await?;
         let emailed = match &signed_up {
@@ -249,7 +250,9 @@ impl Enroll {
             .store
             .token(&opened.body.session_id)
             .await?
-            .filter(|token| token.is_live(now) && token.user_id.as_ref() == Some(&opened.body.user_id))
+            .filter(|token| {
+                token.is_live(now) && token.user_id.as_ref() == Some(&opened.body.user_id)
+            })
             .ok_or(Error::Unauthenticated)?;
         let user = self
             .store
@@ -357,6 +360,7 @@ impl Enroll {
         org_id: OrgId,
         email: EmailAddress,
         locale: Option<Locale>,
+        browser_locale: Option<Locale>,
         links: Option<&AccountLinks>,
     ) -> Result<()> {
         let links = links.ok_or(Error::MailDisabled)?;
@@ -371,6 +375,7 @@ impl Enroll {
                 locale,
             ),
             no_account: self.account_message(Some(&links.sign_up)),
+            browser_locale,
             now: self.clock.now(),
             policy: self.policy,
         };
@@ -384,11 +389,7 @@ impl Enroll {
     /// Sets a new password with the token of the newest reset link; every session ends.
     pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<User> {
         let (user_id, secret) = self.open_link_token(token).await?;
-        let user = self
-            .store
-            .user(&user_id)
-            .await?
-            .ok_or(Error::CodeInvalid)?;
+        let user = self.store.user(&user_id).await?.ok_or(Error::CodeInvalid)?;
         let password = Password::new_for(new_password, &user.username)?;
         let password_hash: PasswordHash = self.passwords.hash(password).await?;
         let command = ResetPassword {
@@ -414,11 +415,7 @@ impl Enroll {
             .and_then(|(id, secret)| Some((CodeId::parse(id)?, secret)))
             .filter(|(_, secret)| !secret.is_empty() && secret.len() <= 64)
             .ok_or(Error::CodeInvalid)?;
-        let code = self
-            .store
-            .code(&code_id)
-            .await?
-            .ok_or(Error::CodeInvalid)?;
+        let code = self.store.code(&code_id).await?.ok_or(Error::CodeInvalid)?;
         Ok((code.user_id, CodeSecret::from_user_input(secret)))
     }
 
@@ -497,18 +494,17 @@ impl Enroll {
     fn session_answer(&self, user: User, session: &AccessToken, refresh_token: String) -> Session {
         let now = self.clock.now();
         let refresh_expires_at = session.expires_at.unwrap_or(now);
-        let access_expires_at = now.plus(self.policy.access_token_ttl).min(refresh_expires_at);
+        let access_expires_at = now
+            .plus(self.policy.access_token_ttl)
+            .min(refresh_expires_at);
         let claims = SessionClaims {
             org_id: user.org_id.clone(),
             user_id: user.id.clone(),
             session_id: session.id.clone(),
         };
-        let access_token = self.tokens.issue(
-            TokenId::generate().as_str(),
-            claims,
-            now,
-            access_expires_at,
-        );
+        let access_token =
+            self.tokens
+                .issue(TokenId::generate().as_str(), claims, now, access_expires_at);
         Session {
             user,
             access_token,

@@ -31,13 +31,13 @@ use crate::model::{
 use crate::nonce::Nonce;
 use crate::policy::Policy;
 use crate::ports::{InlineHashing, OutboxSignal, PasswordHashing, Store};
-use crate::throttle::ClientFailures;
 use crate::rules::{
     AppCheck, CodeIssued, CodeUse, CodeVerified, CompleteLogin, CreateServiceAccount, CreateUser,
     CredentialRegistered, IssueCode, NewCode, PreparedCode, RegisterCredential,
     ServiceAccountCreated, UserKey, VerifyCode,
 };
 use crate::secret::{Sealer, ServerSecret, TokenSecret};
+use crate::throttle::ClientFailures;
 use crate::token::{
     AccessClaims, ActionChallengeClaims, LoginClaims, RegistrationClaims, SignedRequest, TokenBody,
     TokenSigner, UserActionClaims,

@@ -3,10 +3,17 @@
 
 pub mod dev;
 pub mod dfns;
+pub mod singularity;
 pub mod zitadel;
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
+use enroll_core::model::Locale;
+
+/// The browser's preferred language among those the emails are written in.
+pub fn browser_locale(headers: &HeaderMap) -> Option<Locale> {
+    crate::pages::browser_language(headers).and_then(|language| Locale::parse(language.tag()))
+}
 
 /// The token in an `Authorization: Bearer …` header, if there is one.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -15,7 +15,7 @@ pub fn choose(user: Option<&Locale>, headers: &HeaderMap, org: Option<&Locale>) 
 }
 
 /// The best-weighted language of `Accept-Language` that the pages have.
-fn from_header(headers: &HeaderMap) -> Option<Language> {
+pub fn from_header(headers: &HeaderMap) -> Option<Language> {
     let header = headers.get(ACCEPT_LANGUAGE)?.to_str().ok()?;
     let mut ranges: Vec<(f32, &str)> = header
         .split(',')

@@ -16,6 +16,14 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 
+pub(crate) use locale::from_header as browser_language;
+
+/// The hosted pages of the Singularity face's emails, used when no frontend is configured.
+pub const VERIFY_EMAIL_PATH: &str = "/ui/auth/verify-email";
+pub const RESET_PASSWORD_PATH: &str = "/ui/auth/reset-password";
+pub const FORGOT_PASSWORD_PATH: &str = "/ui/auth/forgot-password";
+pub const SIGN_UP_PATH: &str = "/ui/auth/register";
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(

@@ -98,6 +98,16 @@ impl From<Error> for DfnsError {
             Error::EmailAlreadyVerified | Error::NoCodePending | Error::EmailUnchanged => {
                 (StatusCode::BAD_REQUEST, error.to_string())
             }
+            Error::TokenExpired => (StatusCode::UNAUTHORIZED, "Not Authorized.".to_owned()),
+            // Password accounts are another face's; these answer in Dfns's words.
+            Error::InvalidCredentials | Error::LoginThrottled { .. } => {
+                (StatusCode::UNAUTHORIZED, "Not Authorized.".to_owned())
+            }
+            Error::PasswordRejected(reason) => (StatusCode::BAD_REQUEST, reason.to_string()),
+            Error::MailDisabled => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Email is disabled on this server.".to_owned(),
+            ),
             Error::Unavailable(source) => {
                 tracing::error!(error = %source, "store unavailable");
                 (

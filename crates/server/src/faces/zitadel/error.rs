@@ -341,11 +341,23 @@ impl From<Error> for ZitadelError {
                     )
                 }
             }
-            Error::Unauthenticated => Self::zitadel(
+            Error::Unauthenticated | Error::TokenExpired => Self::zitadel(
                 Code::Unauthenticated,
                 "ENROLL-token",
                 "Errors.Token.Invalid",
                 "Token is invalid",
+            ),
+            Error::PasswordRejected(reason) => Self {
+                code: Code::InvalidArgument,
+                message: reason.to_string(),
+                detail: None,
+                retry_after: None,
+            },
+            Error::MailDisabled => Self::zitadel(
+                Code::FailedPrecondition,
+                "ENROLL-mail-off",
+                "Errors.Notification.Disabled",
+                "Email is disabled on this server",
             ),
             Error::Invalid(message) => Self {
                 code: Code::InvalidArgument,
@@ -372,7 +384,9 @@ impl From<Error> for ZitadelError {
             | Error::ChallengeInvalid
             | Error::NoCredential
             | Error::UserActionInvalid
-            | Error::UserActionReused => {
+            | Error::UserActionReused
+            | Error::InvalidCredentials
+            | Error::LoginThrottled { .. } => {
                 tracing::error!(error = ?anyhow::Error::from(error), "request failed");
                 Self::zitadel(
                     Code::Internal,

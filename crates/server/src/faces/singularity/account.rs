@@ -1,0 +1,133 @@
+//! `POST /api/auth/register`, `/login`, `/refresh`, `/logout` and `GET /api/users/me`.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use enroll_core::email::EmailAddress;
+use enroll_core::service::NewAccount;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::SingularityError;
+use super::session::{
+    Caller, REFRESH_COOKIE, clear_session_cookies, cookie, optional_caller, set_session_cookies,
+};
+use super::{LocaleQuery, wire};
+use crate::faces::{bearer, browser_locale};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterBody {
+    email: String,
+    password: String,
+    name: String,
+    /// The device's description; accepted and not kept, as Singularity does.
+    #[serde(default)]
+    #[allow(dead_code, reason = "accepted for Singularity clients, not used")]
+    session: Option<Value>,
+}
+
+/// Always `201 {"success":true}`: a new address gets its account and the verification email,
+/// one that has an account gets an email telling its owner, and the answer does not say which.
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<LocaleQuery>, QueryRejection>,
+    body: Result<Json<RegisterBody>, JsonRejection>,
+) -> Result<Response, SingularityError> {
+    let Json(body) = body?;
+    let Query(query) = query?;
+    let email = EmailAddress::parse(&body.email).map_err(|error| {
+        SingularityError::invalid_request(format!("Invalid email format: {error}"))
+    })?;
+    let face = &state.singularity;
+    let new = NewAccount {
+        org_id: face.org_id.clone(),
+        email,
+        password: body.password,
+        name: body.name,
+        locale: query.locale()?,
+        browser_locale: browser_locale(&headers),
+    };
+    state.enroll.sign_up(new, face.links.as_ref()).await?;
+    Ok((StatusCode::CREATED, Json(wire::success())).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+    #[serde(default)]
+    #[allow(dead_code, reason = "accepted for Singularity clients, not used")]
+    session: Option<Value>,
+}
+
+/// Both tokens in the body and in HTTP-only cookies.
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<LoginBody>, JsonRejection>,
+) -> Result<Response, SingularityError> {
+    let Json(body) = body?;
+    let face = &state.singularity;
+    let client = peer.ip().to_string();
+    let session = state
+        .enroll
+        .log_in(&face.org_id, &body.email, &body.password, Some(&client))
+        .await?;
+    let mut response = Json(wire::login(&session)).into_response();
+    set_session_cookies(
+        response.headers_mut(),
+        &session,
+        state.enroll.clock().now(),
+        face.secure_cookies,
+    );
+    Ok(response)
+}
+
+/// A new pair of tokens for the refresh token of the `refresh_token` cookie or the
+/// `Authorization` header; the one presented stops working.
+pub async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, SingularityError> {
+    let presented = bearer(&headers)
+        .or_else(|| cookie(&headers, REFRESH_COOKIE))
+        .ok_or_else(SingularityError::refresh_token_missing)?;
+    let session = state
+        .enroll
+        .refresh_session(presented)
+        .await
+        .map_err(SingularityError::refresh_token)?;
+    let mut response = Json(wire::refreshed(&session)).into_response();
+    set_session_cookies(
+        response.headers_mut(),
+        &session,
+        state.enroll.clock().now(),
+        state.singularity.secure_cookies,
+    );
+    Ok(response)
+}
+
+/// Ends the caller's session, if a valid access token came, and clears the cookies; always
+/// `200 {"success":true}`.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, SingularityError> {
+    if let Some(caller) = optional_caller(&headers, &state).await {
+        state.enroll.logout(&caller, false).await?;
+    }
+    let mut response = Json(wire::success()).into_response();
+    clear_session_cookies(response.headers_mut(), state.singularity.secure_cookies);
+    Ok(response)
+}
+
+pub async fn me(Caller(caller): Caller) -> Json<wire::UserResponse> {
+    Json(wire::UserResponse::from(&caller.user))
+}
