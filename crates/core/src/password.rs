@@ -31,15 +31,15 @@ impl fmt::Debug for Password {
 /// Why a new password is refused; each reason is one a person can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordError {
-    #[error("the password must have at least {MIN_LENGTH} characters")]
+    #[error("The password must have at least {MIN_LENGTH} characters.")]
     TooShort,
-    #[error("the password must have at most {MAX_LENGTH} characters")]
+    #[error("The password must have at most {MAX_LENGTH} characters.")]
     TooLong,
-    #[error("the password is one of the most common passwords; choose another")]
+    #[error("The password is one of the most common passwords; choose another.")]
     Common,
-    #[error("the password must not contain the email address or its name part")]
+    #[error("The password must not contain the email address or its name part.")]
     ContainsEmail,
-    #[error("the password must not be a single character repeated")]
+    #[error("The password must not be a single character repeated.")]
     Repeated,
 }
 

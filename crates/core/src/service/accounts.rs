@@ -335,21 +335,34 @@ impl Enroll {
     }
 
     /// Verifies an address with the token of its newest verification link. It logs no one in.
+    /// A token that no longer works because the address is verified answers so.
     pub async fn verify_account(&self, token: &str) -> Result<User> {
         let (user_id, secret) = self.open_link_token(token).await?;
         let verified = self
             .verify_code(
-                UserKey::Id(user_id),
+                UserKey::Id(user_id.clone()),
                 CodePurpose::EmailVerification,
                 secret,
                 CodeUse::Consume,
             )
-            .await
-            .map_err(|error| match error {
-                Error::UserNotFound => Error::CodeInvalid,
-                other => other,
-            })?;
-        Ok(verified.user)
+            .await;
+        match verified {
+            Ok(verified) => Ok(verified.user),
+            Err(Error::UserNotFound) => Err(Error::CodeInvalid),
+            Err(Error::CodeInvalid) => {
+                let verified_already = self
+                    .store
+                    .user(&user_id)
+                    .await?
+                    .is_some_and(|user| user.email_verified_at.is_some());
+                Err(if verified_already {
+                    Error::EmailAlreadyVerified
+                } else {
+                    Error::CodeInvalid
+                })
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Asks for a password reset for any address: one with an account gets a reset link, one

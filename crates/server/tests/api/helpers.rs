@@ -254,6 +254,15 @@ impl TestApp {
         Reply::from(request.send().await.expect("the server answers")).await
     }
 
+    /// A GET with headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.client.get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Reply::from(request.send().await.expect("the server answers")).await
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         Reply::from(
             self.client

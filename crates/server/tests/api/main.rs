@@ -15,5 +15,6 @@ mod mail;
 mod ops;
 mod pages;
 mod sdk;
+mod singularity;
 mod zitadel;
 mod zitadel_wire;

@@ -80,7 +80,7 @@ pub async fn login(
         .enroll
         .log_in(&face.org_id, &body.email, &body.password, Some(&client))
         .await?;
-    let mut response = Json(wire::login(&session)).into_response();
+    let mut response = Json(wire::LoginResponse::from(&session)).into_response();
     set_session_cookies(
         response.headers_mut(),
         &session,
@@ -104,7 +104,7 @@ pub async fn refresh(
         .refresh_session(presented)
         .await
         .map_err(SingularityError::refresh_token)?;
-    let mut response = Json(wire::refreshed(&session)).into_response();
+    let mut response = Json(wire::RefreshResponse::from(&session)).into_response();
     set_session_cookies(
         response.headers_mut(),
         &session,

@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use enroll_core::Error;
 use enroll_core::error::retry_after_seconds;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::state::AppState;
 
@@ -294,6 +294,17 @@ impl IntoResponse for SingularityError {
     }
 }
 
+/// Singularity's `ErrorResponse`, in its field order.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    timestamp: String,
+    status: u16,
+    code: &'static str,
+    error: &'static str,
+    message: &'a str,
+    path: &'a str,
+}
+
 /// Writes the body of an error answer, which needs the request's path and the time.
 pub async fn with_path(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
@@ -305,18 +316,20 @@ pub async fn with_path(State(state): State<AppState>, request: Request, next: Ne
     if error.status == StatusCode::NOT_MODIFIED {
         return response;
     }
-    let body = json!({
-        "timestamp": state.enroll.clock().now().to_rfc3339(),
-        "status": error.status.as_u16(),
-        "code": error.code,
-        "error": error.error,
-        "message": error.message,
-        "path": path,
-    });
+    let body = ErrorBody {
+        timestamp: state.enroll.clock().now().to_rfc3339(),
+        status: error.status.as_u16(),
+        code: error.code,
+        error: error.error,
+        message: &error.message,
+        path: &path,
+    };
+    let body = serde_json::to_string(&body)
+        .unwrap_or_else(|_| unreachable!("a struct of strings and a number serialises"));
     let (mut parts, _) = response.into_parts();
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+    Response::from_parts(parts, axum::body::Body::from(body))
 }

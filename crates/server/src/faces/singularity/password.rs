@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{LinkToken, SingularityError};
-use super::verification::{TokenQuery, cooldown_body};
+use super::verification::TokenQuery;
 use super::{LocaleQuery, wire};
 use crate::faces::browser_locale;
 use crate::state::AppState;
@@ -60,7 +60,7 @@ pub struct CooldownQuery {
 pub async fn cooldown(
     State(state): State<AppState>,
     query: Result<Query<CooldownQuery>, QueryRejection>,
-) -> Result<Json<Value>, SingularityError> {
+) -> Result<Json<wire::CooldownResponse>, SingularityError> {
     let Query(query) = query?;
     let email = query
         .email
@@ -82,11 +82,7 @@ pub async fn cooldown(
         )
         .await?;
     // Anyone may ask about any address: only the time, which is the same for every address.
-    let mut body = cooldown_body(&status);
-    if let Some(object) = body.as_object_mut() {
-        object.remove("lastEmail");
-    }
-    Ok(Json(body))
+    Ok(Json(wire::CooldownResponse::new(&status, false)))
 }
 
 #[derive(Deserialize)]

@@ -8,9 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use enroll_core::Error;
 use enroll_core::code::CodePurpose;
-use enroll_core::error::retry_after_seconds;
 use enroll_core::model::MailTemplate;
-use enroll_core::service::SendStatus;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -53,7 +51,7 @@ pub async fn send(
 pub async fn cooldown(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<Json<Value>, SingularityError> {
+) -> Result<Json<wire::CooldownResponse>, SingularityError> {
     let status = state
         .enroll
         .send_status(
@@ -64,32 +62,7 @@ pub async fn cooldown(
             MailTemplate::AccountVerification,
         )
         .await?;
-    Ok(Json(cooldown_body(&status)))
-}
-
-/// The body of both cooldown endpoints.
-pub fn cooldown_body(status: &SendStatus) -> Value {
-    let last = status.last_message.as_ref().map(|message| {
-        use enroll_core::model::MessageState as M;
-        let state = match message.state {
-            M::Queued | M::Sending => "queued",
-            M::Sent => "sent",
-            M::Abandoned => "failed",
-            M::Superseded => "superseded",
-        };
-        json!({
-            "state": state,
-            "queuedAt": message.created_at.to_rfc3339(),
-            "sentAt": message.sent_at.map(|at| at.to_rfc3339()),
-            "attempts": message.attempts,
-            "lastError": message.last_error,
-        })
-    });
-    json!({
-        "remaining": retry_after_seconds(status.remaining),
-        "nextSendAt": status.next_send_at.to_rfc3339(),
-        "lastEmail": last,
-    })
+    Ok(Json(wire::CooldownResponse::new(&status, true)))
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,9 @@
 //! Singularity's response bodies.
 
-use enroll_core::model::User;
-use enroll_core::service::Session;
+use enroll_core::clock::Timestamp;
+use enroll_core::error::retry_after_seconds;
+use enroll_core::model::{MessageState, User};
+use enroll_core::service::{SendStatus, Session};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -45,27 +47,98 @@ impl From<&User> for UserResponse {
     }
 }
 
-/// `LoginResponse`: the user and both tokens, which the cookies carry too.
-pub fn login(session: &Session) -> Value {
-    json!({
-        "user": UserResponse::from(&session.user),
-        "accessToken": session.access_token,
-        "refreshToken": session.refresh_token,
-        "twoFactorRequired": false,
-        "twoFactorMethods": [],
-        "preferredTwoFactorMethod": null,
-        "twoFactorAuthenticationToken": null,
-        "location": null,
-    })
+/// `LoginResponse`, in Singularity's field order: the user and both tokens, which the cookies
+/// carry too. enroll has no second factor, so none is ever required.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse<'a> {
+    user: UserResponse,
+    access_token: &'a str,
+    refresh_token: &'a str,
+    two_factor_required: bool,
+    two_factor_methods: [String; 0],
+    preferred_two_factor_method: Option<String>,
+    two_factor_authentication_token: Option<String>,
+    location: Option<Value>,
+}
+
+impl<'a> From<&'a Session> for LoginResponse<'a> {
+    fn from(session: &'a Session) -> Self {
+        Self {
+            user: UserResponse::from(&session.user),
+            access_token: &session.access_token,
+            refresh_token: &session.refresh_token,
+            two_factor_required: false,
+            two_factor_methods: [],
+            preferred_two_factor_method: None,
+            two_factor_authentication_token: None,
+            location: None,
+        }
+    }
 }
 
 /// `RefreshTokenResponse`.
-pub fn refreshed(session: &Session) -> Value {
-    json!({
-        "user": UserResponse::from(&session.user),
-        "accessToken": session.access_token,
-        "refreshToken": session.refresh_token,
-    })
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshResponse<'a> {
+    user: UserResponse,
+    access_token: &'a str,
+    refresh_token: &'a str,
+}
+
+impl<'a> From<&'a Session> for RefreshResponse<'a> {
+    fn from(session: &'a Session) -> Self {
+        Self {
+            user: UserResponse::from(&session.user),
+            access_token: &session.access_token,
+            refresh_token: &session.refresh_token,
+        }
+    }
+}
+
+/// Singularity's `{"remaining": <seconds>}`, and beyond it when the next email may be sent
+/// and how the last one fared.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CooldownResponse {
+    remaining: u64,
+    next_send_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_email: Option<Option<LastEmail>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LastEmail {
+    /// `queued`, `sent`, `failed`, or `superseded` (replaced before it was sent).
+    state: &'static str,
+    queued_at: String,
+    sent_at: Option<String>,
+    attempts: u32,
+    last_error: Option<String>,
+}
+
+impl CooldownResponse {
+    /// With `last_email`, the state of the last email (for the account's own endpoint).
+    pub fn new(status: &SendStatus, last_email: bool) -> Self {
+        let last = status.last_message.as_ref().map(|message| LastEmail {
+            state: match message.state {
+                MessageState::Queued | MessageState::Sending => "queued",
+                MessageState::Sent => "sent",
+                MessageState::Abandoned => "failed",
+                MessageState::Superseded => "superseded",
+            },
+            queued_at: message.created_at.to_rfc3339(),
+            sent_at: message.sent_at.map(Timestamp::to_rfc3339),
+            attempts: message.attempts,
+            last_error: message.last_error.clone(),
+        });
+        Self {
+            remaining: retry_after_seconds(status.remaining),
+            next_send_at: status.next_send_at.to_rfc3339(),
+            last_email: last_email.then_some(last),
+        }
+    }
 }
 
 pub fn success() -> Value {
