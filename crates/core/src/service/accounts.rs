@@ -419,6 +419,16 @@ impl Enroll {
         self.store.reset_password(command).await
     }
 
+    /// The user a link's token names, if it names one; nothing is checked or used up (for a
+    /// page's language).
+    pub async fn link_token_user(&self, token: &str) -> Result<Option<User>> {
+        match self.open_link_token(token).await {
+            Ok((user_id, _)) => self.store.user(&user_id).await,
+            Err(Error::CodeInvalid) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// The user and the secret a link token (`<code id>.<secret>`) names; a token naming no
     /// code is as wrong as a wrong secret.
     async fn open_link_token(&self, token: &str) -> Result<(UserId, CodeSecret)> {

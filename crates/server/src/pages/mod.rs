@@ -2,6 +2,8 @@
 //! send no referrer (their links carry codes), and change nothing on GET: only a form's POST
 //! acts, so that link scanners that fetch a URL use up nothing.
 
+mod account;
+mod account_texts;
 mod locale;
 mod texts;
 mod verification;
@@ -31,6 +33,22 @@ pub fn routes() -> Router<AppState> {
             get(verification::show).post(verification::verify),
         )
         .route(verification::RESEND_PATH, post(verification::resend))
+        .route(
+            VERIFY_EMAIL_PATH,
+            get(account::show_verify).post(account::verify),
+        )
+        .route(
+            RESET_PASSWORD_PATH,
+            get(account::show_reset).post(account::reset),
+        )
+        .route(
+            FORGOT_PASSWORD_PATH,
+            get(account::show_forgot).post(account::forgot),
+        )
+        .route(
+            SIGN_UP_PATH,
+            get(account::show_register).post(account::register),
+        )
 }
 
 /// The headers every page carries.

@@ -576,7 +576,11 @@ async fn bad_input_gets_singularitys_error_body() {
         .iter()
         .map(|key| short.body.find(&format!("\"{key}\":")).expect(key))
         .collect();
-    assert!(order.is_sorted(), "Singularity's field order: {}", short.body);
+    assert!(
+        order.is_sorted(),
+        "Singularity's field order: {}",
+        short.body
+    );
     insta::assert_json_snapshot!("password_too_short", error_body(&short));
     let email = app
         .post(
@@ -644,4 +648,146 @@ async fn emails_follow_the_request_then_the_browser_language() {
     assert_eq!(send_verification(&app, access).await.status, 200);
     let again = &app.mails_to("anna@example.com", 2).await[1];
     assert!(again.subject.as_deref().unwrap().starts_with("Bestätigen"));
+}
+
+async fn submit(app: &TestApp, path: &str, fields: &[(&str, &str)], language: &str) -> Reply {
+    let response = app
+        .client
+        .post(app.url(path))
+        .header("accept-language", language)
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    Reply {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap(),
+    }
+}
+
+fn outcome(page: &Reply) -> &str {
+    let start = page.body.find("data-outcome=\"").expect("a page") + "data-outcome=\"".len();
+    let end = page.body[start..].find('"').unwrap();
+    &page.body[start..start + end]
+}
+
+/// Without a frontend configured, the emails link to the hosted pages: a GET shows a form and
+/// changes nothing, the POST acts.
+#[tokio::test]
+async fn the_hosted_pages_confirm_and_reset_only_when_submitted() {
+    let app = TestApp::spawn().await;
+    let signed_up = submit(
+        &app,
+        "/ui/auth/register",
+        &[
+            ("name", "Jane Doe"),
+            ("email", "jane@example.com"),
+            ("password", PASSWORD),
+        ],
+        "en",
+    )
+    .await;
+    assert_eq!((signed_up.status, outcome(&signed_up)), (200, "registered"));
+    let mail = &app.mails_to("jane@example.com", 1).await[0];
+    let link = mail
+        .text_body()
+        .unwrap()
+        .lines()
+        .find(|line| line.contains("token="))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(link.starts_with(&format!("{}/ui/auth/verify-email?token=", app.base_url)));
+    for _ in 0..3 {
+        let page = app.get(link.trim_start_matches(&app.base_url)).await;
+        assert_eq!((page.status, outcome(&page)), (200, "form"));
+        assert_eq!(page.header("cache-control"), Some("no-store"));
+        assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    }
+    assert!(
+        !verified(&app, "jane@example.com").await,
+        "a GET verifies nothing"
+    );
+    let token = token_in(mail);
+    let done = submit(&app, "/ui/auth/verify-email", &[("token", &token)], "de").await;
+    assert_eq!((done.status, outcome(&done)), (200, "verified"));
+    assert!(
+        done.body.contains(r#"<html lang="en">"#),
+        "the user's language: {}",
+        done.body
+    );
+    assert!(verified(&app, "jane@example.com").await);
+    let again = submit(&app, "/ui/auth/verify-email", &[("token", &token)], "en").await;
+    assert_eq!(outcome(&again), "already-verified");
+
+    let forgot = submit(
+        &app,
+        "/ui/auth/forgot-password",
+        &[("email", "jane@example.com")],
+        "fr",
+    )
+    .await;
+    assert_eq!((forgot.status, outcome(&forgot)), (200, "sent"));
+    assert!(forgot.body.contains(r#"<html lang="fr">"#));
+    let unknown = submit(
+        &app,
+        "/ui/auth/forgot-password",
+        &[("email", "nobody@example.com")],
+        "fr",
+    )
+    .await;
+    assert_eq!(
+        (unknown.status, outcome(&unknown)),
+        (200, "sent"),
+        "the same page"
+    );
+    let reset_mail = &app.mails_to("jane@example.com", 2).await[1];
+    let reset_token = token_in(reset_mail);
+    assert!(
+        reset_mail
+            .text_body()
+            .unwrap()
+            .contains(&format!("{}/ui/auth/reset-password?token=", app.base_url))
+    );
+    let form = app
+        .get(&format!("/ui/auth/reset-password?token={reset_token}"))
+        .await;
+    assert_eq!(outcome(&form), "form");
+    assert!(form.body.contains(r#"type="password""#));
+    let weak = submit(
+        &app,
+        "/ui/auth/reset-password",
+        &[("token", &reset_token), ("password", "short")],
+        "en",
+    )
+    .await;
+    assert_eq!((weak.status, outcome(&weak)), (400, "rejected"));
+    assert!(weak.body.contains("at least 8 characters"), "{}", weak.body);
+    let reset = submit(
+        &app,
+        "/ui/auth/reset-password",
+        &[
+            ("token", &reset_token),
+            ("password", "a new and better secret"),
+        ],
+        "en",
+    )
+    .await;
+    assert_eq!((reset.status, outcome(&reset)), (200, "done"));
+    assert_eq!(
+        login(&app, "jane@example.com", "a new and better secret")
+            .await
+            .status,
+        200
+    );
+    let used = submit(
+        &app,
+        "/ui/auth/reset-password",
+        &[("token", &reset_token), ("password", "one more new secret")],
+        "en",
+    )
+    .await;
+    assert_eq!((used.status, outcome(&used)), (400, "invalid"));
+    assert!(used.body.contains(r#"href="/ui/auth/forgot-password""#));
 }
