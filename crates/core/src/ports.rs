@@ -39,6 +39,8 @@ pub trait Directory: Send + Sync {
     async fn ping(&self) -> Result<()>;
     async fn insert_org(&self, org: &Org) -> Result<()>;
     async fn org(&self, id: &OrgId) -> Result<Option<Org>>;
+    /// Whether a password reset for an address without an account emails that address.
+    async fn set_org_unknown_address_mail(&self, id: &OrgId, send: bool) -> Result<()>;
     async fn orgs(&self) -> Result<Vec<Org>>;
     async fn insert_app(&self, app: &App) -> Result<()>;
     async fn apps(&self, org: Option<&OrgId>) -> Result<Vec<App>>;

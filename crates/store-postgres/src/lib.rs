@@ -425,6 +425,16 @@ impl Directory for PostgresStore {
         .map_err(db_error("could not insert an organisation"))
     }
 
+    async fn set_org_unknown_address_mail(&self, id: &OrgId, send: bool) -> Result<()> {
+        sqlx::query("UPDATE orgs SET unknown_address_mail = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(send)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(db_error("could not change an organisation"))
+    }
+
     async fn org(&self, id: &OrgId) -> Result<Option<Org>> {
         let fail = db_error("could not read an organisation");
         let mut connection = self.pool.acquire().await.map_err(&fail)?;

@@ -286,6 +286,17 @@ impl Directory for SqliteStore {
         .await
     }
 
+    async fn set_org_unknown_address_mail(&self, id: &OrgId, send: bool) -> Result<()> {
+        let id = id.clone();
+        self.read("could not change an organisation", move |connection| {
+            connection
+                .prepare_cached("UPDATE orgs SET unknown_address_mail = ?2 WHERE id = ?1")?
+                .execute(params![id.as_str(), send])
+                .map(drop)
+        })
+        .await
+    }
+
     async fn org(&self, id: &OrgId) -> Result<Option<Org>> {
         let id = id.clone();
         self.read("could not read an organisation", move |connection| {

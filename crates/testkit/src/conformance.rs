@@ -43,6 +43,10 @@ use enroll_core::{Error, Result, random};
 
 use crate::keys::TestKey;
 
+mod accounts;
+
+pub use accounts::*;
+
 /// How long a claim in these cases leases its messages.
 pub const LEASE: Duration = Duration::from_secs(60);
 
@@ -56,6 +60,8 @@ pub struct Harness {
     pub enroll: Enroll,
     /// Codes of the messages claimed so far, by message.
     opened: Mutex<HashMap<MessageId, CodeSecret>>,
+    /// Links of the messages claimed so far that carry one made by the server.
+    links: Mutex<HashMap<MessageId, String>>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -91,6 +97,7 @@ impl Harness {
             clock,
             enroll,
             opened: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
         }
     }
 
@@ -188,6 +195,13 @@ impl Harness {
 
     /// The code a message carries, as the mail worker would read it.
     pub fn open(&self, message: &ClaimedMessage) -> CodeSecret {
+        self.content(message)
+            .code
+            .expect("the message carries a code")
+    }
+
+    /// A message's sealed content, as the mail worker would read it.
+    pub fn content(&self, message: &ClaimedMessage) -> SealedContent {
         let sealed = message
             .sealed
             .as_deref()
@@ -197,9 +211,7 @@ impl Harness {
             .sealer()
             .open(message.id.as_str(), sealed)
             .expect("the sealed content opens under the server secret");
-        let content: SealedContent =
-            serde_json::from_slice(&content).expect("the sealed content is a SealedContent");
-        content.code.expect("the message carries a code")
+        serde_json::from_slice(&content).expect("the sealed content is a SealedContent")
     }
 
     /// Claims every due message and keeps their codes.
@@ -213,7 +225,16 @@ impl Harness {
         let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
         for message in &claimed {
             if message.sealed.is_some() {
-                opened.insert(message.id.clone(), self.open(message));
+                let content = self.content(message);
+                if let Some(code) = content.code {
+                    opened.insert(message.id.clone(), code);
+                }
+                if let Some(link) = content.link {
+                    self.links
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(message.id.clone(), link);
+                }
             }
         }
         claimed
@@ -233,6 +254,22 @@ impl Harness {
         }
         self.claim_all().await;
         known(self).unwrap_or_else(|| panic!("message {id} was not due for delivery"))
+    }
+
+    /// The link the message `id` carries, claiming due messages if it was not read yet.
+    pub async fn link(&self, id: &MessageId) -> String {
+        let known = |this: &Self| {
+            this.links
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(id)
+                .cloned()
+        };
+        if let Some(link) = known(self) {
+            return link;
+        }
+        self.claim_all().await;
+        known(self).unwrap_or_else(|| panic!("message {id} was not due or has no link"))
     }
 
     pub async fn stored_user(&self, id: &UserId) -> User {
@@ -2421,6 +2458,12 @@ macro_rules! conformance_suite {
             email_codes_are_sent_resent_and_verified_by_user_id,
             email_changes_void_codes_and_respect_other_users,
             concurrent_email_resends_issue_one_code_per_cooldown,
+            sign_ups_answer_alike_and_keep_the_first_password,
+            concurrent_sign_ups_create_one_account,
+            failed_logins_count_exactly_under_concurrency,
+            a_refresh_token_rotates_once,
+            password_resets_use_the_link_once_and_end_sessions,
+            unknown_addresses_get_the_no_account_email_unless_switched_off,
         );
     };
 }
