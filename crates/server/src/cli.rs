@@ -85,6 +85,14 @@ pub enum OrgCommand {
     },
     /// List organisations.
     List,
+    /// Change how an organisation's emails behave.
+    Configure {
+        org: String,
+        /// Whether a password reset asked for an address without an account sends that
+        /// address a "no account" email (default for new organisations: true).
+        #[arg(long)]
+        unknown_address_mail: Option<bool>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -151,6 +151,32 @@ async fn org(enroll: &Enroll, command: OrgCommand, json: bool) -> anyhow::Result
                 format!("{}\t{}\t{}", org.id, org.name, org.default_locale)
             })
         }
+        OrgCommand::Configure {
+            org,
+            unknown_address_mail,
+        } => {
+            let id = org_id(&org)?;
+            if enroll.store().org(&id).await?.is_none() {
+                anyhow::bail!("no organisation {id}");
+            }
+            if let Some(send) = unknown_address_mail {
+                enroll
+                    .store()
+                    .set_org_unknown_address_mail(&id, send)
+                    .await?;
+            }
+            let org = enroll
+                .store()
+                .org(&id)
+                .await?
+                .with_context(|| format!("no organisation {id}"))?;
+            print(json, &org, || {
+                format!(
+                    "{}\t{}\t{}\tunknown_address_mail={}",
+                    org.id, org.name, org.default_locale, org.unknown_address_mail
+                )
+            })
+        }
     }
 }
 

@@ -100,6 +100,22 @@ async fn first_start_bootstraps_and_the_commands_act_on_the_same_database() {
 
     let orgs = run_json(data_dir.path(), &["org", "list"]);
     assert_eq!(orgs[0]["id"], org_id.as_str());
+    assert_eq!(orgs[0]["unknownAddressMail"], true);
+    let configured = run_json(
+        data_dir.path(),
+        &[
+            "org",
+            "configure",
+            &org_id,
+            "--unknown-address-mail",
+            "false",
+        ],
+    );
+    assert_eq!(configured["unknownAddressMail"], false);
+    assert_eq!(
+        run_json(data_dir.path(), &["org", "list"])[0]["unknownAddressMail"],
+        false
+    );
 
     let user = run_json(
         data_dir.path(),

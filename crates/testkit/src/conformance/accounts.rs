@@ -64,7 +64,13 @@ pub async fn sign_ups_answer_alike_and_keep_the_first_password(store: Arc<dyn St
         panic!("a new address gets an account");
     };
     let verification = message_id.expect("the verification email");
-    assert!(h.store.password_hash(&user.id).await.unwrap().is_some());
+    assert!(
+        h.store
+            .password_hash(&user.id)
+            .await
+            .expect("the store answers")
+            .is_some()
+    );
     assert_eq!(h.stored_user(&user.id).await.name.as_deref(), Some("Ada"));
 
     // Within the cooldown of the first email, the owner is not written to again.
@@ -111,7 +117,11 @@ pub async fn sign_ups_answer_alike_and_keep_the_first_password(store: Arc<dyn St
         link.starts_with("https://app.example/verify?token="),
         "{link}"
     );
-    let verified = h.enroll.verify_account(&token_of(&link)).await.unwrap();
+    let verified = h
+        .enroll
+        .verify_account(&token_of(&link))
+        .await
+        .expect("the store answers");
     assert!(verified.email_verified_at.is_some());
 }
 
@@ -130,7 +140,11 @@ pub async fn concurrent_sign_ups_create_one_account(store: Arc<dyn Store>) {
         .filter(|result| matches!(result, SignedUp::Created { .. }))
         .count();
     assert_eq!(created, 1, "{results:?}");
-    let users = h.store.users(Some(&acme.id)).await.unwrap();
+    let users = h
+        .store
+        .users(Some(&acme.id))
+        .await
+        .expect("the store answers");
     assert_eq!(users.len(), 1);
     let messages = h.messages_to("ada").await;
     assert_eq!(
@@ -184,12 +198,14 @@ pub async fn a_refresh_token_rotates_once(store: Arc<dyn Store>) {
     let h = Arc::new(Harness::new(store));
     let acme = h.org("Acme").await;
     sign_up(&h, &acme, "ada", PASSWORD).await;
-    let session = log_in(&h, &acme, "ada", PASSWORD).await.unwrap();
+    let session = log_in(&h, &acme, "ada", PASSWORD)
+        .await
+        .expect("the store answers");
     let renewed = h
         .enroll
         .refresh_session(&session.refresh_token)
         .await
-        .unwrap();
+        .expect("present");
     assert!(
         h.enroll
             .authenticate_session(&renewed.access_token)
@@ -231,13 +247,17 @@ pub async fn password_resets_use_the_link_once_and_end_sessions(store: Arc<dyn S
         panic!("created");
     };
     let sessions = [
-        log_in(&h, &acme, "ada", PASSWORD).await.unwrap(),
-        log_in(&h, &acme, "ada", PASSWORD).await.unwrap(),
+        log_in(&h, &acme, "ada", PASSWORD)
+            .await
+            .expect("the store answers"),
+        log_in(&h, &acme, "ada", PASSWORD)
+            .await
+            .expect("the store answers"),
     ];
     h.enroll
         .request_password_reset(acme.id.clone(), email("ada"), None, None, Some(&links()))
         .await
-        .unwrap();
+        .expect("present");
     let reset = h
         .messages_to("ada")
         .await
@@ -294,7 +314,7 @@ pub async fn password_resets_use_the_link_once_and_end_sessions(store: Arc<dyn S
         .store
         .users(Some(&acme.id))
         .await
-        .unwrap()
+        .expect("present")
         .into_iter()
         .filter(|user| user.kind == enroll_core::model::UserKind::EndUser)
         .count();
@@ -307,7 +327,7 @@ pub async fn unknown_addresses_get_the_no_account_email_unless_switched_off(stor
     h.enroll
         .request_password_reset(acme.id.clone(), email("nobody"), None, None, Some(&links()))
         .await
-        .unwrap();
+        .expect("present");
     let sent = h.messages_to("nobody").await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].template, MailTemplate::NoAccount);
@@ -324,13 +344,13 @@ pub async fn unknown_addresses_get_the_no_account_email_unless_switched_off(stor
     h.store
         .set_org_unknown_address_mail(&acme.id, false)
         .await
-        .unwrap();
+        .expect("present");
     assert!(
         !h.store
             .org(&acme.id)
             .await
-            .unwrap()
-            .unwrap()
+            .expect("present")
+            .expect("present")
             .unknown_address_mail
     );
     h.enroll
@@ -342,7 +362,7 @@ pub async fn unknown_addresses_get_the_no_account_email_unless_switched_off(stor
             Some(&links()),
         )
         .await
-        .unwrap();
+        .expect("present");
     assert!(h.messages_to("stranger").await.is_empty());
     assert!(matches!(
         h.enroll
