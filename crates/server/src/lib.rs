@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod faces;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod router;

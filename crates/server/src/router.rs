@@ -30,6 +30,7 @@ pub fn build(state: AppState) -> Router {
         .merge(faces::dev::routes())
         .merge(pages::routes())
         .merge(ops::routes())
+        .merge(crate::openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

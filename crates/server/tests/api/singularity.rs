@@ -791,3 +791,109 @@ async fn the_hosted_pages_confirm_and_reset_only_when_submitted() {
     assert_eq!((used.status, outcome(&used)), (400, "invalid"));
     assert!(used.body.contains(r#"href="/ui/auth/forgot-password""#));
 }
+
+/// Every endpoint of the face is in `/openapi.json` with the codes it answers with.
+#[tokio::test]
+async fn the_openapi_document_lists_every_endpoint_and_its_codes() {
+    let app = TestApp::spawn_with(Options {
+        smtp: false,
+        ..Options::default()
+    })
+    .await;
+    let reply = app.get("/openapi.json").await;
+    assert_eq!(reply.status, 200);
+    let document = reply.json();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let codes_of = |method: &str, path: &str| -> String {
+        let operation = &document["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is documented");
+        operation["responses"].to_string()
+    };
+    for (method, path, codes) in [
+        (
+            "post",
+            "/api/auth/register",
+            &["PASSWORD_TOO_COMMON", "INVALID_REQUEST"][..],
+        ),
+        (
+            "post",
+            "/api/auth/login",
+            &["INVALID_CREDENTIALS", "LOGIN_ATTEMPTS_EXCEEDED"],
+        ),
+        (
+            "post",
+            "/api/auth/refresh",
+            &["REFRESH_TOKEN_MISSING", "REFRESH_TOKEN_INVALID"],
+        ),
+        ("post", "/api/auth/logout", &[]),
+        (
+            "get",
+            "/api/users/me",
+            &["ACCESS_TOKEN_EXPIRED", "USER_NOT_FOUND"],
+        ),
+        (
+            "post",
+            "/api/auth/email/verification/send",
+            &[
+                "EMAIL_ALREADY_VERIFIED",
+                "EMAIL_COOLDOWN_ACTIVE",
+                "EMAIL_DISABLED",
+                "AUTHENTICATION_REQUIRED",
+                "ACCESS_TOKEN_INVALID",
+                "USER_NOT_FOUND",
+                "DATABASE_FAILURE",
+                "EMAIL_SEND_FAILURE",
+                "EMAIL_TEMPLATE_FAILURE",
+            ],
+        ),
+        (
+            "get",
+            "/api/auth/email/verification/cooldown",
+            &["ACCESS_TOKEN_EXPIRED"],
+        ),
+        (
+            "post",
+            "/api/auth/email/verification",
+            &[
+                "EMAIL_VERIFICATION_TOKEN_MISSING",
+                "EMAIL_VERIFICATION_TOKEN_INVALID",
+                "EMAIL_VERIFICATION_TOKEN_EXPIRED",
+                "EMAIL_ALREADY_VERIFIED",
+            ],
+        ),
+        (
+            "post",
+            "/api/auth/password/reset-request",
+            &["EMAIL_COOLDOWN_ACTIVE", "EMAIL_DISABLED"],
+        ),
+        (
+            "get",
+            "/api/auth/password/reset/cooldown",
+            &["INVALID_REQUEST"],
+        ),
+        (
+            "post",
+            "/api/auth/password/reset",
+            &[
+                "PASSWORD_RESET_TOKEN_INVALID",
+                "PASSWORD_RESET_TOKEN_EXPIRED",
+                "PASSWORD_TOO_SHORT",
+            ],
+        ),
+    ] {
+        let responses = codes_of(method, path);
+        for code in codes {
+            assert!(
+                responses.contains(code),
+                "{method} {path} lists {code}: {responses}"
+            );
+        }
+    }
+    assert_eq!(
+        document["components"]["schemas"]["ErrorResponse"]["required"],
+        json!(["timestamp", "status", "code", "error", "message", "path"])
+    );
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["access_cookie"]["name"], "access_token");
+}

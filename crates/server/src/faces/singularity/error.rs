@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use enroll_core::Error;
 use enroll_core::error::retry_after_seconds;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::state::AppState;
 
@@ -295,10 +296,13 @@ impl IntoResponse for SingularityError {
 }
 
 /// Singularity's `ErrorResponse`, in its field order.
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = ErrorResponse)]
+pub struct ErrorBody<'a> {
+    /// When the error happened (RFC 3339, UTC).
     timestamp: String,
     status: u16,
+    /// A stable name of the error, such as `INVALID_CREDENTIALS`.
     code: &'static str,
     error: &'static str,
     message: &'a str,
@@ -333,3 +337,6 @@ pub async fn with_path(State(state): State<AppState>, request: Request, next: Ne
     );
     Response::from_parts(parts, axum::body::Body::from(body))
 }
+
+/// The error body as the OpenAPI document names it.
+pub type ErrorResponse = ErrorBody<'static>;

@@ -10,6 +10,23 @@ mod session;
 mod verification;
 mod wire;
 
+/// The face's endpoints in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    account::register,
+    account::login,
+    account::refresh,
+    account::logout,
+    account::me,
+    verification::send,
+    verification::cooldown,
+    verification::verify,
+    password::request,
+    password::cooldown,
+    password::reset,
+))]
+pub struct SingularityApi;
+
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
@@ -18,6 +35,7 @@ use enroll_core::ids::OrgId;
 use enroll_core::model::Locale;
 use enroll_core::service::AccountLinks;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 pub use error::SingularityError;
 
@@ -58,8 +76,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 }
 
 /// `?locale=xx`, which several endpoints take.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LocaleQuery {
+    /// The language of the email (`en`, `de`, `fr`); else the user's, the browser's, the
+    /// organisation's.
     locale: Option<String>,
 }
 

@@ -9,27 +9,36 @@ use enroll_core::code::CodePurpose;
 use enroll_core::email::EmailAddress;
 use enroll_core::model::MailTemplate;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::{LinkToken, SingularityError};
+use super::error::{ErrorResponse, LinkToken, SingularityError};
 use super::verification::TokenQuery;
 use super::{LocaleQuery, wire};
 use crate::faces::browser_locale;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ResetRequestBody {
     email: String,
 }
 
 /// `200 {"cooldown": <seconds>}` for any address: one with an account gets a reset link, one
 /// without the "no account" email; `429` within the address's cooldown either way.
+#[utoipa::path(post, path = "/api/auth/password/reset-request", tag = "Singularity", params(LocaleQuery),
+    request_body = ResetRequestBody,
+    responses(
+        (status = 200, description = "For any address: one with an account gets a reset link, one without the \"no account\" email", body = wire::SendEmailResponse),
+        (status = 400, description = "`INVALID_REQUEST`: malformed JSON, a bad email address or locale", body = ErrorResponse), (status = 415, description = "`INVALID_REQUEST`: the body is not `application/json`", body = ErrorResponse), (status = 422, description = "`INVALID_REQUEST`: a required field is missing or of the wrong type", body = ErrorResponse),
+        (status = 429, description = "`EMAIL_COOLDOWN_ACTIVE`, for known and unknown addresses alike; `Retry-After` says when", body = ErrorResponse),
+        (status = 503, description = "`EMAIL_DISABLED`", body = ErrorResponse),
+        (status = 500, description = "`DATABASE_FAILURE`, `INTERNAL_FAILURE`", body = ErrorResponse),
+    ))]
 pub async fn request(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<LocaleQuery>, QueryRejection>,
     body: Result<Json<ResetRequestBody>, JsonRejection>,
-) -> Result<Json<Value>, SingularityError> {
+) -> Result<Json<wire::SendEmailResponse>, SingularityError> {
     let Json(body) = body?;
     let Query(query) = query?;
     let email = EmailAddress::parse(&body.email).map_err(|error| {
@@ -46,17 +55,25 @@ pub async fn request(
             face.links.as_ref(),
         )
         .await?;
-    Ok(Json(json!({
-        "cooldown": state.enroll.policy().cooldown.as_secs(),
-    })))
+    Ok(Json(wire::SendEmailResponse::new(
+        state.enroll.policy().cooldown,
+    )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CooldownQuery {
+    /// The address asked about.
     email: Option<String>,
 }
 
 /// `{"remaining": <seconds>}` for an address, known or not.
+#[utoipa::path(get, path = "/api/auth/password/reset/cooldown", tag = "Singularity", params(CooldownQuery),
+    responses(
+        (status = 200, description = "The seconds until the next reset email to the address may be sent", body = wire::CooldownResponse),
+        (status = 400, description = "`INVALID_REQUEST`: no or a bad email address", body = ErrorResponse),
+        (status = 500, description = "`DATABASE_FAILURE`, `INTERNAL_FAILURE`", body = ErrorResponse),
+    ))]
 pub async fn cooldown(
     State(state): State<AppState>,
     query: Result<Query<CooldownQuery>, QueryRejection>,
@@ -85,18 +102,28 @@ pub async fn cooldown(
     Ok(Json(wire::CooldownResponse::new(&status, false)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResetBody {
     new_password: String,
 }
 
 /// Sets the new password with the token of the newest reset link; every session ends.
+#[utoipa::path(post, path = "/api/auth/password/reset", tag = "Singularity", params(TokenQuery),
+    request_body = ResetBody,
+    responses(
+        (status = 200, description = "The password is changed and every session of the account ended", body = wire::SuccessResponse),
+        (status = 400, description = "`PASSWORD_TOO_SHORT`, `PASSWORD_TOO_LONG`, `PASSWORD_TOO_COMMON`, `PASSWORD_CONTAINS_EMAIL`, `PASSWORD_REPEATED_CHARACTER`; `INVALID_REQUEST`", body = ErrorResponse),
+        (status = 401, description = "`PASSWORD_RESET_TOKEN_MISSING`, `PASSWORD_RESET_TOKEN_INVALID` (wrong, replaced, or used), `PASSWORD_RESET_TOKEN_EXPIRED`", body = ErrorResponse),
+        (status = 415, description = "`INVALID_REQUEST`: the body is not `application/json`", body = ErrorResponse),
+        (status = 422, description = "`INVALID_REQUEST`: `newPassword` is missing", body = ErrorResponse),
+        (status = 500, description = "`DATABASE_FAILURE`, `INTERNAL_FAILURE`", body = ErrorResponse),
+    ))]
 pub async fn reset(
     State(state): State<AppState>,
     query: Result<Query<TokenQuery>, QueryRejection>,
     body: Result<Json<ResetBody>, JsonRejection>,
-) -> Result<Json<Value>, SingularityError> {
+) -> Result<Json<wire::SuccessResponse>, SingularityError> {
     let Query(query) = query?;
     let token = query
         .token()

@@ -5,25 +5,33 @@ use enroll_core::error::retry_after_seconds;
 use enroll_core::model::{MessageState, User};
 use enroll_core::service::{SendStatus, Session};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 /// `UserResponse`, in Singularity's field order. Two-factor methods, roles beyond `USER`,
 /// groups and avatars are not enroll's; they keep their empty values.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserResponse {
     id: String,
     name: Option<String>,
     email: String,
+    /// `password`.
+    #[schema(value_type = Vec<String>)]
     identity_providers: [&'static str; 1],
+    /// `USER`.
+    #[schema(value_type = Vec<String>)]
     roles: [&'static str; 1],
     email_verified: bool,
     last_active: String,
     two_factor_auth_enabled: bool,
     preferred_two_factor_method: Option<String>,
+    #[schema(value_type = Vec<String>)]
     two_factor_methods: [String; 0],
+    #[schema(value_type = Option<Object>)]
     avatar: Option<Value>,
     created_at: String,
+    #[schema(value_type = Vec<String>)]
     groups: [String; 0],
 }
 
@@ -49,16 +57,18 @@ impl From<&User> for UserResponse {
 
 /// `LoginResponse`, in Singularity's field order: the user and both tokens, which the cookies
 /// carry too. enroll has no second factor, so none is ever required.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginResponse<'a> {
     user: UserResponse,
     access_token: &'a str,
     refresh_token: &'a str,
     two_factor_required: bool,
+    #[schema(value_type = Vec<String>)]
     two_factor_methods: [String; 0],
     preferred_two_factor_method: Option<String>,
     two_factor_authentication_token: Option<String>,
+    #[schema(value_type = Option<Object>)]
     location: Option<Value>,
 }
 
@@ -78,7 +88,7 @@ impl<'a> From<&'a Session> for LoginResponse<'a> {
 }
 
 /// `RefreshTokenResponse`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshResponse<'a> {
     user: UserResponse,
@@ -98,18 +108,20 @@ impl<'a> From<&'a Session> for RefreshResponse<'a> {
 
 /// Singularity's `{"remaining": <seconds>}`, and beyond it when the next email may be sent
 /// and how the last one fared.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CooldownResponse {
     remaining: u64,
     next_send_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The account's own cooldown only: its last verification email, `null` before any.
+    #[schema(value_type = Option<LastEmail>)]
     last_email: Option<Option<LastEmail>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct LastEmail {
+pub struct LastEmail {
     /// `queued`, `sent`, `failed`, or `superseded` (replaced before it was sent).
     state: &'static str,
     queued_at: String,
@@ -141,6 +153,26 @@ impl CooldownResponse {
     }
 }
 
-pub fn success() -> Value {
-    json!({ "success": true })
+/// `{"success": true}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SuccessResponse {
+    success: bool,
+}
+
+pub fn success() -> SuccessResponse {
+    SuccessResponse { success: true }
+}
+
+/// `{"cooldown": <seconds>}`: how long until the next email may be sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendEmailResponse {
+    cooldown: u64,
+}
+
+impl SendEmailResponse {
+    pub fn new(cooldown: std::time::Duration) -> Self {
+        Self {
+            cooldown: cooldown.as_secs(),
+        }
+    }
 }
