@@ -39,7 +39,7 @@ pub fn build(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(CatchPanicLayer::custom(panicked))
 }
 
@@ -49,6 +49,16 @@ async fn not_found() -> DfnsError {
 
 async fn method_not_allowed() -> DfnsError {
     DfnsError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+/// A request's span names its method and path, never its query: links carry their tokens
+/// there (`?token=…`, `?code=…`), and logs must not.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
 }
 
 /// A panic answers like any internal error and never takes the process down.

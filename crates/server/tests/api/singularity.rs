@@ -193,6 +193,12 @@ async fn a_resend_inside_the_cooldown_is_refused_then_voids_the_old_link() {
     assert_eq!(refused.status, 429);
     assert_eq!(refused.header("retry-after"), Some("60"));
     insta::assert_json_snapshot!("cooldown_active", error_body(&refused));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.mails_to("jane@example.com", 1).await.len(),
+        1,
+        "a refused send sends nothing"
+    );
 
     app.pass_cooldown();
     let sent = send_verification(&app, &access).await;
@@ -896,4 +902,59 @@ async fn the_openapi_document_lists_every_endpoint_and_its_codes() {
     let schemes = &document["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
     assert_eq!(schemes["access_cookie"]["name"], "access_token");
+}
+
+#[tokio::test]
+async fn a_sign_up_takes_as_long_for_a_taken_address() {
+    let app = TestApp::spawn_with(Options {
+        smtp: false,
+        ..Options::default()
+    })
+    .await;
+    register(&app, "jane@example.com", "", &[]).await;
+    let mut taken = Vec::new();
+    let mut new = Vec::new();
+    for round in 0..12 {
+        for (email, times) in [
+            ("jane@example.com".to_owned(), &mut taken),
+            (format!("new-{round}@example.com"), &mut new),
+        ] {
+            let started = Instant::now();
+            assert_eq!(register(&app, &email, "", &[]).await.status, 201);
+            times.push(started.elapsed());
+        }
+    }
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (taken, new) = (median(&mut taken), median(&mut new));
+    // Both hash the password; without that, the taken address would answer in a fraction.
+    assert!(
+        taken.abs_diff(new) < new / 4,
+        "median {taken:?} for a taken address, {new:?} for new ones"
+    );
+}
+
+/// Past the per-client limit, a client is refused even for addresses it never tried.
+#[tokio::test]
+async fn failed_logins_are_throttled_per_client_across_addresses() {
+    let app = TestApp::spawn_with(Options {
+        smtp: false,
+        ..Options::default()
+    })
+    .await;
+    register(&app, "jane@example.com", "", &[]).await;
+    for index in 0..20 {
+        let reply = login(
+            &app,
+            &format!("guess-{index}@example.com"),
+            "a wrong password",
+        )
+        .await;
+        assert_eq!(reply.status, 401, "{index}");
+    }
+    let refused = login(&app, "jane@example.com", PASSWORD).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(error_body(&refused)["code"], "LOGIN_ATTEMPTS_EXCEEDED");
 }
