@@ -62,9 +62,9 @@ pub struct Settings {
     /// The same per client IP address (several people may share one).
     pub login_max_failures_per_client: u32,
     pub login_failure_window_seconds: u64,
-    /// Whether the server sends email at all; off, every send is refused (`503` on the
-    /// Singularity face) and sign-ups create accounts without a verification email.
-    pub mail_enabled: bool,
+    /// Whether the Singularity face sends email (Singularity's `email.enable`); off, its sends
+    /// answer `503 EMAIL_DISABLED` and sign-ups create accounts without a verification email.
+    pub singularity_mail_enabled: bool,
     /// The organisation the Singularity face serves; default: the one made on first start.
     pub singularity_org_id: Option<String>,
     /// The frontend's pages the account emails link to (`?token=…` is appended to the first
@@ -116,7 +116,7 @@ impl Default for Settings {
             login_max_failures: policy.login_max_failures,
             login_max_failures_per_client: policy.login_max_failures_per_client,
             login_failure_window_seconds: policy.login_failure_window.as_secs(),
-            mail_enabled: true,
+            singularity_mail_enabled: true,
             singularity_org_id: None,
             singularity_verify_email_uri: None,
             singularity_reset_password_uri: None,

@@ -273,7 +273,7 @@ async fn singularity_settings(
             .clone()
             .unwrap_or_else(|| format!("{public_url}{hosted}"))
     };
-    let links = settings.mail_enabled.then(|| AccountLinks {
+    let links = settings.singularity_mail_enabled.then(|| AccountLinks {
         verify_email: page(
             &settings.singularity_verify_email_uri,
             pages::VERIFY_EMAIL_PATH,

@@ -249,7 +249,7 @@ async fn the_cooldown_endpoint_tells_the_time_left_and_how_the_last_email_fared(
 #[tokio::test]
 async fn with_mail_switched_off_sends_are_refused_with_503() {
     let app = TestApp::spawn_with(Options {
-        settings: Box::new(|settings| settings.mail_enabled = false),
+        settings: Box::new(|settings| settings.singularity_mail_enabled = false),
         ..Options::default()
     })
     .await;
