@@ -53,13 +53,6 @@ impl ClientFailures {
         }
         entry.0 += 1;
     }
-
-    pub fn forget(&self, client: &str) {
-        self.counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(client);
-    }
 }
 
 #[cfg(test)]

@@ -82,14 +82,25 @@ impl Enroll {
         let name = account_name(&new.name)?;
         let password_hash = self.passwords.hash(password).await?;
         let user_id = UserId::generate();
-        let code = links.map(|links| {
-            self.link_code(
+        // With mail off the code is made but not sent: the address stays unverified, and a
+        // send once mail is on replaces it.
+        let code = match links {
+            Some(links) => self.link_code(
                 CodePurpose::EmailVerification,
                 MailTemplate::AccountVerification,
                 &links.verify_email,
                 None,
-            )
-        });
+            ),
+            None => NewCode {
+                delivery: Delivery::Returned,
+                ..self.link_code(
+                    CodePurpose::EmailVerification,
+                    MailTemplate::AccountVerification,
+                    "",
+                    None,
+                )
+            },
+        };
         let attempt = self.account_message(links.map(|links| links.forgot_password.as_str()));
         let command = SignUp {
             user: CreateUser {
@@ -102,7 +113,7 @@ impl Enroll {
                 state: UserState::Registered,
                 // Saved for later emails; the first one follows it too.
                 locale: new.locale.clone().or(new.browser_locale.clone()),
-                code,
+                code: Some(code),
                 user_action: None,
                 now: self.clock.now(),
                 policy: self.policy,
@@ -182,10 +193,9 @@ impl Enroll {
             })
             .await;
         match recorded {
+            // A success does not clear the client's failures: one account of its own must not
+            // let a client guess at the others.
             Ok(recorded) => {
-                if let Some(client) = client {
-                    self.client_failures.forget(client);
-                }
                 Ok(self.session_answer(recorded.user, &recorded.session, refresh_token))
             }
             Err(error) => {

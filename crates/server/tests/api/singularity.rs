@@ -254,6 +254,10 @@ async fn with_mail_switched_off_sends_are_refused_with_503() {
     })
     .await;
     let (access, _) = signed_in(&app, "jane@example.com").await;
+    assert!(
+        !verified(&app, "jane@example.com").await,
+        "no email, and the address is not verified either"
+    );
     let reply = send_verification(&app, &access).await;
     assert_eq!(reply.status, 503);
     insta::assert_json_snapshot!("email_disabled", error_body(&reply));
