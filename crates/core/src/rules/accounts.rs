@@ -5,10 +5,10 @@ use serde_json::json;
 
 use super::{
     CodeUse, CreateUser, CreateUserState, Effect, NewCode, Plan, VerifyCode, VerifyCodeState,
-    create_user, issue_effects, record, verify_code,
+    create_user, issue_effects, record, supersede, verify_code,
 };
 use crate::clock::Timestamp;
-use crate::code::{CodePurpose, CodeState};
+use crate::code::CodePurpose;
 use crate::email::EmailAddress;
 use crate::error::Error;
 use crate::ids::{MessageId, OrgId, UserId};
@@ -316,13 +316,7 @@ pub fn request_password_reset(
     };
     let mut user = user.clone();
     let mut effects = Vec::new();
-    if let Some(previous) = &state.active_code {
-        effects.push(Effect::UpdateCode {
-            id: previous.id.clone(),
-            state: CodeState::Superseded,
-            failed_attempts: previous.failed_attempts,
-        });
-    }
+    effects.extend(supersede(state.active_code.as_ref()));
     let locale = choose_locale(
         command.code.locale.as_ref(),
         user.locale.as_ref(),
@@ -415,7 +409,7 @@ mod tests {
 
     use super::super::tests::{NOW, org, pending_user, prepared};
     use super::*;
-    use crate::code::CodeHasher;
+    use crate::code::{CodeHasher, CodeState};
     use crate::ids::TokenId;
     use crate::model::{TokenKind, UserKind, UserState};
 

@@ -345,6 +345,15 @@ fn issue_effects(
     effects
 }
 
+/// The write that voids the active code a new one replaces.
+fn supersede(active: Option<&CodeRecord>) -> Option<Effect> {
+    active.map(|previous| Effect::UpdateCode {
+        id: previous.id.clone(),
+        state: CodeState::Superseded,
+        failed_attempts: previous.failed_attempts,
+    })
+}
+
 /// Locale chain: explicit → user's → organisation default (→ `en` inside the org default).
 fn resolve_locale(explicit: Option<&Locale>, user: &User, org: Option<&Org>) -> Locale {
     explicit
@@ -469,13 +478,7 @@ pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssue
     }
     let mut user = user.clone();
     let mut effects = Vec::new();
-    if let Some(previous) = &state.active_code {
-        effects.push(Effect::UpdateCode {
-            id: previous.id.clone(),
-            state: CodeState::Superseded,
-            failed_attempts: previous.failed_attempts,
-        });
-    }
+    effects.extend(supersede(state.active_code.as_ref()));
     let locale = resolve_locale(command.locale.as_ref(), &user, state.org.as_ref());
     let code = NewCode {
         locale: command.locale.clone(),
@@ -794,13 +797,7 @@ pub fn update_email(state: &UpdateEmailState, command: &UpdateEmail) -> Plan<Ema
             retry_after: now.until(until),
         });
     }
-    if let Some(previous) = active {
-        effects.push(Effect::UpdateCode {
-            id: previous.id.clone(),
-            state: CodeState::Superseded,
-            failed_attempts: previous.failed_attempts,
-        });
-    }
+    effects.extend(supersede(active));
     match code {
         Some(code) => {
             let subject = command.cooldown_subject(&user);

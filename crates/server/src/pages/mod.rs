@@ -51,6 +51,31 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// Renders `template` (HTML-escaped) into a page answered with `status`; a page that fails
+/// to render is logged and answered with a plain apology.
+fn render(
+    template: &str,
+    context: minijinja::Value,
+    status: axum::http::StatusCode,
+    retry_after: Option<u64>,
+) -> Response {
+    let mut environment = minijinja::Environment::new();
+    environment.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    let html = environment
+        .render_str(template, context)
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "a page did not render");
+            "<!doctype html><title>enroll</title><p>The page could not be shown.</p>".to_owned()
+        });
+    let mut response = page(status, html);
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, seconds.into());
+    }
+    response
+}
+
 /// The headers every page carries.
 fn page(status: axum::http::StatusCode, html: String) -> Response {
     let mut response = (status, Html(html)).into_response();

@@ -162,9 +162,11 @@ async fn render(
         Outcome::Cooldown(seconds) => seconds,
         _ => 0,
     };
-    let mut environment = minijinja::Environment::new();
-    environment.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
-    let rendered = environment.render_str(
+    let retry_after = match outcome {
+        Outcome::Cooldown(seconds) => Some(seconds),
+        _ => None,
+    };
+    super::render(
         PAGE,
         minijinja::context! {
             lang => language.tag(),
@@ -176,18 +178,9 @@ async fn render(
             path => PATH,
             resend_path => RESEND_PATH,
         },
-    );
-    let html = rendered.unwrap_or_else(|error| {
-        tracing::error!(%error, "the verification page did not render");
-        "<!doctype html><title>enroll</title><p>The page could not be shown.</p>".to_owned()
-    });
-    let mut response = super::page(outcome.status(), html);
-    if let Outcome::Cooldown(seconds) = outcome {
-        response
-            .headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, seconds.into());
-    }
-    response
+        outcome.status(),
+        retry_after,
+    )
 }
 
 const PAGE: &str = r#"<!doctype html>

@@ -53,9 +53,7 @@ pub async fn register(
 ) -> Result<Response, SingularityError> {
     let Json(body) = body?;
     let Query(query) = query?;
-    let email = EmailAddress::parse(&body.email).map_err(|error| {
-        SingularityError::invalid_request(format!("Invalid email format: {error}"))
-    })?;
+    let email = EmailAddress::parse(&body.email)?;
     let face = &state.singularity;
     let new = NewAccount {
         org_id: face.org_id.clone(),

@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use enroll_core::Error;
+use enroll_core::email::EmailError;
 use enroll_core::error::retry_after_seconds;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -153,6 +154,13 @@ impl SingularityError {
             ),
             other => other.into(),
         }
+    }
+}
+
+/// A bad address in a request, as Singularity's validation answers it.
+impl From<EmailError> for SingularityError {
+    fn from(error: EmailError) -> Self {
+        Self::invalid_request(format!("Invalid email format: {error}"))
     }
 }
 

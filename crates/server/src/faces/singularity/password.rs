@@ -41,9 +41,7 @@ pub async fn request(
 ) -> Result<Json<wire::SendEmailResponse>, SingularityError> {
     let Json(body) = body?;
     let Query(query) = query?;
-    let email = EmailAddress::parse(&body.email).map_err(|error| {
-        SingularityError::invalid_request(format!("Invalid email format: {error}"))
-    })?;
+    let email = EmailAddress::parse(&body.email)?;
     let face = &state.singularity;
     state
         .enroll
@@ -83,10 +81,7 @@ pub async fn cooldown(
         .email
         .as_deref()
         .map(EmailAddress::parse)
-        .transpose()
-        .map_err(|error| {
-            SingularityError::invalid_request(format!("Invalid email format: {error}"))
-        })?
+        .transpose()?
         .ok_or_else(|| SingularityError::invalid_request("The email parameter is required."))?;
     let status = state
         .enroll
