@@ -24,8 +24,11 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterBody {
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// The device's description; accepted and not kept, as Singularity does.
     #[serde(default)]
@@ -69,7 +72,10 @@ pub async fn register(
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginBody {
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    /// At least 8 characters, not among the most common passwords, not containing the address.
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
     #[serde(default)]
     #[allow(dead_code, reason = "accepted for Singularity clients, not used")]

@@ -79,8 +79,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LocaleQuery {
-    /// The language of the email (`en`, `de`, `fr`); else the user's, the browser's, the
-    /// organisation's.
+    /// The language of the email (`en`, `de`, `fr`); else (or when empty) the user's, the
+    /// browser's, the organisation's.
+    #[param(pattern = r"^([A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?)?$")]
     locale: Option<String>,
 }
 

@@ -19,6 +19,7 @@ use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct ResetRequestBody {
+    #[schema(format = Email, max_length = 254)]
     email: String,
 }
 
@@ -62,6 +63,7 @@ pub async fn request(
 #[into_params(parameter_in = Query)]
 pub struct CooldownQuery {
     /// The address asked about.
+    #[param(format = Email, max_length = 254)]
     email: Option<String>,
 }
 
@@ -100,6 +102,7 @@ pub async fn cooldown(
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResetBody {
+    #[schema(min_length = 8, max_length = 128)]
     new_password: String,
 }
 
