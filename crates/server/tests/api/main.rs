@@ -15,6 +15,7 @@ mod mail;
 mod ops;
 mod pages;
 mod sdk;
+mod secrets;
 mod singularity;
 mod zitadel;
 mod zitadel_wire;
