@@ -44,6 +44,16 @@ pub struct SessionClaims {
     pub session_id: TokenId,
 }
 
+/// A password login's refresh token: which session it renews. Only the newest of a session
+/// is stored (as a digest); an older one that verifies was copied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshClaims {
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    pub session_id: TokenId,
+}
+
 /// The temporary token of a registration: which user, which code, which challenge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -124,6 +134,7 @@ macro_rules! token_body {
 
 token_body!(AccessClaims, "Auth");
 token_body!(SessionClaims, "Access");
+token_body!(RefreshClaims, "Refresh");
 token_body!(RegistrationClaims, "Temp");
 token_body!(LoginClaims, "LoginChallenge");
 token_body!(ActionChallengeClaims, "ActionChallenge");

@@ -20,7 +20,7 @@ use crate::rules::{
     login_throttled, reset_code_check,
 };
 use crate::secret::TokenSecret;
-use crate::token::{Refused, SessionClaims};
+use crate::token::{RefreshClaims, Refused, SessionClaims};
 
 use super::{Enroll, SealedContent};
 
@@ -210,40 +210,48 @@ impl Enroll {
     }
 
     /// A new access token and refresh token for a refresh token, which stops working. A
-    /// refresh token used twice means it was copied: the session ends.
+    /// refresh token of ours presented after it was replaced was copied: the session ends.
+    /// Anything else that is not the current refresh token is refused and changes nothing.
     pub async fn refresh_session(&self, refresh_token: &str) -> Result<Session> {
         let now = self.clock.now();
-        let (id, _) = refresh_token
-            .trim()
-            .split_once('.')
-            .and_then(|(id, secret)| Some((TokenId::parse(id)?, secret)))
-            .ok_or(Error::Unauthenticated)?;
-        let presented = TokenSecret::from_presented(refresh_token.trim()).digest();
+        let refresh_token = refresh_token.trim();
+        let opened = self
+            .tokens
+            .open_checked::<RefreshClaims>(refresh_token, now)
+            .map_err(|refused| match refused {
+                Refused::Expired => Error::TokenExpired,
+                Refused::Invalid => Error::Unauthenticated,
+            })?;
+        let id = &opened.body.session_id;
         let session = self
             .store
-            .token(&id)
+            .token(id)
             .await?
-            .filter(|token| token.kind == TokenKind::Session && token.is_live(now))
+            .filter(|token| {
+                token.kind == TokenKind::Session
+                    && token.is_live(now)
+                    && token.user_id.as_ref() == Some(&opened.body.user_id)
+            })
             .ok_or(Error::Unauthenticated)?;
-        let user_id = session.user_id.clone().ok_or(Error::Unauthenticated)?;
-        let renewed = TokenSecret::from_presented(&format!(
-            "{id}.{}",
-            crate::code::CodeSecret::generate_link_secret().expose()
-        ));
+        let renewed = self.refresh_token_for(&session, now);
+        let presented = TokenSecret::from_presented(refresh_token).digest();
+        let renewed_digest = TokenSecret::from_presented(&renewed).digest();
         if !self
             .store
-            .rotate_token(&id, &presented, &renewed.digest(), now)
+            .rotate_token(id, &presented, &renewed_digest, now)
             .await?
         {
-            self.store.revoke_tokens(&user_id, Some(&id), now).await?;
+            self.store
+                .revoke_tokens(&opened.body.user_id, Some(id), now)
+                .await?;
             return Err(Error::Unauthenticated);
         }
         let user = self
             .store
-            .user(&user_id)
+            .user(&opened.body.user_id)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        Ok(self.session_answer(user, &session, renewed.expose().to_owned()))
+        Ok(self.session_answer(user, &session, renewed))
     }
 
     /// Who presents this access token, if its session is live: a password login's caller.
@@ -505,23 +513,34 @@ impl Enroll {
     /// the same), and its refresh token.
     fn new_session(&self, org_id: &OrgId, user_id: Option<&UserId>) -> (AccessToken, String) {
         let now = self.clock.now();
-        let id = TokenId::generate();
-        let refresh = TokenSecret::from_presented(&format!(
-            "{id}.{}",
-            CodeSecret::generate_link_secret().expose()
-        ));
-        let session = AccessToken {
-            id,
+        let mut session = AccessToken {
+            id: TokenId::generate(),
             org_id: org_id.clone(),
             user_id: Some(user_id.cloned().unwrap_or_else(UserId::generate)),
             kind: TokenKind::Session,
-            digest: refresh.digest(),
+            digest: [0; 32],
             permissions: Vec::new(),
             created_at: now,
             expires_at: Some(now.plus(self.policy.session_ttl)),
             revoked_at: None,
         };
-        (session, refresh.expose().to_owned())
+        let refresh = self.refresh_token_for(&session, now);
+        session.digest = TokenSecret::from_presented(&refresh).digest();
+        (session, refresh)
+    }
+
+    /// A new refresh token of `session`: signed, so that a copy presented after its
+    /// replacement is known for one of ours; the session stores only its digest.
+    fn refresh_token_for(&self, session: &AccessToken, now: Timestamp) -> String {
+        let claims = RefreshClaims {
+            org_id: session.org_id.clone(),
+            user_id: session.user_id.clone().unwrap_or_else(UserId::generate),
+            session_id: session.id.clone(),
+        };
+        let expires_at = session.expires_at.unwrap_or(now);
+        // A fresh id makes every refresh token of a session a different one.
+        self.tokens
+            .issue(TokenId::generate().as_str(), claims, now, expires_at)
     }
 
     fn session_answer(&self, user: User, session: &AccessToken, refresh_token: String) -> Session {

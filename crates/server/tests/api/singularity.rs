@@ -433,7 +433,22 @@ async fn sessions_live_in_http_only_cookies_and_logout_ends_them() {
 #[tokio::test]
 async fn a_refresh_token_works_once_and_its_reuse_ends_the_session() {
     let app = TestApp::spawn().await;
-    let (_, refresh) = signed_in(&app, "jane@example.com").await;
+    let (access, refresh) = signed_in(&app, "jane@example.com").await;
+    // Something that is not one of our refresh tokens is refused and ends nothing.
+    for wrong in [access.as_str(), "not a token", &app.admin_token] {
+        let reply = app
+            .post(
+                "/api/auth/refresh",
+                String::new(),
+                &[("authorization", &bearer(wrong))],
+            )
+            .await;
+        assert_eq!(error_body(&reply)["code"], "REFRESH_TOKEN_INVALID");
+    }
+    let me = app
+        .get_with("/api/users/me", &[("authorization", &bearer(&access))])
+        .await;
+    assert_eq!(me.status, 200, "the session lives on");
     let renewed = app
         .post(
             "/api/auth/refresh",
@@ -477,6 +492,17 @@ async fn a_refresh_token_works_once_and_its_reuse_ends_the_session() {
 
     let missing = app.post("/api/auth/refresh", String::new(), &[]).await;
     assert_eq!(error_body(&missing)["code"], "REFRESH_TOKEN_MISSING");
+
+    let (_, refresh) = signed_in(&app, "sam@example.com").await;
+    app.clock.advance(Duration::from_secs(24 * 3600));
+    let expired = app
+        .post(
+            "/api/auth/refresh",
+            String::new(),
+            &[("authorization", &bearer(&refresh))],
+        )
+        .await;
+    assert_eq!(error_body(&expired)["code"], "REFRESH_TOKEN_EXPIRED");
 }
 
 #[tokio::test]
