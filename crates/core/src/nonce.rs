@@ -1,8 +1,19 @@
 //! Request nonces: fresh by date, single use by a unique key in the store.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use serde::Deserialize;
+
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
+
+/// What older Dfns SDKs put in `X-DFNS-NONCE`, base64url-encoded.
+#[derive(Deserialize)]
+struct NonceBody {
+    uuid: String,
+    date: String,
+}
 
 /// A nonce a client sent: a random key and the date it was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +23,21 @@ pub struct Nonce {
 }
 
 impl Nonce {
+    /// Reads `X-DFNS-NONCE`: `base64url(JSON {"uuid", "date"})`, padded or not.
+    pub fn from_header(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.trim_end_matches('='))
+            .or_else(|_| URL_SAFE.decode(text))
+            .map_err(|_| Error::NonceInvalid)?;
+        let body: NonceBody = serde_json::from_slice(&bytes).map_err(|_| Error::NonceInvalid)?;
+        let date = Timestamp::parse_rfc3339(&body.date).ok_or(Error::NonceInvalid)?;
+        Ok(Self {
+            key: body.uuid,
+            date,
+        })
+    }
+
     /// Refuses a key too short to be random, and a date outside the window around `now`.
     pub fn check(&self, now: Timestamp, policy: &Policy) -> Result<()> {
         let key_ok = (13..=128).contains(&self.key.len())

@@ -1,19 +1,9 @@
 //! The optional headers of older Dfns SDKs: `X-DFNS-NONCE` and `X-DFNS-APPID`.
 
 use axum::http::HeaderMap;
-use base64::Engine as _;
-use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use enroll_core::Error;
-use enroll_core::clock::Timestamp;
 use enroll_core::ids::AppId;
 use enroll_core::nonce::Nonce;
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct NonceBody {
-    uuid: String,
-    date: String,
-}
 
 /// `base64url(JSON {"uuid", "date"})`, padded or not; absent is fine (the current SDK sends
 /// none), malformed is not.
@@ -21,17 +11,8 @@ pub fn nonce(headers: &HeaderMap) -> Result<Option<Nonce>, Error> {
     let Some(value) = headers.get("x-dfns-nonce") else {
         return Ok(None);
     };
-    let text = value.to_str().map_err(|_| Error::NonceInvalid)?.trim();
-    let bytes = URL_SAFE_NO_PAD
-        .decode(text.trim_end_matches('='))
-        .or_else(|_| URL_SAFE.decode(text))
-        .map_err(|_| Error::NonceInvalid)?;
-    let body: NonceBody = serde_json::from_slice(&bytes).map_err(|_| Error::NonceInvalid)?;
-    let date = Timestamp::parse_rfc3339(&body.date).ok_or(Error::NonceInvalid)?;
-    Ok(Some(Nonce {
-        key: body.uuid,
-        date,
-    }))
+    let text = value.to_str().map_err(|_| Error::NonceInvalid)?;
+    Nonce::from_header(text).map(Some)
 }
 
 /// The app a request names, if any; a malformed id is an unknown app.
@@ -46,6 +27,9 @@ pub fn app_id(headers: &HeaderMap) -> Result<Option<AppId>, Error> {
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 
     use super::*;
 
