@@ -1,0 +1,344 @@
+//! Fault runs (reliability section b): the real `enroll` binary under load, killed with
+//! SIGKILL and restarted, relaying to a real SMTP server that outlives it. When the outbox has
+//! drained, a reconciler checks that nothing was lost: every acknowledged request's email is in
+//! the outbox, every outbox message ended as sent (and arrived), superseded or abandoned,
+//! nothing arrived that the outbox does not hold, duplicates stay within what was in flight at
+//! a kill, and no user has two active codes.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use enroll_core::code::CodeState;
+use enroll_core::ids::UserId;
+use enroll_core::model::{MessageState, MessageSummary};
+use enroll_core::ports::{MessageFilter, Store};
+use enroll_testkit::smtp::SmtpSink;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use crate::helpers::{Db, fresh_postgres_database};
+
+/// Messages a worker sends at once: what a kill can leave in flight, per kill.
+const MAIL_CONCURRENCY: usize = 8;
+
+struct Server {
+    data_dir: tempfile::TempDir,
+    database_url: Option<String>,
+    smtp_url: String,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn start(&mut self) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_enroll"));
+        command
+            .arg("serve")
+            .env("ENROLL_DATA_DIR", self.data_dir.path())
+            .env("ENROLL_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("ENROLL_SMTP_URL", &self.smtp_url)
+            .env("ENROLL_COOLDOWN_SECONDS", "0")
+            .env("ENROLL_MAIL_RETRY_BASE_MS", "200")
+            .env("ENROLL_MAIL_RETRY_MAX_MS", "1000")
+            .env("ENROLL_MAIL_CONCURRENCY", MAIL_CONCURRENCY.to_string())
+            .env("ENROLL_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(url) = &self.database_url {
+            command.env("ENROLL_DATABASE_URL", url);
+        }
+        self.child = Some(command.spawn().expect("the server starts"));
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client
+                .get(format!("{}/healthz", self.base()))
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the server did not come up");
+    }
+
+    /// SIGKILL: no shutdown, no flush, nothing but what was committed.
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("the server is killed");
+        }
+    }
+}
+
+/// Outcome of one request of the load: acknowledged (2xx), refused, or unknown (no answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Acknowledged,
+    Refused,
+    Unknown,
+}
+
+async fn free_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+async fn outbox_depth(client: &reqwest::Client, base: &str) -> Option<u64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|line| line.starts_with("outbox_depth "))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
+}
+
+async fn open_store(server: &Server) -> Arc<dyn Store> {
+    match &server.database_url {
+        Some(url) => Arc::new(
+            enroll_store_postgres::PostgresStore::connect(url, 4)
+                .await
+                .expect("the database opens"),
+        ),
+        None => Arc::new(
+            enroll_store_sqlite::SqliteStore::open(&server.data_dir.path().join("enroll.db"))
+                .await
+                .expect("the database opens"),
+        ),
+    }
+}
+
+fn bootstrap(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("bootstrap.json")).unwrap()).unwrap()
+}
+
+/// Resends under load from 16 clients, two kills with restarts, then the reconciliation.
+async fn kill_under_load(db: Db) {
+    let sink = SmtpSink::start().await;
+    let mut server = Server {
+        data_dir: tempfile::tempdir().unwrap(),
+        database_url: match db {
+            Db::Postgres => Some(fresh_postgres_database().await),
+            Db::Sqlite => None,
+        },
+        smtp_url: sink.url(),
+        port: free_port().await,
+        child: None,
+    };
+    server.start().await;
+    let admin = bootstrap(server.data_dir.path())["adminToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let base = server.base();
+    let mut users = Vec::new();
+    for index in 0..20 {
+        let added: Value = client
+            .post(format!("{base}/v2/users/human"))
+            .bearer_auth(&admin)
+            .json(&json!({
+                "profile": {"givenName": "Load", "familyName": format!("User {index}")},
+                "email": {"email": format!("load-{index}@example.com"), "returnCode": {}},
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        users.push(added["userId"].as_str().unwrap().to_owned());
+    }
+
+    let running = Arc::new(AtomicBool::new(true));
+    let log: Arc<Mutex<Vec<(String, Outcome)>>> = Arc::default();
+    let mut clients = Vec::new();
+    for worker in 0..16 {
+        let (client, base, admin, users) =
+            (client.clone(), base.clone(), admin.clone(), users.clone());
+        let (running, log) = (Arc::clone(&running), Arc::clone(&log));
+        clients.push(tokio::spawn(async move {
+            let mut turn = worker;
+            while running.load(Ordering::Relaxed) {
+                let user = &users[turn % users.len()];
+                turn += 7;
+                let answer = client
+                    .post(format!("{base}/v2/users/{user}/email/resend"))
+                    .bearer_auth(&admin)
+                    .json(&json!({ "sendCode": {} }))
+                    .send()
+                    .await;
+                let outcome = match answer {
+                    Ok(response) if response.status().is_success() => Outcome::Acknowledged,
+                    Ok(_) => Outcome::Refused,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Outcome::Unknown
+                    }
+                };
+                log.lock().await.push((user.clone(), outcome));
+            }
+        }));
+    }
+    let kills = 2;
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.kill().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.start().await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    running.store(false, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    // Drain: the outbox empties (messages claimed at a kill come back after their lease).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while outbox_depth(&client, &base).await != Some(0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the outbox did not drain"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill().await;
+
+    let store = open_store(&server).await;
+    let log = log.lock().await.clone();
+    reconcile(&store, &sink, &log, kills).await;
+}
+
+async fn reconcile(
+    store: &Arc<dyn Store>,
+    sink: &SmtpSink,
+    log: &[(String, Outcome)],
+    kills: usize,
+) {
+    let messages: Vec<MessageSummary> = store
+        .messages(&MessageFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|message| message.recipient.as_str().starts_with("load-"))
+        .collect();
+    let received = sink.messages();
+    let mut arrivals: HashMap<String, usize> = HashMap::new();
+    for mail in &received {
+        let id = mail
+            .message_id
+            .clone()
+            .expect("every email has a Message-ID");
+        *arrivals.entry(id).or_default() += 1;
+    }
+    let header_of = |message: &MessageSummary| format!("<{}@localhost.localdomain>", message.id);
+
+    // 1. Acknowledged ⇒ durable: each user has at least as many emails as acknowledged resends,
+    //    and at most that many plus the requests whose answer was lost.
+    let mut per_user: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (user, outcome) in log {
+        let entry = per_user.entry(user).or_default();
+        match outcome {
+            Outcome::Acknowledged => entry.0 += 1,
+            Outcome::Unknown => entry.1 += 1,
+            Outcome::Refused => {}
+        }
+    }
+    let mut lost_acknowledged = 0;
+    for (user, (acknowledged, unknown)) in &per_user {
+        let stored = messages
+            .iter()
+            .filter(|message| message.user_id.as_ref().map(UserId::as_str) == Some(user))
+            .count();
+        if stored < *acknowledged {
+            lost_acknowledged += acknowledged - stored;
+        }
+        assert!(
+            stored <= acknowledged + unknown,
+            "{user}: {stored} emails for {acknowledged} acknowledged and {unknown} unknown"
+        );
+    }
+    // 2. Outbox ⇒ mailbox: every message finished; every sent one arrived.
+    let unfinished = messages
+        .iter()
+        .filter(|message| matches!(message.state, MessageState::Queued | MessageState::Sending))
+        .count();
+    let lost_sent = messages
+        .iter()
+        .filter(|message| message.state == MessageState::Sent)
+        .filter(|message| !arrivals.contains_key(&header_of(message)))
+        .count();
+    // 3. Mailbox ⇒ outbox: nothing arrived that the outbox does not hold.
+    let known: std::collections::HashSet<String> = messages.iter().map(header_of).collect();
+    let phantom = arrivals.keys().filter(|id| !known.contains(*id)).count();
+    // 4. Duplicates: only of messages in flight at a kill.
+    let duplicates: usize = arrivals.values().map(|count| count - 1).sum();
+    // 5. At most one active code per user.
+    let mut active_codes = 0;
+    for user in per_user.keys() {
+        let states = store.codes(&UserId::parse(user).unwrap()).await.unwrap();
+        let active = states
+            .iter()
+            .filter(|code| code.state == CodeState::Active)
+            .count();
+        assert!(active <= 1, "{user} has {active} active codes");
+        active_codes += active;
+    }
+    let acknowledged: usize = per_user.values().map(|(ack, _)| ack).sum();
+    let unknown: usize = per_user.values().map(|(_, unknown)| unknown).sum();
+    let sent = messages
+        .iter()
+        .filter(|message| message.state == MessageState::Sent)
+        .count();
+    eprintln!(
+        "fault run: {} requests, {acknowledged} acknowledged, {unknown} unknown; {} emails in \
+         the outbox ({sent} sent), {} received, lost {}, phantom {phantom}, duplicates \
+         {duplicates}, unfinished {unfinished}, active codes {active_codes}",
+        log.len(),
+        messages.len(),
+        received.len(),
+        lost_acknowledged + lost_sent,
+    );
+    assert!(acknowledged > 0, "the load got answers");
+    assert_eq!(
+        lost_acknowledged, 0,
+        "acknowledged requests without their email"
+    );
+    assert_eq!(unfinished, 0, "messages left queued or sending");
+    assert_eq!(lost_sent, 0, "messages marked sent that never arrived");
+    assert_eq!(phantom, 0, "emails the outbox does not hold");
+    assert!(
+        duplicates <= kills * MAIL_CONCURRENCY,
+        "{duplicates} duplicates for {kills} kills"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_server_loses_no_email_on_sqlite() {
+    kill_under_load(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_killed_server_loses_no_email_on_postgres() {
+    kill_under_load(Db::Postgres).await;
+}
