@@ -19,6 +19,13 @@ pub enum Mode {
     PermFail,
     /// Closes every new connection at once, before the greeting.
     RefuseConnections,
+    /// `451` at `RCPT TO`: a temporary failure of one recipient.
+    TempFailRecipient,
+    /// Takes the whole message, then closes the connection before answering `250`: the
+    /// message arrived, but its sender cannot know, and sends it again.
+    DropBeforeOk,
+    /// Waits this long before every reply.
+    Tarpit(Duration),
 }
 
 /// One accepted message.
@@ -220,6 +227,8 @@ fn decode_words(value: &str) -> String {
 struct Shared {
     mode: Mutex<Mode>,
     messages: Mutex<Vec<ReceivedMail>>,
+    /// Messages taken in [`Mode::DropBeforeOk`], whose `250` never went out.
+    dropped: std::sync::atomic::AtomicUsize,
     connections: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -325,6 +334,13 @@ impl SmtpSink {
         self.shared.messages().clone()
     }
 
+    /// How many messages were taken without their `250` ([`Mode::DropBeforeOk`]).
+    pub fn dropped(&self) -> usize {
+        self.shared
+            .dropped
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Waits until at least `count` messages arrived or `timeout` passed; returns what arrived.
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<ReceivedMail> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -359,6 +375,9 @@ async fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             .next()
             .unwrap_or("")
             .to_ascii_uppercase();
+        if let Mode::Tarpit(delay) = shared.mode() {
+            tokio::time::sleep(delay).await;
+        }
         let reply: &[u8] = match verb.as_str() {
             "EHLO" => b"250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
             "HELO" => b"250 sink.test\r\n",
@@ -372,6 +391,9 @@ async fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 b"250 2.1.0 ok\r\n"
             }
             "RCPT" if shared.mode() == Mode::PermFail => b"550 5.1.1 no such mailbox\r\n",
+            "RCPT" if shared.mode() == Mode::TempFailRecipient => {
+                b"451 4.3.0 mailbox busy, try again later\r\n"
+            }
             "RCPT" => {
                 to.push(address(command));
                 b"250 2.1.5 ok\r\n"
@@ -396,6 +418,12 @@ async fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     data,
                 };
                 shared.messages().push(mail);
+                if shared.mode() == Mode::DropBeforeOk {
+                    shared
+                        .dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    return Ok(());
+                }
                 b"250 2.0.0 queued\r\n"
             }
             "RSET" => {

@@ -13,10 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use enroll_core::code::CodeState;
-use enroll_core::ids::UserId;
 use enroll_core::model::{MessageState, MessageSummary};
 use enroll_core::ports::{MessageFilter, Store};
-use enroll_testkit::smtp::SmtpSink;
+use enroll_testkit::smtp::{Mode, SmtpSink};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
@@ -128,8 +127,33 @@ fn bootstrap(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("bootstrap.json")).unwrap()).unwrap()
 }
 
-/// Resends under load from 16 clients, two kills with restarts, then the reconciliation.
-async fn kill_under_load(db: Db) {
+/// What the clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Resend email codes to 20 users, as fast as answers come (cooldown 0): most codes are
+    /// replaced before their email goes, which the worker must see.
+    Resends,
+    /// Add users with a code to send: one email each, none replaced.
+    NewUsers,
+}
+
+/// What goes wrong while the load runs.
+#[derive(Debug, Clone)]
+enum Fault {
+    /// SIGKILL, then a restart, this many times.
+    Kills(usize),
+    /// The SMTP server in each mode for its time, then accepting again.
+    Smtp(Vec<(Mode, Duration)>),
+}
+
+struct Run {
+    server: Server,
+    sink: SmtpSink,
+    log: Vec<(String, Outcome)>,
+    kills: usize,
+}
+
+async fn fault_run(db: Db, load: Load, fault: Fault) -> Run {
     let sink = SmtpSink::start().await;
     let mut server = Server {
         data_dir: tempfile::tempdir().unwrap(),
@@ -152,21 +176,24 @@ async fn kill_under_load(db: Db) {
         .unwrap();
     let base = server.base();
     let mut users = Vec::new();
-    for index in 0..20 {
-        let added: Value = client
-            .post(format!("{base}/v2/users/human"))
-            .bearer_auth(&admin)
-            .json(&json!({
-                "profile": {"givenName": "Load", "familyName": format!("User {index}")},
-                "email": {"email": format!("load-{index}@example.com"), "returnCode": {}},
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        users.push(added["userId"].as_str().unwrap().to_owned());
+    if load == Load::Resends {
+        for index in 0..20 {
+            let email = format!("load-{index}@example.com");
+            let added: Value = client
+                .post(format!("{base}/v2/users/human"))
+                .bearer_auth(&admin)
+                .json(&json!({
+                    "profile": {"givenName": "Load", "familyName": format!("User {index}")},
+                    "email": {"email": email, "returnCode": {}},
+                }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            users.push((added["userId"].as_str().unwrap().to_owned(), email));
+        }
     }
 
     let running = Arc::new(AtomicBool::new(true));
@@ -179,15 +206,29 @@ async fn kill_under_load(db: Db) {
         clients.push(tokio::spawn(async move {
             let mut turn = worker;
             while running.load(Ordering::Relaxed) {
-                let user = &users[turn % users.len()];
                 turn += 7;
-                let answer = client
-                    .post(format!("{base}/v2/users/{user}/email/resend"))
-                    .bearer_auth(&admin)
-                    .json(&json!({ "sendCode": {} }))
-                    .send()
-                    .await;
-                let outcome = match answer {
+                let (request, recipient) = match load {
+                    Load::Resends => {
+                        let (user, email) = &users[turn % users.len()];
+                        (
+                            client
+                                .post(format!("{base}/v2/users/{user}/email/resend"))
+                                .json(&json!({ "sendCode": {} })),
+                            email.clone(),
+                        )
+                    }
+                    Load::NewUsers => {
+                        let email = format!("load-{worker}-{turn}@example.com");
+                        (
+                            client.post(format!("{base}/v2/users/human")).json(&json!({
+                                "profile": {"givenName": "Load", "familyName": "User"},
+                                "email": {"email": email, "sendCode": {}},
+                            })),
+                            email,
+                        )
+                    }
+                };
+                let outcome = match request.bearer_auth(&admin).send().await {
                     Ok(response) if response.status().is_success() => Outcome::Acknowledged,
                     Ok(_) => Outcome::Refused,
                     Err(_) => {
@@ -195,25 +236,39 @@ async fn kill_under_load(db: Db) {
                         Outcome::Unknown
                     }
                 };
-                log.lock().await.push((user.clone(), outcome));
+                log.lock().await.push((recipient, outcome));
             }
         }));
     }
-    let kills = 2;
-    for _ in 0..kills {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        server.kill().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        server.start().await;
+    let mut kills = 0;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    match fault {
+        Fault::Kills(times) => {
+            for _ in 0..times {
+                server.kill().await;
+                kills += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                server.start().await;
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+            }
+        }
+        Fault::Smtp(modes) => {
+            for (mode, time) in modes {
+                sink.set_mode(mode);
+                sink.close_connections();
+                tokio::time::sleep(time).await;
+            }
+            sink.set_mode(Mode::Accept);
+        }
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     running.store(false, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();
     }
 
     // Drain: the outbox empties (messages claimed at a kill come back after their lease).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while outbox_depth(&client, &base).await != Some(0) {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -223,18 +278,25 @@ async fn kill_under_load(db: Db) {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.kill().await;
-
-    let store = open_store(&server).await;
     let log = log.lock().await.clone();
-    reconcile(&store, &sink, &log, kills).await;
+    Run {
+        server,
+        sink,
+        log,
+        kills,
+    }
 }
 
-async fn reconcile(
-    store: &Arc<dyn Store>,
-    sink: &SmtpSink,
-    log: &[(String, Outcome)],
-    kills: usize,
-) {
+/// What the reconciler found.
+#[derive(Debug)]
+struct Report {
+    abandoned: Vec<MessageSummary>,
+    duplicates: usize,
+}
+
+/// Checks the five "nothing lost" conditions against the database and the SMTP server.
+async fn reconcile(run: &Run) -> Report {
+    let store = open_store(&run.server).await;
     let messages: Vec<MessageSummary> = store
         .messages(&MessageFilter::default())
         .await
@@ -242,7 +304,7 @@ async fn reconcile(
         .into_iter()
         .filter(|message| message.recipient.as_str().starts_with("load-"))
         .collect();
-    let received = sink.messages();
+    let received = run.sink.messages();
     let mut arrivals: HashMap<String, usize> = HashMap::new();
     for mail in &received {
         let id = mail
@@ -253,29 +315,30 @@ async fn reconcile(
     }
     let header_of = |message: &MessageSummary| format!("<{}@localhost.localdomain>", message.id);
 
-    // 1. Acknowledged ⇒ durable: each user has at least as many emails as acknowledged resends,
-    //    and at most that many plus the requests whose answer was lost.
-    let mut per_user: HashMap<&str, (usize, usize)> = HashMap::new();
-    for (user, outcome) in log {
-        let entry = per_user.entry(user).or_default();
+    // 1. Acknowledged ⇒ durable: each address has at least as many emails as acknowledged
+    //    requests, and at most that many plus the requests whose answer was lost.
+    let mut per_address: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (address, outcome) in &run.log {
+        let entry = per_address.entry(address).or_default();
         match outcome {
             Outcome::Acknowledged => entry.0 += 1,
             Outcome::Unknown => entry.1 += 1,
             Outcome::Refused => {}
         }
     }
+    let mut stored_by_address: HashMap<&str, usize> = HashMap::new();
+    for message in &messages {
+        *stored_by_address
+            .entry(message.recipient.as_str())
+            .or_default() += 1;
+    }
     let mut lost_acknowledged = 0;
-    for (user, (acknowledged, unknown)) in &per_user {
-        let stored = messages
-            .iter()
-            .filter(|message| message.user_id.as_ref().map(UserId::as_str) == Some(user))
-            .count();
-        if stored < *acknowledged {
-            lost_acknowledged += acknowledged - stored;
-        }
+    for (address, (acknowledged, unknown)) in &per_address {
+        let stored = stored_by_address.get(address).copied().unwrap_or(0);
+        lost_acknowledged += acknowledged.saturating_sub(stored);
         assert!(
             stored <= acknowledged + unknown,
-            "{user}: {stored} emails for {acknowledged} acknowledged and {unknown} unknown"
+            "{address}: {stored} emails for {acknowledged} acknowledged and {unknown} unknown"
         );
     }
     // 2. Outbox ⇒ mailbox: every message finished; every sent one arrived.
@@ -291,35 +354,47 @@ async fn reconcile(
     // 3. Mailbox ⇒ outbox: nothing arrived that the outbox does not hold.
     let known: std::collections::HashSet<String> = messages.iter().map(header_of).collect();
     let phantom = arrivals.keys().filter(|id| !known.contains(*id)).count();
-    // 4. Duplicates: only of messages in flight at a kill.
+    // 4. Duplicates: only of messages in flight at a kill, or taken without their 250.
     let duplicates: usize = arrivals.values().map(|count| count - 1).sum();
     // 5. At most one active code per user.
-    let mut active_codes = 0;
-    for user in per_user.keys() {
-        let states = store.codes(&UserId::parse(user).unwrap()).await.unwrap();
-        let active = states
+    let mut users = 0;
+    for user_id in messages
+        .iter()
+        .filter_map(|message| message.user_id.as_ref())
+    {
+        let codes = store.codes(user_id).await.unwrap();
+        let active = codes
             .iter()
             .filter(|code| code.state == CodeState::Active)
             .count();
-        assert!(active <= 1, "{user} has {active} active codes");
-        active_codes += active;
+        assert!(active <= 1, "{user_id} has {active} active codes");
+        users += 1;
     }
-    let acknowledged: usize = per_user.values().map(|(ack, _)| ack).sum();
-    let unknown: usize = per_user.values().map(|(_, unknown)| unknown).sum();
-    let sent = messages
-        .iter()
-        .filter(|message| message.state == MessageState::Sent)
-        .count();
+    let count = |outcome| run.log.iter().filter(|(_, seen)| *seen == outcome).count();
+    let state_count = |state| {
+        messages
+            .iter()
+            .filter(|message| message.state == state)
+            .count()
+    };
     eprintln!(
-        "fault run: {} requests, {acknowledged} acknowledged, {unknown} unknown; {} emails in \
-         the outbox ({sent} sent), {} received, lost {}, phantom {phantom}, duplicates \
-         {duplicates}, unfinished {unfinished}, active codes {active_codes}",
-        log.len(),
+        "fault run: {} requests, {} acknowledged, {} unknown; {} emails in the outbox \
+         ({} sent, {} superseded, {} abandoned), {} received, lost {}, phantom {phantom}, \
+         duplicates {duplicates} ({} kills, {} dropped before 250), unfinished {unfinished}, \
+         {users} users' codes checked",
+        run.log.len(),
+        count(Outcome::Acknowledged),
+        count(Outcome::Unknown),
         messages.len(),
+        state_count(MessageState::Sent),
+        state_count(MessageState::Superseded),
+        state_count(MessageState::Abandoned),
         received.len(),
         lost_acknowledged + lost_sent,
+        run.kills,
+        run.sink.dropped(),
     );
-    assert!(acknowledged > 0, "the load got answers");
+    assert!(count(Outcome::Acknowledged) > 0, "the load got answers");
     assert_eq!(
         lost_acknowledged, 0,
         "acknowledged requests without their email"
@@ -328,17 +403,82 @@ async fn reconcile(
     assert_eq!(lost_sent, 0, "messages marked sent that never arrived");
     assert_eq!(phantom, 0, "emails the outbox does not hold");
     assert!(
-        duplicates <= kills * MAIL_CONCURRENCY,
-        "{duplicates} duplicates for {kills} kills"
+        duplicates <= run.kills * MAIL_CONCURRENCY + run.sink.dropped(),
+        "{duplicates} duplicates for {} kills and {} drops",
+        run.kills,
+        run.sink.dropped()
     );
+    Report {
+        abandoned: messages
+            .into_iter()
+            .filter(|message| message.state == MessageState::Abandoned)
+            .collect(),
+        duplicates,
+    }
 }
 
 #[tokio::test]
 async fn a_killed_server_loses_no_email_on_sqlite() {
-    kill_under_load(Db::Sqlite).await;
+    let run = fault_run(Db::Sqlite, Load::Resends, Fault::Kills(2)).await;
+    reconcile(&run).await;
 }
 
 #[tokio::test]
 async fn a_killed_server_loses_no_email_on_postgres() {
-    kill_under_load(Db::Postgres).await;
+    let run = fault_run(Db::Postgres, Load::Resends, Fault::Kills(2)).await;
+    reconcile(&run).await;
+}
+
+#[tokio::test]
+async fn a_killed_server_loses_no_new_users_email() {
+    let run = fault_run(Db::Sqlite, Load::NewUsers, Fault::Kills(1)).await;
+    reconcile(&run).await;
+}
+
+#[tokio::test]
+async fn smtp_down_under_load_delays_and_loses_nothing() {
+    let smtp_down = Fault::Smtp(vec![(Mode::RefuseConnections, Duration::from_secs(3))]);
+    let run = fault_run(Db::Sqlite, Load::NewUsers, smtp_down).await;
+    let report = reconcile(&run).await;
+    assert!(report.abandoned.is_empty(), "{:?}", report.abandoned);
+}
+
+#[tokio::test]
+async fn smtp_temporary_failures_are_retried() {
+    let temporary = Fault::Smtp(vec![
+        (Mode::TempFail, Duration::from_millis(1500)),
+        (Mode::TempFailRecipient, Duration::from_millis(1500)),
+        (
+            Mode::Tarpit(Duration::from_millis(200)),
+            Duration::from_millis(1000),
+        ),
+    ]);
+    let run = fault_run(Db::Sqlite, Load::NewUsers, temporary).await;
+    let report = reconcile(&run).await;
+    assert!(report.abandoned.is_empty(), "{:?}", report.abandoned);
+}
+
+#[tokio::test]
+async fn smtp_permanent_failures_are_abandoned_with_their_reason() {
+    let permanent = Fault::Smtp(vec![(Mode::PermFail, Duration::from_millis(1000))]);
+    let run = fault_run(Db::Sqlite, Load::NewUsers, permanent).await;
+    let report = reconcile(&run).await;
+    assert!(!report.abandoned.is_empty(), "the 550s were abandoned");
+    for message in &report.abandoned {
+        assert_eq!(message.attempts, 1, "a 550 is not retried");
+        let reason = message.last_error.as_deref().unwrap_or_default();
+        assert!(reason.contains("550"), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn smtp_dropping_before_250_duplicates_only_those_messages() {
+    let dropping = Fault::Smtp(vec![(Mode::DropBeforeOk, Duration::from_millis(1500))]);
+    let run = fault_run(Db::Sqlite, Load::NewUsers, dropping).await;
+    assert!(
+        run.sink.dropped() > 0,
+        "messages were dropped before their 250"
+    );
+    let report = reconcile(&run).await;
+    assert!(report.duplicates <= run.sink.dropped());
 }
