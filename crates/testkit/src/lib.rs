@@ -2,4 +2,5 @@
 
 pub mod conformance;
 pub mod keys;
+pub mod proxy;
 pub mod smtp;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use enroll_core::code::CodeState;
 use enroll_core::model::{MessageState, MessageSummary};
 use enroll_core::ports::{MessageFilter, Store};
+use enroll_testkit::proxy::{FaultProxy, ProxyMode};
 use enroll_testkit::smtp::{Mode, SmtpSink};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -28,6 +29,8 @@ const MAIL_CONCURRENCY: usize = 8;
 struct Server {
     data_dir: tempfile::TempDir,
     database_url: Option<String>,
+    /// The database as the reconciler reaches it (not through a fault proxy).
+    reconcile_url: Option<String>,
     smtp_url: String,
     port: u16,
     child: Option<Child>,
@@ -84,7 +87,8 @@ impl Server {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Acknowledged,
-    Refused,
+    /// An answer other than 2xx, with its status.
+    Refused(u16),
     Unknown,
 }
 
@@ -109,7 +113,7 @@ async fn outbox_depth(client: &reqwest::Client, base: &str) -> Option<u64> {
 }
 
 async fn open_store(server: &Server) -> Arc<dyn Store> {
-    match &server.database_url {
+    match &server.reconcile_url {
         Some(url) => Arc::new(
             enroll_store_postgres::PostgresStore::connect(url, 4)
                 .await
@@ -144,23 +148,42 @@ enum Fault {
     Kills(usize),
     /// The SMTP server in each mode for its time, then accepting again.
     Smtp(Vec<(Mode, Duration)>),
+    /// The connection to PostgreSQL, through a fault proxy, in each mode for its time.
+    Database(Vec<(ProxyMode, Duration)>),
 }
 
 struct Run {
     server: Server,
     sink: SmtpSink,
+    /// Between the server and PostgreSQL, for database faults.
+    _proxy: Option<FaultProxy>,
     log: Vec<(String, Outcome)>,
     kills: usize,
 }
 
 async fn fault_run(db: Db, load: Load, fault: Fault) -> Run {
     let sink = SmtpSink::start().await;
+    let database_url = match db {
+        Db::Postgres => Some(fresh_postgres_database().await),
+        Db::Sqlite => None,
+    };
+    // The server reaches PostgreSQL through the proxy; the reconciler, directly.
+    let proxy = match (&fault, &database_url) {
+        (Fault::Database(_), Some(_)) => {
+            Some(FaultProxy::start("127.0.0.1:5432".parse().unwrap()).await)
+        }
+        _ => None,
+    };
+    let served_url = match (&proxy, &database_url) {
+        (Some(proxy), Some(url)) => {
+            Some(url.replace("127.0.0.1:5432", &proxy.address().to_string()))
+        }
+        (_, url) => url.clone(),
+    };
     let mut server = Server {
         data_dir: tempfile::tempdir().unwrap(),
-        database_url: match db {
-            Db::Postgres => Some(fresh_postgres_database().await),
-            Db::Sqlite => None,
-        },
+        database_url: served_url,
+        reconcile_url: database_url,
         smtp_url: sink.url(),
         port: free_port().await,
         child: None,
@@ -230,7 +253,7 @@ async fn fault_run(db: Db, load: Load, fault: Fault) -> Run {
                 };
                 let outcome = match request.bearer_auth(&admin).send().await {
                     Ok(response) if response.status().is_success() => Outcome::Acknowledged,
-                    Ok(_) => Outcome::Refused,
+                    Ok(response) => Outcome::Refused(response.status().as_u16()),
                     Err(_) => {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         Outcome::Unknown
@@ -260,6 +283,15 @@ async fn fault_run(db: Db, load: Load, fault: Fault) -> Run {
             }
             sink.set_mode(Mode::Accept);
         }
+        Fault::Database(modes) => {
+            let proxy = proxy.as_ref().expect("a proxy for database faults");
+            for (mode, time) in modes {
+                proxy.set_mode(mode);
+                proxy.cut_connections();
+                tokio::time::sleep(time).await;
+            }
+            proxy.set_mode(ProxyMode::Pass);
+        }
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     running.store(false, Ordering::Relaxed);
@@ -282,6 +314,7 @@ async fn fault_run(db: Db, load: Load, fault: Fault) -> Run {
     Run {
         server,
         sink,
+        _proxy: proxy,
         log,
         kills,
     }
@@ -316,14 +349,18 @@ async fn reconcile(run: &Run) -> Report {
     let header_of = |message: &MessageSummary| format!("<{}@localhost.localdomain>", message.id);
 
     // 1. Acknowledged ⇒ durable: each address has at least as many emails as acknowledged
-    //    requests, and at most that many plus the requests whose answer was lost.
+    //    requests, and at most that many plus the requests whose outcome is unknown; a
+    //    request refused with a 4xx left nothing.
     let mut per_address: HashMap<&str, (usize, usize)> = HashMap::new();
     for (address, outcome) in &run.log {
         let entry = per_address.entry(address).or_default();
         match outcome {
             Outcome::Acknowledged => entry.0 += 1,
+            // A 5xx may answer a commit whose acknowledgement the database connection lost:
+            // its outcome is as unknown to the server as no answer is to the client.
             Outcome::Unknown => entry.1 += 1,
-            Outcome::Refused => {}
+            Outcome::Refused(status) if *status >= 500 => entry.1 += 1,
+            Outcome::Refused(_) => {}
         }
     }
     let mut stored_by_address: HashMap<&str, usize> = HashMap::new();
@@ -481,4 +518,34 @@ async fn smtp_dropping_before_250_duplicates_only_those_messages() {
     );
     let report = reconcile(&run).await;
     assert!(report.duplicates <= run.sink.dropped());
+}
+
+/// The database unreachable for 3 s, then refusing mid-stream: requests fail with 503 (never a
+/// 500), the service recovers without a restart, and nothing acknowledged is lost.
+#[tokio::test]
+async fn a_database_outage_answers_503_and_loses_nothing() {
+    let outage = Fault::Database(vec![
+        (ProxyMode::Refuse, Duration::from_secs(3)),
+        (ProxyMode::ResetAfter(200), Duration::from_millis(500)),
+    ]);
+    let run = fault_run(Db::Postgres, Load::NewUsers, outage).await;
+    let statuses: Vec<u16> = run
+        .log
+        .iter()
+        .filter_map(|(_, outcome)| match outcome {
+            Outcome::Refused(status) => Some(*status),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        statuses.contains(&503),
+        "the outage was answered: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|status| *status == 503),
+        "only 503 during the outage: {statuses:?}"
+    );
+    let last = run.log.last().map(|(_, outcome)| *outcome);
+    assert_eq!(last, Some(Outcome::Acknowledged), "the service recovered");
+    reconcile(&run).await;
 }
