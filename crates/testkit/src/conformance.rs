@@ -1573,6 +1573,49 @@ pub async fn purge_nonces_forgets_old_ones(store: Arc<dyn Store>) {
 // Verification under concurrency, and apps
 // ---------------------------------------------------------------------------------------------
 
+/// Reliability row 9: many wrong guesses at once at one code are evaluated no more than the
+/// attempts a code allows; the rest meet a dead code, and none fails otherwise.
+pub async fn concurrent_wrong_guesses_are_counted_up_to_the_limit(store: Arc<dyn Store>) {
+    let h = Arc::new(Harness::new(store));
+    let acme = h.org("Acme").await;
+    let created = h.user(&acme, "jane").await;
+    let code = h.code(&created.message_id).await;
+    h.warm_up().await;
+    let results = all_at_once(64, |_| {
+        let h = Arc::clone(&h);
+        let org = acme.id.clone();
+        async move { h.verify(&org, "jane", WRONG_CODE, CodeUse::Consume).await }
+    })
+    .await;
+    let limit = h.enroll.policy().max_failed_attempts as usize;
+    let evaluated = results
+        .iter()
+        .filter(|result| matches!(result, Err(Error::CodeInvalid)))
+        .count();
+    let dead = results
+        .iter()
+        .filter(|result| matches!(result, Err(Error::CodeExhausted)))
+        .count();
+    assert_eq!(
+        (evaluated, dead),
+        (limit, 64 - limit),
+        "{:?}",
+        results.iter().map(describe).collect::<Vec<_>>()
+    );
+    let codes = h.store.codes(&created.user.id).await.expect("codes");
+    assert_eq!(codes[0].failed_attempts as usize, limit);
+    assert_eq!(codes[0].state, CodeState::Exhausted);
+    assert!(matches!(
+        h.verify(&acme.id, "jane", &code, CodeUse::Consume).await,
+        Err(Error::CodeExhausted)
+    ));
+    assert_eq!(
+        h.count_events(&created.user.id, "user.code.failed").await + 1,
+        limit,
+        "one event per evaluated guess, the last one exhausting"
+    );
+}
+
 pub async fn concurrent_consumes_admit_one(store: Arc<dyn Store>) {
     let h = Arc::new(Harness::new(store));
     let acme = h.org("Acme").await;
@@ -2446,6 +2489,7 @@ macro_rules! conformance_suite {
             nonces_are_recorded_when_the_request_is_refused,
             purge_nonces_forgets_old_ones,
             concurrent_consumes_admit_one,
+            concurrent_wrong_guesses_are_counted_up_to_the_limit,
             apps_are_checked,
             claims_lease_messages,
             concurrent_claimers_never_share,

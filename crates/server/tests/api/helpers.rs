@@ -18,6 +18,10 @@ use enroll_testkit::smtp::SmtpSink;
 use serde_json::Value;
 use sqlx::Connection as _;
 
+/// Held by the tests that load the machine (fault runs) and by those that measure time, so
+/// that they do not run at once.
+pub static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
     Sqlite,
