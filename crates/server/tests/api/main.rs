@@ -10,6 +10,7 @@
 mod cli;
 mod dfns_auth;
 mod dfns_resend;
+mod enumeration;
 mod faults;
 mod helpers;
 mod mail;
