@@ -84,23 +84,15 @@ impl Enroll {
         let user_id = UserId::generate();
         // With mail off the code is made but not sent: the address stays unverified, and a
         // send once mail is on replaces it.
-        let code = match links {
-            Some(links) => self.link_code(
-                CodePurpose::EmailVerification,
-                MailTemplate::AccountVerification,
-                &links.verify_email,
-                None,
-            ),
-            None => NewCode {
-                delivery: Delivery::Returned,
-                ..self.link_code(
-                    CodePurpose::EmailVerification,
-                    MailTemplate::AccountVerification,
-                    "",
-                    None,
-                )
-            },
-        };
+        let mut code = self.link_code(
+            CodePurpose::EmailVerification,
+            MailTemplate::AccountVerification,
+            links.map_or("", |links| &links.verify_email),
+            None,
+        );
+        if links.is_none() {
+            code.delivery = Delivery::Returned;
+        }
         let attempt = self.account_message(links.map(|links| links.forgot_password.as_str()));
         let command = SignUp {
             user: CreateUser {

@@ -345,7 +345,7 @@ const TEMPLATE: &str = r#"<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
-{%- set show_form = outcome in ["form", "rejected"] or (page == "reset" and outcome == "form") %}
+{%- set show_form = outcome in ["form", "rejected"] %}
 {%- if outcome == "verified" %}{% set title = t.verified_title %}{% set body = t.verified_body %}
 {%- elif outcome == "already-verified" %}{% set title = t.already_title %}{% set body = t.already_body %}
 {%- elif outcome == "invalid" and page == "verify" %}{% set title = t.verify_invalid_title %}{% set body = t.verify_invalid_body %}
