@@ -76,6 +76,41 @@ pub enum Error {
 }
 
 impl Error {
+    /// A stable name for the error, for logs and the security event log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::OrgNotFound => "org_not_found",
+            Self::UserNotFound => "user_not_found",
+            Self::UserExists => "user_exists",
+            Self::AlreadyRegistered => "already_registered",
+            Self::EmailAlreadyVerified => "email_already_verified",
+            Self::NoCodePending => "no_code_pending",
+            Self::EmailUnchanged => "email_unchanged",
+            Self::Cooldown { .. } => "cooldown",
+            Self::CodeInvalid => "code_invalid",
+            Self::CodeExpired => "code_expired",
+            Self::CodeExhausted => "code_locked",
+            Self::NonceInvalid => "nonce_invalid",
+            Self::NonceReused => "nonce_replayed",
+            Self::UnknownApp => "app_rejected",
+            Self::PermissionDenied { .. } => "permission_denied",
+            Self::Unauthenticated => "unauthenticated",
+            Self::TokenExpired => "token_expired",
+            Self::SignatureInvalid => "signature_invalid",
+            Self::ChallengeInvalid => "challenge_invalid",
+            Self::NoCredential => "no_credential",
+            Self::UserActionInvalid => "user_action_invalid",
+            Self::UserActionReused => "user_action_replayed",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::LoginThrottled { .. } => "login_throttled",
+            Self::PasswordRejected(_) => "password_rejected",
+            Self::MailDisabled => "mail_disabled",
+            Self::Invalid(_) => "invalid_input",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal { .. } => "internal",
+        }
+    }
+
     pub fn internal(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Self::Internal {
             context: context.into(),

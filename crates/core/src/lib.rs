@@ -5,6 +5,7 @@
 //! The rules are pure decisions ([`rules`]): a store loads the state a command needs, calls the
 //! decision inside one transaction, and applies the writes it returns.
 
+pub mod audit;
 pub mod clock;
 pub mod code;
 pub mod credential;

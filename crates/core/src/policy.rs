@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::code::CodePurpose;
+use crate::throttle::Limit;
 
 /// NIST SP 800-63A-4 §5.1.6: an enrollment code sent by email lives at most 24 hours.
 pub const MAX_CODE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -31,6 +32,26 @@ pub struct Policy {
     /// Failed logins from one client address within the window (several people may share
     /// one, so more than per account).
     pub login_max_failures_per_client: u32,
+    /// Emails of one purpose to one address within a window…
+    pub max_sends_per_window: u32,
+    /// …after which that address gets no more until the window ends.
+    pub send_window: Duration,
+    /// Emails one client address may cause through the endpoints anyone may call, in this
+    /// instance; `events: 0` turns the cap off.
+    pub client_send_limit: Limit,
+    /// Emails one organisation's users may be sent, in this instance; `events: 0` turns the
+    /// cap off.
+    pub org_send_limit: Limit,
+}
+
+impl Policy {
+    /// Failed logins one client address may have within the window.
+    pub fn client_login_limit(&self) -> Limit {
+        Limit {
+            events: self.login_max_failures_per_client,
+            window: self.login_failure_window,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -47,6 +68,16 @@ impl Default for Policy {
             login_max_failures: 5,
             login_failure_window: Duration::from_secs(15 * 60),
             login_max_failures_per_client: 20,
+            max_sends_per_window: 10,
+            send_window: Duration::from_secs(24 * 60 * 60),
+            client_send_limit: Limit {
+                events: 100,
+                window: Duration::from_secs(60 * 60),
+            },
+            org_send_limit: Limit {
+                events: 100_000,
+                window: Duration::from_secs(60 * 60),
+            },
         }
     }
 }

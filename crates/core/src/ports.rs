@@ -20,7 +20,7 @@ use crate::password::{Password, PasswordHash};
 use crate::rules::{
     CodeIssued, CodeVerified, CompleteLogin, CreateServiceAccount, CreateUser,
     CredentialRegistered, EmailUpdated, IssueCode, LoginAttempt, LoginRecorded,
-    PasswordResetRequested, RegisterCredential, RequestPasswordReset, ResetPassword,
+    PasswordResetRequested, RegisterCredential, RequestPasswordReset, ResetPassword, SendRecord,
     ServiceAccountCreated, SignUp, SignedUp, UpdateEmail, UserCreated, VerifyCode,
 };
 
@@ -52,8 +52,8 @@ pub trait Directory: Send + Sync {
     async fn token(&self, id: &TokenId) -> Result<Option<AccessToken>>;
     /// The user's password, for accounts that have one.
     async fn password_hash(&self, user: &UserId) -> Result<Option<PasswordHash>>;
-    /// Until when sends of `purpose` to the cooldown subject are refused, if ever set.
-    async fn cooldown(&self, subject: &str, purpose: CodePurpose) -> Result<Option<Timestamp>>;
+    /// What is kept of the emails of `purpose` to the cooldown subject, if any went.
+    async fn sends(&self, subject: &str, purpose: CodePurpose) -> Result<Option<SendRecord>>;
     /// Failed logins of a cooldown subject, and when their window ends.
     async fn login_failures(&self, subject: &str) -> Result<Option<(u32, Timestamp)>>;
     async fn user(&self, id: &UserId) -> Result<Option<User>>;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use enroll_core::delivery::RetryPolicy;
 use enroll_core::policy::Policy;
+use enroll_core::throttle::Limit;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,15 @@ pub struct Settings {
     /// The same per client IP address (several people may share one).
     pub login_max_failures_per_client: u32,
     pub login_failure_window_seconds: u64,
+    /// Emails of one kind to one address within the window below, after which it gets no more
+    /// until the window ends (a code's cooldown still applies between two of them).
+    pub max_emails_per_address: u32,
+    pub email_window_seconds: u64,
+    /// Emails one client IP address may cause per hour through the endpoints anyone may call
+    /// (per instance; 0: no cap).
+    pub max_emails_per_client_per_hour: u32,
+    /// Emails per hour to the users of one organisation (per instance; 0: no cap).
+    pub max_emails_per_org_per_hour: u32,
     /// Whether the Singularity face sends email (Singularity's `email.enable`); off, its sends
     /// answer `503 EMAIL_DISABLED` and sign-ups create accounts without a verification email.
     pub singularity_mail_enabled: bool,
@@ -84,7 +94,12 @@ pub struct Settings {
     pub mail_concurrency: u32,
     /// `text` or `json`.
     pub log_format: String,
+    /// The least time, in milliseconds, the endpoints anyone may call take to answer, so that
+    /// their timing does not tell whether an address has an account; 0 turns it off.
+    pub answer_floor_ms: u64,
 }
+
+const HOUR: Duration = Duration::from_secs(60 * 60);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -116,6 +131,10 @@ impl Default for Settings {
             login_max_failures: policy.login_max_failures,
             login_max_failures_per_client: policy.login_max_failures_per_client,
             login_failure_window_seconds: policy.login_failure_window.as_secs(),
+            max_emails_per_address: policy.max_sends_per_window,
+            email_window_seconds: policy.send_window.as_secs(),
+            max_emails_per_client_per_hour: policy.client_send_limit.events,
+            max_emails_per_org_per_hour: policy.org_send_limit.events,
             singularity_mail_enabled: true,
             singularity_org_id: None,
             singularity_verify_email_uri: None,
@@ -128,6 +147,7 @@ impl Default for Settings {
             mail_retry_max_ms: u64::try_from(retry.max_delay.as_millis()).unwrap_or(u64::MAX),
             mail_concurrency: 8,
             log_format: "text".to_owned(),
+            answer_floor_ms: 5,
         }
     }
 }
@@ -231,6 +251,11 @@ impl Settings {
                 )));
             }
         }
+        if self.max_emails_per_address == 0 || self.email_window_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "max_emails_per_address and email_window_seconds must be at least 1".to_owned(),
+            ));
+        }
         if self.mail_max_attempts == 0 || self.mail_concurrency == 0 {
             return Err(ConfigError::Invalid(
                 "mail_max_attempts and mail_concurrency must be at least 1".to_owned(),
@@ -258,6 +283,16 @@ impl Settings {
             login_max_failures: self.login_max_failures,
             login_failure_window: Duration::from_secs(self.login_failure_window_seconds),
             login_max_failures_per_client: self.login_max_failures_per_client,
+            max_sends_per_window: self.max_emails_per_address,
+            send_window: Duration::from_secs(self.email_window_seconds),
+            client_send_limit: Limit {
+                events: self.max_emails_per_client_per_hour,
+                window: HOUR,
+            },
+            org_send_limit: Limit {
+                events: self.max_emails_per_org_per_hour,
+                window: HOUR,
+            },
         }
     }
 

@@ -9,6 +9,7 @@ pub mod faces;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod pacing;
 pub mod pages;
 pub mod router;
 pub mod startup;

@@ -9,6 +9,9 @@ use axum::http::{Response, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::faces;
@@ -39,7 +42,9 @@ pub fn build(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(NewRequestId))
         .layer(CatchPanicLayer::custom(panicked))
 }
 
@@ -51,14 +56,35 @@ async fn method_not_allowed() -> DfnsError {
     DfnsError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
 }
 
-/// A request's span names its method and path, never its query: links carry their tokens
+/// A request's span names its id, method and path, never its query: links carry their tokens
 /// there (`?token=…`, `?code=…`), and logs must not.
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default();
     tracing::info_span!(
         "request",
+        request_id,
         method = %request.method(),
         path = %request.uri().path(),
     )
+}
+
+/// Each request's id (`X-Request-Id`), in its log lines and its response: the one a proxy in
+/// front sent, or a new one.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let id = enroll_core::random::characters(ALPHABET, 20);
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// A panic answers like any internal error and never takes the process down.

@@ -26,6 +26,7 @@ use crate::bootstrap::{self, Bootstrap};
 use crate::config::{Database, Settings};
 use crate::faces::singularity::SingularitySettings;
 use crate::metrics::{Metrics, QueuedSignal};
+use crate::pacing::AnswerFloor;
 use crate::pages;
 use crate::router;
 use crate::state::AppState;
@@ -156,6 +157,7 @@ impl Application {
             metrics,
             inbox_enabled,
             singularity: Arc::new(singularity),
+            answer_floor: AnswerFloor(Duration::from_millis(settings.answer_floor_ms)),
         });
         Ok(Self {
             listener,
@@ -297,15 +299,23 @@ async fn singularity_settings(
     })
 }
 
-/// Forgets nonces whose dates are out of the window, and spent tokens past their expiry, so
-/// the tables stay small.
+/// How far apart the clocks of instances sharing a database may be without a nonce becoming
+/// usable twice: an instance whose clock runs ahead must not forget nonces whose dates are
+/// still inside the window of an instance behind it.
+const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(60 * 60);
+
+/// Forgets nonces whose dates are out of the window on any clock within the skew allowance,
+/// and spent tokens past their expiry, so the tables stay small.
 async fn upkeep(enroll: Arc<Enroll>) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
         every.tick().await;
         let now = enroll.clock().now();
         let window = enroll.policy().nonce_window;
-        if let Err(error) = enroll.store().purge_nonces(now.minus(window * 2)).await {
+        // A nonce seen at `s` by one clock can be replayed while another clock, up to the
+        // allowance behind, still finds its date (within the window of `s`) in its window.
+        let seen_before = now.minus((window + CLOCK_SKEW_ALLOWANCE) * 2);
+        if let Err(error) = enroll.store().purge_nonces(seen_before).await {
             tracing::warn!(%error, "could not purge old nonces");
         }
         if let Err(error) = enroll.store().purge_spent(now).await {

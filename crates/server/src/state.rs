@@ -6,6 +6,7 @@ use enroll_core::service::Enroll;
 
 use crate::faces::singularity::SingularitySettings;
 use crate::metrics::Metrics;
+use crate::pacing::AnswerFloor;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -14,4 +15,6 @@ pub struct AppState {
     /// Mail is captured in the development inbox rather than sent.
     pub inbox_enabled: bool,
     pub singularity: Arc<SingularitySettings>,
+    /// The least time the endpoints anyone may call take to answer.
+    pub answer_floor: AnswerFloor,
 }

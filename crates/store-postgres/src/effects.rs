@@ -122,14 +122,18 @@ pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Resu
         Effect::SetCooldown {
             subject,
             purpose,
-            until,
+            record,
         } => sqlx::query(
-            "INSERT INTO cooldowns (subject, purpose, until) VALUES ($1, $2, $3) \
-             ON CONFLICT (subject, purpose) DO UPDATE SET until = excluded.until",
+            "INSERT INTO cooldowns (subject, purpose, until, window_started_at, sends) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject, purpose) DO UPDATE \
+             SET until = excluded.until, window_started_at = excluded.window_started_at, \
+             sends = excluded.sends",
         )
         .bind(subject)
         .bind(purpose.as_str())
-        .bind(until.as_millis())
+        .bind(record.cooldown_until.as_millis())
+        .bind(record.window_started_at.as_millis())
+        .bind(i32::try_from(record.sends).unwrap_or(i32::MAX))
         .execute(connection)
         .await
         .map(drop),

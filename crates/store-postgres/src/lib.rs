@@ -29,8 +29,8 @@ use enroll_core::rules::{
     CreateUser, CreateUserState, CredentialRegistered, EmailUpdated, IssueCode, IssueCodeState,
     LoginAttempt, LoginRecorded, LoginState, PasswordResetRequested, RegisterCredential,
     RegisterCredentialState, RequestPasswordReset, RequestPasswordResetState, ResetPassword,
-    ServiceAccountCreated, SignUp, SignUpState, SignedUp, UpdateEmail, UpdateEmailState,
-    UserCreated, UserKey, VerifyCode, VerifyCodeState,
+    SendRecord, ServiceAccountCreated, SignUp, SignUpState, SignedUp, UpdateEmail,
+    UpdateEmailState, UserCreated, UserKey, VerifyCode, VerifyCodeState,
 };
 use enroll_core::{Error, Result};
 use sqlx::PgConnection;
@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_credentials.sql"),
     include_str!("../migrations/0003_email_verification.sql"),
     include_str!("../migrations/0004_password_accounts.sql"),
+    include_str!("../migrations/0005_send_windows.sql"),
 ];
 
 /// Held while migrating, so that instances starting together migrate one after the other.
@@ -189,8 +190,7 @@ impl PostgresStore {
                 org: org_by_id(&mut transaction, &create.org_id).await?,
                 existing,
             },
-            cooldown_until: cooldown_until(&mut transaction, &create.cooldown_subject, purpose)
-                .await?,
+            sends: sends(&mut transaction, &create.cooldown_subject, purpose).await?,
         };
         let outcome = carry_out(&mut transaction, rules::sign_up(&state, command)).await?;
         transaction.commit().await?;
@@ -288,18 +288,24 @@ async fn lock_cooldown(
         .map(drop)
 }
 
-async fn cooldown_until(
+async fn sends(
     connection: &mut PgConnection,
     subject: &str,
     purpose: CodePurpose,
-) -> sqlx::Result<Option<Timestamp>> {
-    let until: Option<i64> =
-        sqlx::query_scalar("SELECT until FROM cooldowns WHERE subject = $1 AND purpose = $2")
-            .bind(subject)
-            .bind(purpose.as_str())
-            .fetch_optional(connection)
-            .await?;
-    Ok(until.map(Timestamp::from_millis))
+) -> sqlx::Result<Option<SendRecord>> {
+    let row: Option<(i64, i64, i32)> = sqlx::query_as(
+        "SELECT until, window_started_at, sends FROM cooldowns \
+         WHERE subject = $1 AND purpose = $2",
+    )
+    .bind(subject)
+    .bind(purpose.as_str())
+    .fetch_optional(connection)
+    .await?;
+    Ok(row.map(|(until, window_started_at, sends)| SendRecord {
+        cooldown_until: Timestamp::from_millis(until),
+        window_started_at: Timestamp::from_millis(window_started_at),
+        sends: u32::try_from(sends).unwrap_or(0),
+    }))
 }
 
 /// Serialises the logins of one subject until the transaction ends, so that concurrent
@@ -555,10 +561,10 @@ impl Directory for PostgresStore {
         Ok(hash.flatten().map(PasswordHash::from_trusted))
     }
 
-    async fn cooldown(&self, subject: &str, purpose: CodePurpose) -> Result<Option<Timestamp>> {
+    async fn sends(&self, subject: &str, purpose: CodePurpose) -> Result<Option<SendRecord>> {
         let fail = db_error("could not read a cooldown");
         let mut connection = self.pool.acquire().await.map_err(&fail)?;
-        cooldown_until(&mut connection, subject, purpose)
+        sends(&mut connection, subject, purpose)
             .await
             .map_err(&fail)
     }
@@ -739,13 +745,9 @@ impl Registrations for PostgresStore {
             user,
             app,
             active_code,
-            cooldown_until: cooldown_until(
-                &mut transaction,
-                &command.cooldown_subject,
-                command.purpose,
-            )
-            .await
-            .map_err(&fail)?,
+            sends: sends(&mut transaction, &command.cooldown_subject, command.purpose)
+                .await
+                .map_err(&fail)?,
         };
         let outcome = carry_out(&mut transaction, rules::issue_code(&state, &command))
             .await
@@ -777,7 +779,7 @@ impl Registrations for PostgresStore {
             .await
             .map_err(&fail)?;
         let purpose = CodePurpose::EmailVerification;
-        let (org, latest_code, cooldown_until, address_taken) = match &user {
+        let (org, latest_code, sent, address_taken) = match &user {
             Some(user) => {
                 let subject = command.cooldown_subject(user);
                 lock_cooldown(&mut transaction, &subject, purpose)
@@ -796,7 +798,7 @@ impl Registrations for PostgresStore {
                     current_code(&mut transaction, &user.id, purpose, false)
                         .await
                         .map_err(&fail)?,
-                    cooldown_until(&mut transaction, &subject, purpose)
+                    sends(&mut transaction, &subject, purpose)
                         .await
                         .map_err(&fail)?,
                     taken,
@@ -808,7 +810,7 @@ impl Registrations for PostgresStore {
             user,
             org,
             latest_code,
-            cooldown_until,
+            sends: sent,
             address_taken,
         };
         let outcome = match carry_out(&mut transaction, rules::update_email(&state, &command)).await
@@ -970,7 +972,7 @@ impl Registrations for PostgresStore {
                 .map_err(&fail)?,
             user,
             active_code,
-            cooldown_until: cooldown_until(&mut transaction, &command.cooldown_subject, purpose)
+            sends: sends(&mut transaction, &command.cooldown_subject, purpose)
                 .await
                 .map_err(&fail)?,
         };

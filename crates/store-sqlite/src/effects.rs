@@ -126,13 +126,21 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
         Effect::SetCooldown {
             subject,
             purpose,
-            until,
+            record,
         } => connection
             .prepare_cached(
-                "INSERT INTO cooldowns (subject, purpose, until) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (subject, purpose) DO UPDATE SET until = excluded.until",
+                "INSERT INTO cooldowns (subject, purpose, until, window_started_at, sends) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (subject, purpose) DO UPDATE \
+                 SET until = excluded.until, window_started_at = excluded.window_started_at, \
+                 sends = excluded.sends",
             )?
-            .execute(params![subject, purpose.as_str(), until.as_millis()])
+            .execute(params![
+                subject,
+                purpose.as_str(),
+                record.cooldown_until.as_millis(),
+                record.window_started_at.as_millis(),
+                record.sends
+            ])
             .map(drop),
         Effect::SetPassword { user_id, hash } => connection
             .prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?

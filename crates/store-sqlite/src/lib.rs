@@ -31,8 +31,8 @@ use enroll_core::rules::{
     CreateUser, CreateUserState, CredentialRegistered, EmailUpdated, IssueCode, IssueCodeState,
     LoginAttempt, LoginRecorded, LoginState, PasswordResetRequested, RegisterCredential,
     RegisterCredentialState, RequestPasswordReset, RequestPasswordResetState, ResetPassword,
-    ServiceAccountCreated, SignUp, SignUpState, SignedUp, UpdateEmail, UpdateEmailState,
-    UserCreated, UserKey, VerifyCode, VerifyCodeState,
+    SendRecord, ServiceAccountCreated, SignUp, SignUpState, SignedUp, UpdateEmail,
+    UpdateEmailState, UserCreated, UserKey, VerifyCode, VerifyCodeState,
 };
 use enroll_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_credentials.sql"),
     include_str!("../migrations/0003_email_verification.sql"),
     include_str!("../migrations/0004_password_accounts.sql"),
+    include_str!("../migrations/0005_send_windows.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
@@ -61,21 +62,26 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Errors of the disk or of contention, which pass: the request may be tried again later.
+pub(crate) fn is_unavailable(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(code, _)
+    if matches!(
+        code.code,
+        rusqlite::ErrorCode::DatabaseBusy
+            | rusqlite::ErrorCode::DatabaseLocked
+            | rusqlite::ErrorCode::DiskFull
+            | rusqlite::ErrorCode::CannotOpen
+            | rusqlite::ErrorCode::SystemIoFailure
+    ))
+}
+
 fn db_error(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
-    move |error| match error {
-        rusqlite::Error::SqliteFailure(code, _)
-            if matches!(
-                code.code,
-                rusqlite::ErrorCode::DatabaseBusy
-                    | rusqlite::ErrorCode::DatabaseLocked
-                    | rusqlite::ErrorCode::DiskFull
-                    | rusqlite::ErrorCode::CannotOpen
-                    | rusqlite::ErrorCode::SystemIoFailure
-            ) =>
-        {
+    move |error| {
+        if is_unavailable(&error) {
             Error::Unavailable(Box::new(error))
+        } else {
+            Error::internal(context, error)
         }
-        other => Error::internal(context, other),
     }
 }
 
@@ -245,14 +251,23 @@ fn latest_code(
         .optional()
 }
 
-fn cooldown_until(
+fn sends(
     connection: &Connection,
     subject: &str,
     purpose: CodePurpose,
-) -> rusqlite::Result<Option<Timestamp>> {
+) -> rusqlite::Result<Option<SendRecord>> {
     connection
-        .prepare_cached("SELECT until FROM cooldowns WHERE subject = ?1 AND purpose = ?2")?
-        .query_row([subject, purpose.as_str()], |row| rows::timestamp(row, 0))
+        .prepare_cached(
+            "SELECT until, window_started_at, sends FROM cooldowns \
+             WHERE subject = ?1 AND purpose = ?2",
+        )?
+        .query_row([subject, purpose.as_str()], |row| {
+            Ok(SendRecord {
+                cooldown_until: rows::timestamp(row, 0)?,
+                window_started_at: rows::timestamp(row, 1)?,
+                sends: row.get(2)?,
+            })
+        })
         .optional()
 }
 
@@ -443,10 +458,10 @@ impl Directory for SqliteStore {
         .await
     }
 
-    async fn cooldown(&self, subject: &str, purpose: CodePurpose) -> Result<Option<Timestamp>> {
+    async fn sends(&self, subject: &str, purpose: CodePurpose) -> Result<Option<SendRecord>> {
         let subject = subject.to_owned();
         self.read("could not read a cooldown", move |connection| {
-            cooldown_until(connection, &subject, purpose)
+            sends(connection, &subject, purpose)
         })
         .await
     }
@@ -624,12 +639,8 @@ impl Registrations for SqliteStore {
                     user,
                     app,
                     active_code,
-                    cooldown_until: cooldown_until(
-                        connection,
-                        &command.cooldown_subject,
-                        command.purpose,
-                    )
-                    .map_err(&read)?,
+                    sends: sends(connection, &command.cooldown_subject, command.purpose)
+                        .map_err(&read)?,
                 };
                 carry_out(connection, rules::issue_code(&state, &command))
             })
@@ -669,7 +680,7 @@ impl Registrations for SqliteStore {
                     user: None,
                     org: None,
                     latest_code: None,
-                    cooldown_until: None,
+                    sends: None,
                     address_taken: false,
                 };
                 if let Some(user) = user {
@@ -681,9 +692,8 @@ impl Registrations for SqliteStore {
                     state.org = org_by_id(connection, &user.org_id).map_err(&read)?;
                     state.latest_code =
                         latest_code(connection, &user.id, purpose).map_err(&read)?;
-                    state.cooldown_until =
-                        cooldown_until(connection, &command.cooldown_subject(&user), purpose)
-                            .map_err(&read)?;
+                    state.sends = sends(connection, &command.cooldown_subject(&user), purpose)
+                        .map_err(&read)?;
                     state.user = Some(user);
                 }
                 carry_out(connection, rules::update_email(&state, &command))
@@ -753,7 +763,7 @@ impl Registrations for SqliteStore {
                         existing: user_by_username(connection, &user.org_id, &user.username)
                             .map_err(&read)?,
                     },
-                    cooldown_until: cooldown_until(
+                    sends: sends(
                         connection,
                         &user.cooldown_subject,
                         CodePurpose::EmailVerification,
@@ -800,8 +810,7 @@ impl Registrations for SqliteStore {
                     org: org_by_id(connection, &command.org_id).map_err(&read)?,
                     user,
                     active_code,
-                    cooldown_until: cooldown_until(connection, &command.cooldown_subject, purpose)
-                        .map_err(&read)?,
+                    sends: sends(connection, &command.cooldown_subject, purpose).map_err(&read)?,
                 };
                 carry_out(connection, rules::request_password_reset(&state, &command))
             })

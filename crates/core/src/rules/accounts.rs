@@ -4,8 +4,9 @@
 use serde_json::json;
 
 use super::{
-    CodeUse, CreateUser, CreateUserState, Effect, NewCode, Plan, VerifyCode, VerifyCodeState,
-    create_user, issue_effects, record, supersede, verify_code,
+    CodeUse, CreateUser, CreateUserState, Effect, NewCode, Plan, SendRecord, VerifyCode,
+    VerifyCodeState, count_send, create_user, issue_effects, record, send_refused, supersede,
+    verify_code,
 };
 use crate::clock::Timestamp;
 use crate::code::CodePurpose;
@@ -42,8 +43,8 @@ pub struct SignUp {
 #[derive(Debug, Clone)]
 pub struct SignUpState {
     pub create: CreateUserState,
-    /// Of the address, for verification emails: the attempt email shares it.
-    pub cooldown_until: Option<Timestamp>,
+    /// Of the address, for verification emails: the attempt email shares them.
+    pub sends: Option<SendRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +80,7 @@ pub fn sign_up(state: &SignUpState, command: &SignUp) -> Plan<SignedUp> {
             let (Some(existing), org) = (&state.create.existing, state.create.org.as_ref()) else {
                 return Plan::refuse(Error::UserExists);
             };
-            if state.cooldown_until.is_some_and(|until| until > now) {
+            if send_refused(state.sends.as_ref(), now, &command.user.policy).is_some() {
                 return Plan {
                     effects: Vec::new(),
                     outcome: Ok(SignedUp::Existing { message_id: None }),
@@ -109,11 +110,13 @@ pub fn sign_up(state: &SignUpState, command: &SignUp) -> Plan<SignedUp> {
                     locale,
                     now,
                 )),
-                Effect::SetCooldown {
-                    subject: command.user.cooldown_subject.clone(),
-                    purpose: CodePurpose::EmailVerification,
-                    until: now.plus(command.user.policy.cooldown),
-                },
+                count_send(
+                    &command.user.cooldown_subject,
+                    CodePurpose::EmailVerification,
+                    state.sends.as_ref(),
+                    now,
+                    &command.user.policy,
+                ),
                 Effect::UpdateUser(user),
             ];
             Plan {
@@ -252,7 +255,7 @@ pub struct RequestPasswordResetState {
     pub org: Option<Org>,
     pub user: Option<User>,
     pub active_code: Option<CodeRecord>,
-    pub cooldown_until: Option<Timestamp>,
+    pub sends: Option<SendRecord>,
 }
 
 /// The email on its way, if one was sent (an unknown address in an organisation that does not
@@ -271,16 +274,16 @@ pub fn request_password_reset(
     };
     let now = command.now;
     // As for every other send, the cooldown is the address's, known or not.
-    if let Some(until) = state.cooldown_until.filter(|&until| until > now) {
-        return Plan::refuse(Error::Cooldown {
-            retry_after: now.until(until),
-        });
+    if let Some(refused) = send_refused(state.sends.as_ref(), now, &command.policy) {
+        return Plan::refuse(refused);
     }
-    let cooldown = Effect::SetCooldown {
-        subject: command.cooldown_subject.clone(),
-        purpose: CodePurpose::PasswordReset,
-        until: now.plus(command.policy.cooldown),
-    };
+    let cooldown = count_send(
+        &command.cooldown_subject,
+        CodePurpose::PasswordReset,
+        state.sends.as_ref(),
+        now,
+        &command.policy,
+    );
     let Some(user) = state
         .user
         .as_ref()
@@ -326,6 +329,7 @@ pub fn request_password_reset(
     effects.extend(issue_effects(
         &mut user,
         &command.cooldown_subject,
+        state.sends.as_ref(),
         &command.code,
         locale,
         now,
@@ -464,7 +468,7 @@ mod tests {
                 org: Some(org.clone()),
                 existing: None,
             },
-            cooldown_until: None,
+            sends: None,
         };
         let plan = sign_up(&state, &sign_up_of(&org, "jane@example.com"));
         let Ok(SignedUp::Created { user, message_id }) = plan.outcome else {
@@ -492,7 +496,7 @@ mod tests {
                 org: Some(org.clone()),
                 existing: Some(owner.clone()),
             },
-            cooldown_until: None,
+            sends: None,
         };
         let command = sign_up_of(&org, owner.username.as_str());
         let plan = sign_up(&state, &command);
@@ -513,7 +517,11 @@ mod tests {
             "the owner's password stays"
         );
 
-        state.cooldown_until = Some(NOW.plus(Duration::from_secs(30)));
+        state.sends = Some(SendRecord {
+            cooldown_until: NOW.plus(Duration::from_secs(30)),
+            window_started_at: NOW,
+            sends: 1,
+        });
         let plan = sign_up(&state, &command);
         assert_eq!(
             plan.outcome.unwrap(),
@@ -623,7 +631,7 @@ mod tests {
             org: Some(org.clone()),
             user: None,
             active_code: None,
-            cooldown_until: None,
+            sends: None,
         };
         let command = reset_request(&org, "nobody@example.com");
         let plan = request_password_reset(&state, &command);
@@ -642,7 +650,11 @@ mod tests {
         assert_eq!(plan.outcome.unwrap().message_id, None);
         assert!(matches!(plan.effects[..], [Effect::SetCooldown { .. }]));
 
-        state.cooldown_until = Some(NOW.plus(Duration::from_secs(5)));
+        state.sends = Some(SendRecord {
+            cooldown_until: NOW.plus(Duration::from_secs(5)),
+            window_started_at: NOW,
+            sends: 1,
+        });
         let plan = request_password_reset(&state, &command);
         assert!(matches!(plan.outcome, Err(Error::Cooldown { .. })));
     }

@@ -51,7 +51,7 @@ pub enum Effect {
     SetCooldown {
         subject: String,
         purpose: CodePurpose,
-        until: Timestamp,
+        record: SendRecord,
     },
     SetPassword {
         user_id: UserId,
@@ -196,7 +196,7 @@ pub struct IssueCodeState {
     pub app: Option<App>,
     pub active_code: Option<CodeRecord>,
     /// Loaded by the command's cooldown subject and purpose, whether or not the user exists.
-    pub cooldown_until: Option<Timestamp>,
+    pub sends: Option<SendRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,6 +291,7 @@ fn record(user: &mut User, kind: &str, payload: serde_json::Value, at: Timestamp
 fn issue_effects(
     user: &mut User,
     cooldown_subject: &str,
+    sends: Option<&SendRecord>,
     code: &NewCode,
     locale: Locale,
     now: Timestamp,
@@ -336,13 +337,68 @@ fn issue_effects(
             sealed: prepared.sealed.clone(),
             created_at: now,
         }));
-        effects.push(Effect::SetCooldown {
-            subject: cooldown_subject.to_owned(),
-            purpose,
-            until: now.plus(policy.cooldown),
-        });
+        effects.push(count_send(cooldown_subject, purpose, sends, now, policy));
     }
     effects
+}
+
+/// What is kept of the emails of one purpose to one address (its cooldown subject): when the
+/// next may go, and how many went in the current window, which is capped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendRecord {
+    pub cooldown_until: Timestamp,
+    pub window_started_at: Timestamp,
+    pub sends: u32,
+}
+
+impl SendRecord {
+    /// When the next email may go: after the cooldown and, once the window's cap is reached,
+    /// after the window.
+    pub fn next_send_at(&self, policy: &Policy) -> Timestamp {
+        let window_ends_at = self.window_started_at.plus(policy.send_window);
+        if self.sends >= policy.max_sends_per_window && window_ends_at > self.cooldown_until {
+            window_ends_at
+        } else {
+            self.cooldown_until
+        }
+    }
+
+    /// The record once one more email goes at `now`.
+    fn after_send(previous: Option<&Self>, now: Timestamp, policy: &Policy) -> Self {
+        let window = previous
+            .filter(|record| record.window_started_at.plus(policy.send_window) > now)
+            .map_or((now, 1), |record| {
+                (record.window_started_at, record.sends.saturating_add(1))
+            });
+        Self {
+            cooldown_until: now.plus(policy.cooldown),
+            window_started_at: window.0,
+            sends: window.1,
+        }
+    }
+}
+
+/// The refusal an email to an address meets while its cooldown runs or its window is full.
+fn send_refused(record: Option<&SendRecord>, now: Timestamp, policy: &Policy) -> Option<Error> {
+    let next = record?.next_send_at(policy);
+    (next > now).then(|| Error::Cooldown {
+        retry_after: now.until(next),
+    })
+}
+
+/// The effect that records one more email to an address.
+fn count_send(
+    subject: &str,
+    purpose: CodePurpose,
+    previous: Option<&SendRecord>,
+    now: Timestamp,
+    policy: &Policy,
+) -> Effect {
+    Effect::SetCooldown {
+        subject: subject.to_owned(),
+        purpose,
+        record: SendRecord::after_send(previous, now, policy),
+    }
 }
 
 /// The write that voids the active code a new one replaces.
@@ -392,9 +448,12 @@ pub fn create_user(state: &CreateUserState, command: &CreateUser) -> Plan<UserCr
     match &command.code {
         Some(code) => {
             let locale = resolve_locale(None, &user, Some(org));
+            // A new user's address starts a new window: creating users is for their
+            // organisation's administrators.
             issued = issue_effects(
                 &mut user,
                 &command.cooldown_subject,
+                None,
                 code,
                 locale,
                 now,
@@ -450,16 +509,16 @@ pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssue
     let now = command.now;
     // The cooldown comes first and is set whatever follows, so that a known, an unknown and a
     // registered address answer a second request alike.
-    if let Some(until) = state.cooldown_until.filter(|&until| until > now) {
-        return Plan::refuse(Error::Cooldown {
-            retry_after: now.until(until),
-        });
+    if let Some(refused) = send_refused(state.sends.as_ref(), now, &command.policy) {
+        return Plan::refuse(refused);
     }
-    let cooldown = Effect::SetCooldown {
-        subject: command.cooldown_subject.clone(),
-        purpose: command.purpose,
-        until: now.plus(command.policy.cooldown),
-    };
+    let cooldown = count_send(
+        &command.cooldown_subject,
+        command.purpose,
+        state.sends.as_ref(),
+        now,
+        &command.policy,
+    );
     let Some(user) = state
         .user
         .as_ref()
@@ -487,6 +546,7 @@ pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssue
     effects.extend(issue_effects(
         &mut user,
         &command.cooldown_subject,
+        state.sends.as_ref(),
         &code,
         locale,
         now,
@@ -722,7 +782,7 @@ pub struct UpdateEmailState {
     /// The user's newest email verification code, whatever its state.
     pub latest_code: Option<CodeRecord>,
     /// Of [`UpdateEmail::cooldown_subject`].
-    pub cooldown_until: Option<Timestamp>,
+    pub sends: Option<SendRecord>,
     /// For a change: whether another user of the organisation has the new address.
     pub address_taken: bool,
 }
@@ -791,11 +851,9 @@ pub fn update_email(state: &UpdateEmailState, command: &UpdateEmail) -> Plan<Ema
     };
     if let Some(code) = code
         && code.delivery == Delivery::Email
-        && let Some(until) = state.cooldown_until.filter(|&until| until > now)
+        && let Some(refused) = send_refused(state.sends.as_ref(), now, &command.policy)
     {
-        return Plan::refuse(Error::Cooldown {
-            retry_after: now.until(until),
-        });
+        return Plan::refuse(refused);
     }
     effects.extend(supersede(active));
     match code {
@@ -805,6 +863,7 @@ pub fn update_email(state: &UpdateEmailState, command: &UpdateEmail) -> Plan<Ema
             effects.extend(issue_effects(
                 &mut user,
                 &subject,
+                state.sends.as_ref(),
                 code,
                 locale,
                 now,
@@ -1104,7 +1163,7 @@ mod tests {
             user,
             app: None,
             active_code: None,
-            cooldown_until: None,
+            sends: None,
         }
     }
 
@@ -1240,7 +1299,11 @@ mod tests {
         let org = org();
         let user = pending_user(&org);
         let mut cooling = state(&org, Some(user.clone()));
-        cooling.cooldown_until = Some(NOW.plus(Duration::from_millis(12_300)));
+        cooling.sends = Some(SendRecord {
+            cooldown_until: NOW.plus(Duration::from_millis(12_300)),
+            window_started_at: NOW,
+            sends: 1,
+        });
         let plan = issue_code(&cooling, &issue(&org, &user));
         assert!(plan.effects.is_empty());
         assert!(
@@ -1253,6 +1316,63 @@ mod tests {
             unknown.effects.as_slice(),
             [Effect::SetCooldown { .. }]
         ));
+    }
+
+    /// Reliability target 12: the eleventh email to one address within a day is refused until
+    /// the day's window ends, whatever the cooldown says; known and unknown addresses alike.
+    #[test]
+    fn an_address_gets_at_most_ten_emails_a_day() {
+        let org = org();
+        let user = pending_user(&org);
+        let policy = Policy {
+            cooldown: Duration::from_secs(60),
+            ..Policy::default()
+        };
+        for known in [Some(user.clone()), None] {
+            let mut state = state(&org, known);
+            let mut now = NOW;
+            for sent in 1..=policy.max_sends_per_window {
+                let mut command = issue(&org, &user);
+                command.now = now;
+                command.policy = policy;
+                let plan = issue_code(&state, &command);
+                let record = plan
+                    .effects
+                    .iter()
+                    .find_map(|effect| match effect {
+                        Effect::SetCooldown { record, .. } => Some(*record),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| panic!("email {sent} goes: {:?}", plan.outcome));
+                assert_eq!((record.sends, record.window_started_at), (sent, NOW));
+                state.sends = Some(record);
+                now = now.plus(policy.cooldown);
+            }
+            let mut eleventh = issue(&org, &user);
+            eleventh.now = now;
+            eleventh.policy = policy;
+            let plan = issue_code(&state, &eleventh);
+            let window_left = now.until(NOW.plus(policy.send_window));
+            assert!(plan.effects.is_empty());
+            assert!(
+                matches!(plan.outcome, Err(Error::Cooldown { retry_after }) if retry_after == window_left),
+                "{:?}",
+                plan.outcome
+            );
+
+            let mut next_day = eleventh;
+            next_day.now = NOW.plus(policy.send_window);
+            let plan = issue_code(&state, &next_day);
+            let record = plan.effects.iter().find_map(|effect| match effect {
+                Effect::SetCooldown { record, .. } => Some(*record),
+                _ => None,
+            });
+            assert_eq!(
+                record.map(|record| (record.sends, record.window_started_at)),
+                Some((1, next_day.now)),
+                "a new window"
+            );
+        }
     }
 
     #[test]
@@ -1502,7 +1622,7 @@ mod tests {
             user: Some(user.clone()),
             org: None,
             latest_code,
-            cooldown_until: None,
+            sends: None,
             address_taken: false,
         }
     }
@@ -1625,7 +1745,11 @@ mod tests {
         let user = pending_user(&org);
         let me = actor_for(&user, false);
         let in_cooldown = UpdateEmailState {
-            cooldown_until: Some(NOW.plus(Duration::from_secs(30))),
+            sends: Some(SendRecord {
+                cooldown_until: NOW.plus(Duration::from_secs(30)),
+                window_started_at: NOW,
+                sends: 1,
+            }),
             ..email_state(&user, Some(email_code_record(&user, CodeState::Active)))
         };
         let emailed = update_email(

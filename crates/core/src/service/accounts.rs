@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::audit::{Action, SecurityEvent};
 use crate::clock::Timestamp;
 use crate::code::{CodePurpose, CodeSecret};
 use crate::email::EmailAddress;
@@ -80,6 +81,7 @@ impl Enroll {
     pub async fn sign_up(&self, new: NewAccount, links: Option<&AccountLinks>) -> Result<SignedUp> {
         let password = Password::new_for(&new.password, &new.email)?;
         let name = account_name(&new.name)?;
+        self.org_may_send(&new.org_id)?;
         let password_hash = self.passwords.hash(password).await?;
         let user_id = UserId::generate();
         // With mail off the code is made but not sent: the address stays unverified, and a
@@ -94,10 +96,12 @@ impl Enroll {
             code.delivery = Delivery::Returned;
         }
         let attempt = self.account_message(links.map(|links| links.forgot_password.as_str()));
+        let cooldown_subject = self.hasher.cooldown_subject(&new.org_id, &new.email);
+        let org_id = new.org_id.clone();
         let command = SignUp {
             user: CreateUser {
                 user_id,
-                cooldown_subject: self.hasher.cooldown_subject(&new.org_id, &new.email),
+                cooldown_subject: cooldown_subject.clone(),
                 org_id: new.org_id,
                 username: new.email,
                 name: Some(name),
@@ -115,13 +119,24 @@ impl Enroll {
             explicit_locale: new.locale,
             browser_locale: new.browser_locale,
         };
-        let signed_up = self.store.sign_up(command).await?;
+        let signed_up = self.store.sign_up(command).await;
+        let event = SecurityEvent::new(Action::SignUp).org(&org_id);
+        match &signed_up {
+            Ok(SignedUp::Created { user, .. }) => event.user(&user.id).succeeded(),
+            // The address has an account: its owner is told, and the caller cannot tell.
+            Ok(SignedUp::Existing { .. }) => {
+                event.subject(&cooldown_subject).refused(&Error::UserExists)
+            }
+            Err(error) => event.subject(&cooldown_subject).refused(error),
+        }
+        let signed_up = signed_up?;
         let emailed = match &signed_up {
             SignedUp::Created { message_id, .. } | SignedUp::Existing { message_id } => {
                 message_id.is_some()
             }
         };
         if emailed && links.is_some() {
+            self.org_sent(&org_id);
             self.signal.message_enqueued();
         }
         Ok(signed_up)
@@ -138,9 +153,29 @@ impl Enroll {
         password: &str,
         client: Option<&str>,
     ) -> Result<Session> {
+        let logged_in = self
+            .check_password_login(org_id, email, password, client)
+            .await;
+        let event = SecurityEvent::new(Action::Login).org(org_id);
+        match &logged_in {
+            Ok(session) => event.user(&session.user.id).succeeded(),
+            Err(error) => event.refused(error),
+        }
+        logged_in
+    }
+
+    async fn check_password_login(
+        &self,
+        org_id: &OrgId,
+        email: &str,
+        password: &str,
+        client: Option<&str>,
+    ) -> Result<Session> {
         let now = self.clock.now();
         if let Some(client) = client
-            && let Some(retry_after) = self.client_failures.refused(client, now, &self.policy)
+            && let Some(retry_after) =
+                self.client_failures
+                    .refused(client, now, self.policy.client_login_limit())
         {
             return Err(Error::LoginThrottled { retry_after });
         }
@@ -194,7 +229,8 @@ impl Enroll {
                 if matches!(error, Error::InvalidCredentials)
                     && let Some(client) = client
                 {
-                    self.client_failures.count(client, now, &self.policy);
+                    self.client_failures
+                        .count(client, now, self.policy.client_login_limit());
                 }
                 Err(error)
             }
@@ -205,6 +241,19 @@ impl Enroll {
     /// refresh token of ours presented after it was replaced was copied: the session ends.
     /// Anything else that is not the current refresh token is refused and changes nothing.
     pub async fn refresh_session(&self, refresh_token: &str) -> Result<Session> {
+        let refreshed = self.rotate_session(refresh_token).await;
+        let event = SecurityEvent::new(Action::SessionRefresh);
+        match &refreshed {
+            Ok(session) => event
+                .org(&session.user.org_id)
+                .user(&session.user.id)
+                .succeeded(),
+            Err(error) => event.refused(error),
+        }
+        refreshed
+    }
+
+    async fn rotate_session(&self, refresh_token: &str) -> Result<Session> {
         let now = self.clock.now();
         let refresh_token = refresh_token.trim();
         let opened = self
@@ -236,6 +285,10 @@ impl Enroll {
             self.store
                 .revoke_tokens(&opened.body.user_id, Some(id), now)
                 .await?;
+            SecurityEvent::new(Action::SessionRefresh)
+                .org(&session.org_id)
+                .user(&opened.body.user_id)
+                .refused_because("refresh_token_replayed");
             return Err(Error::Unauthenticated);
         }
         let user = self
@@ -284,6 +337,7 @@ impl Enroll {
         locale: Option<Locale>,
         links: &AccountLinks,
     ) -> Result<User> {
+        self.org_may_send(&caller.user.org_id)?;
         let code = self.link_code(
             CodePurpose::EmailVerification,
             MailTemplate::AccountVerification,
@@ -301,7 +355,13 @@ impl Enroll {
             now: self.clock.now(),
             policy: self.policy,
         };
-        let updated = self.store.update_email(command).await?;
+        let updated = self.store.update_email(command).await;
+        SecurityEvent::new(Action::CodeSend)
+            .org(&caller.user.org_id)
+            .user(&caller.user.id)
+            .record(&updated);
+        let updated = updated?;
+        self.org_sent(&caller.user.org_id);
         self.signal.message_enqueued();
         Ok(updated.user)
     }
@@ -320,8 +380,9 @@ impl Enroll {
         let subject = self.hasher.cooldown_subject(org_id, email);
         let until = self
             .store
-            .cooldown(&subject, purpose)
+            .sends(&subject, purpose)
             .await?
+            .map(|sends| sends.next_send_at(&self.policy))
             .filter(|&until| until > now);
         let last_message = match user_id {
             Some(user_id) => self
@@ -347,7 +408,10 @@ impl Enroll {
     /// Verifies an address with the token of its newest verification link. It logs no one in.
     /// A token that no longer works because the address is verified answers so.
     pub async fn verify_account(&self, token: &str) -> Result<User> {
-        let (user_id, secret) = self.open_link_token(token).await?;
+        let (user_id, secret) = self
+            .open_link_token(token)
+            .await
+            .inspect_err(|error| SecurityEvent::new(Action::CodeVerify).refused(error))?;
         let verified = self
             .verify_code(
                 UserKey::Id(user_id.clone()),
@@ -387,8 +451,11 @@ impl Enroll {
         links: Option<&AccountLinks>,
     ) -> Result<()> {
         let links = links.ok_or(Error::MailDisabled)?;
+        self.org_may_send(&org_id)?;
+        let cooldown_subject = self.hasher.cooldown_subject(&org_id, &email);
+        let event_org = org_id.clone();
         let command = RequestPasswordReset {
-            cooldown_subject: self.hasher.cooldown_subject(&org_id, &email),
+            cooldown_subject: cooldown_subject.clone(),
             org_id,
             email,
             code: self.link_code(
@@ -402,8 +469,16 @@ impl Enroll {
             now: self.clock.now(),
             policy: self.policy,
         };
-        let requested = self.store.request_password_reset(command).await?;
+        let requested = self.store.request_password_reset(command).await;
+        // The subject, not the user: whether the address has an account is not for the log
+        // of an endpoint open to anyone to tell apart either.
+        SecurityEvent::new(Action::CodeSend)
+            .org(&event_org)
+            .subject(&cooldown_subject)
+            .record(&requested);
+        let requested = requested?;
         if requested.message_id.is_some() {
+            self.org_sent(&event_org);
             self.signal.message_enqueued();
         }
         Ok(())
@@ -411,6 +486,16 @@ impl Enroll {
 
     /// Sets a new password with the token of the newest reset link; every session ends.
     pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<User> {
+        let reset = self.set_password_from_link(token, new_password).await;
+        let event = SecurityEvent::new(Action::PasswordReset);
+        match &reset {
+            Ok(user) => event.org(&user.org_id).user(&user.id).succeeded(),
+            Err(error) => event.refused(error),
+        }
+        reset
+    }
+
+    async fn set_password_from_link(&self, token: &str, new_password: &str) -> Result<User> {
         let (user_id, secret) = self.open_link_token(token).await?;
         let user = self.store.user(&user_id).await?.ok_or(Error::CodeInvalid)?;
         let password = Password::new_for(new_password, &user.username)?;

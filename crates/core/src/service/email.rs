@@ -1,6 +1,7 @@
 //! Email verification as ZITADEL's user service does it: a user added with an address, a code
 //! sent (or handed back) to verify it, resent, verified; and a change of address.
 
+use crate::audit::{Action, SecurityEvent};
 use crate::code::{CodePurpose, CodeSecret};
 use crate::email::EmailAddress;
 use crate::error::{Error, Result};
@@ -29,6 +30,12 @@ pub enum EmailVerification {
     Verified,
 }
 
+impl EmailVerification {
+    fn emails(&self) -> bool {
+        matches!(self, Self::Code(CodeDelivery::Email { .. }))
+    }
+}
+
 /// A user added through the user service.
 #[derive(Debug, Clone)]
 pub struct NewHuman {
@@ -48,8 +55,22 @@ pub struct EmailWithCode {
 impl Enroll {
     /// Adds a user with an address, needing `user.write` in the user's organisation.
     pub async fn add_human(&self, caller: &Principal, new: NewHuman) -> Result<EmailWithCode> {
+        let org_id = new.org_id.clone();
+        let added = self.create_human(caller, new).await;
+        let event = SecurityEvent::new(Action::UserCreate).org(&org_id);
+        match &added {
+            Ok(added) => event.user(&added.user.id).succeeded(),
+            Err(error) => event.refused(error),
+        }
+        added
+    }
+
+    async fn create_human(&self, caller: &Principal, new: NewHuman) -> Result<EmailWithCode> {
         if caller.user.org_id != new.org_id || !caller.holds(&Permission::USER_WRITE) {
             return Err(actor(caller).refusal());
+        }
+        if new.verification.emails() {
+            self.org_may_send(&new.org_id)?;
         }
         let (code, returned) = self.address_code(&new.verification);
         let command = CreateUser {
@@ -68,6 +89,7 @@ impl Enroll {
         };
         let created = self.store.create_user(command).await?;
         if created.message_id.is_some() {
+            self.org_sent(&created.user.org_id);
             self.signal.message_enqueued();
         }
         Ok(EmailWithCode {
@@ -85,6 +107,9 @@ impl Enroll {
         delivery: CodeDelivery,
         require_pending: bool,
     ) -> Result<EmailWithCode> {
+        if matches!(delivery, CodeDelivery::Email { .. }) {
+            self.org_may_send(&caller.user.org_id)?;
+        }
         let (code, returned) = self.email_code(&delivery);
         let update = EmailUpdate::SendCode {
             code,
@@ -115,6 +140,9 @@ impl Enroll {
         email: EmailAddress,
         verification: EmailVerification,
     ) -> Result<EmailWithCode> {
+        if verification.emails() {
+            self.org_may_send(&caller.user.org_id)?;
+        }
         let (code, returned) = self.address_code(&verification);
         let update = EmailUpdate::ChangeAddress { email, code };
         self.run_update(actor(caller), user_id, update, returned)
@@ -150,6 +178,7 @@ impl Enroll {
             EmailUpdate::SendCode { code, .. } | EmailUpdate::ChangeAddress { code: Some(code), .. }
                 if code.delivery == Delivery::Email
         );
+        let event_user = user_id.clone();
         let command = UpdateEmail {
             user_id,
             actor,
@@ -158,8 +187,15 @@ impl Enroll {
             now: self.clock.now(),
             policy: self.policy,
         };
-        let updated = self.store.update_email(command).await?;
+        let updated = self.store.update_email(command).await;
+        let event = SecurityEvent::new(Action::CodeSend).user(&event_user);
+        match &updated {
+            Ok(updated) => event.org(&updated.user.org_id).succeeded(),
+            Err(error) => event.refused(error),
+        }
+        let updated = updated?;
         if emailed {
+            self.org_sent(&updated.user.org_id);
             self.signal.message_enqueued();
         }
         Ok(EmailWithCode {

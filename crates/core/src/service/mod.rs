@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::audit::{Action, SecurityEvent};
 use crate::clock::{Clock, Timestamp};
 use crate::code::{CodeHasher, CodePurpose, CodeSecret};
 use crate::credential::{
-    Credential, PublicKey, parse_cred_id, verify_assertion, verify_attestation,
+    ApiRequest, Credential, PublicKey, parse_cred_id, verify_api_signature, verify_assertion,
+    verify_attestation,
 };
 use crate::email::EmailAddress;
 use crate::error::{Error, Result};
@@ -37,7 +39,7 @@ use crate::rules::{
     ServiceAccountCreated, UserKey, VerifyCode,
 };
 use crate::secret::{Sealer, ServerSecret, TokenSecret};
-use crate::throttle::ClientFailures;
+use crate::throttle::WindowCounts;
 use crate::token::{
     AccessClaims, ActionChallengeClaims, LoginClaims, RegistrationClaims, SignedRequest, TokenBody,
     TokenSigner, UserActionClaims,
@@ -95,7 +97,9 @@ pub struct Enroll {
     policy: Policy,
     signal: Arc<dyn OutboxSignal>,
     passwords: Arc<dyn PasswordHashing>,
-    client_failures: ClientFailures,
+    client_failures: WindowCounts,
+    client_sends: WindowCounts,
+    org_sends: WindowCounts,
 }
 
 impl std::fmt::Debug for Enroll {
@@ -123,7 +127,9 @@ impl Enroll {
             policy,
             signal,
             passwords: Arc::new(InlineHashing),
-            client_failures: ClientFailures::default(),
+            client_failures: WindowCounts::default(),
+            client_sends: WindowCounts::default(),
+            org_sends: WindowCounts::default(),
         }
     }
 
@@ -210,7 +216,17 @@ impl Enroll {
     }
 
     /// The app a request names, which must exist; an app with a secret must be shown it.
-    pub async fn check_app(&self, app: &AppId, presented_secret: Option<&str>) -> Result<App> {
+    pub async fn check_app(&self, app_id: &AppId, presented_secret: Option<&str>) -> Result<App> {
+        let checked = self.check_app_secret(app_id, presented_secret).await;
+        let event = SecurityEvent::new(Action::AppCheck).app(Some(app_id));
+        match &checked {
+            Ok(app) => event.org(&app.org_id).succeeded(),
+            Err(error) => event.refused(error),
+        }
+        checked
+    }
+
+    async fn check_app_secret(&self, app: &AppId, presented_secret: Option<&str>) -> Result<App> {
         let app = self.store.app(app).await?.ok_or(Error::UnknownApp)?;
         if let Some(digest) = &app.secret_digest {
             let presented = presented_secret
@@ -339,6 +355,15 @@ impl Enroll {
 
     /// Who presents this bearer token, if it is live.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
+        let authenticated = self.authenticate_bearer(bearer).await;
+        if let Err(error) = &authenticated {
+            // Successes are every authenticated request; only refusals are security events.
+            SecurityEvent::new(Action::TokenCheck).refused(error);
+        }
+        authenticated
+    }
+
+    async fn authenticate_bearer(&self, bearer: &str) -> Result<Principal> {
         let now = self.clock.now();
         let opened = self
             .tokens
@@ -436,7 +461,16 @@ impl Enroll {
             now: self.clock.now(),
             policy: self.policy,
         };
-        let created = self.store.create_user(command).await?;
+        let org_id = command.org_id.clone();
+        self.org_may_send(&org_id)?;
+        let created = self.store.create_user(command).await;
+        let event = SecurityEvent::new(Action::UserCreate).org(&org_id);
+        match &created {
+            Ok(created) => event.user(&created.user.id).succeeded(),
+            Err(error) => event.refused(error),
+        }
+        let created = created?;
+        self.org_sent(&org_id);
         self.signal.message_enqueued();
         Ok(UserInvited {
             user: created.user,
@@ -447,14 +481,36 @@ impl Enroll {
     /// Issues a new registration code, voiding the previous one, and queues its email.
     /// Unknown and registered users cost the same work before the store answers.
     pub async fn resend_registration_code(&self, request: ResendCode) -> Result<CodeIssued> {
+        let org_id = request.org_id.clone();
+        let app_id = request.app.as_ref().map(|app| app.app_id.clone());
+        let cooldown_subject = self
+            .hasher
+            .cooldown_subject(&request.org_id, &request.username);
+        let issued = self
+            .issue_registration_code(request, cooldown_subject.clone())
+            .await;
+        let event = SecurityEvent::new(Action::CodeSend)
+            .org(&org_id)
+            .app(app_id.as_ref());
+        match &issued {
+            Ok(issued) => event.user(&issued.user.id).succeeded(),
+            Err(error) => event.subject(&cooldown_subject).refused(error),
+        }
+        issued
+    }
+
+    async fn issue_registration_code(
+        &self,
+        request: ResendCode,
+        cooldown_subject: String,
+    ) -> Result<CodeIssued> {
         let now = self.clock.now();
         if let Some(nonce) = &request.nonce {
             nonce.check(now, &self.policy)?;
         }
+        self.org_may_send(&request.org_id)?;
         let command = IssueCode {
-            cooldown_subject: self
-                .hasher
-                .cooldown_subject(&request.org_id, &request.username),
+            cooldown_subject,
             org_id: request.org_id,
             username: request.username,
             purpose: CodePurpose::Registration,
@@ -465,6 +521,7 @@ impl Enroll {
             policy: self.policy,
         };
         let issued = self.store.issue_code(command, request.nonce).await?;
+        self.org_sent(&issued.user.org_id);
         self.signal.message_enqueued();
         Ok(issued)
     }
@@ -477,6 +534,7 @@ impl Enroll {
         submitted: CodeSecret,
         usage: CodeUse,
     ) -> Result<CodeVerified> {
+        let key = user.clone();
         let command = VerifyCode {
             user,
             purpose,
@@ -486,7 +544,20 @@ impl Enroll {
             now: self.clock.now(),
             policy: self.policy,
         };
-        self.store.verify_code(command).await
+        let verified = self.store.verify_code(command).await;
+        let event = SecurityEvent::new(Action::CodeVerify);
+        match (&verified, &key) {
+            (Ok(verified), _) => event
+                .org(&verified.user.org_id)
+                .user(&verified.user.id)
+                .succeeded(),
+            (Err(error), UserKey::Id(user_id)) => event.user(user_id).refused(error),
+            (Err(error), UserKey::Username { org_id, username }) => {
+                let subject = self.hasher.cooldown_subject(org_id, username);
+                event.org(org_id).subject(&subject).refused(error);
+            }
+        }
+        verified
     }
 
     /// `registration/init`: checks the code (a wrong one counts) and hands out a challenge, in
@@ -533,6 +604,23 @@ impl Enroll {
     /// `registration`: verifies the key's attestation against the challenge of the temporary
     /// token, then stores the credential, uses the code and registers the user at once.
     pub async fn complete_registration(
+        &self,
+        temporary_token: &str,
+        attestation: KeyAttestation,
+    ) -> Result<CredentialRegistered> {
+        let registered = self.register_key(temporary_token, attestation).await;
+        let event = SecurityEvent::new(Action::CodeVerify);
+        match &registered {
+            Ok(registered) => event
+                .org(&registered.user.org_id)
+                .user(&registered.user.id)
+                .succeeded(),
+            Err(error) => event.refused(error),
+        }
+        registered
+    }
+
+    async fn register_key(
         &self,
         temporary_token: &str,
         attestation: KeyAttestation,
@@ -648,6 +736,26 @@ impl Enroll {
         challenge_identifier: &str,
         assertion: KeyAssertion,
     ) -> Result<(AccessToken, TokenSecret)> {
+        let logged_in = self.answer_login(challenge_identifier, assertion).await;
+        let event = SecurityEvent::new(Action::Login);
+        match &logged_in {
+            Ok((token, _)) => {
+                let event = event.org(&token.org_id);
+                match &token.user_id {
+                    Some(user_id) => event.user(user_id).succeeded(),
+                    None => event.succeeded(),
+                }
+            }
+            Err(error) => event.refused(error),
+        }
+        logged_in
+    }
+
+    async fn answer_login(
+        &self,
+        challenge_identifier: &str,
+        assertion: KeyAssertion,
+    ) -> Result<(AccessToken, TokenSecret)> {
         let now = self.clock.now();
         let opened = self
             .tokens
@@ -707,6 +815,22 @@ impl Enroll {
         challenge_identifier: &str,
         assertion: KeyAssertion,
     ) -> Result<String> {
+        let signed = self
+            .answer_action_challenge(caller, challenge_identifier, assertion)
+            .await;
+        SecurityEvent::new(Action::UserAction)
+            .org(&caller.user.org_id)
+            .user(&caller.user.id)
+            .record(&signed);
+        signed
+    }
+
+    async fn answer_action_challenge(
+        &self,
+        caller: &Principal,
+        challenge_identifier: &str,
+        assertion: KeyAssertion,
+    ) -> Result<String> {
         let now = self.clock.now();
         let opened = self
             .tokens
@@ -754,7 +878,13 @@ impl Enroll {
                     && opened.body.token_id == caller.token.id
                     && opened.body.request == *request
             })
-            .ok_or(Error::UserActionInvalid)?;
+            .ok_or(Error::UserActionInvalid)
+            .inspect_err(|error| {
+                SecurityEvent::new(Action::UserAction)
+                    .org(&caller.user.org_id)
+                    .user(&caller.user.id)
+                    .refused(error);
+            })?;
         Ok(SingleUse {
             id: opened.id,
             kind: SingleUseKind::UserAction,
@@ -768,12 +898,99 @@ impl Enroll {
             .iter()
             .find(|permission| !caller.holds(permission))
         {
-            Some(missing) => Err(Error::PermissionDenied {
-                principal: caller.describe(),
-                permission: missing.clone(),
-            }),
+            Some(missing) => {
+                let denied = Error::PermissionDenied {
+                    principal: caller.describe(),
+                    permission: missing.clone(),
+                };
+                SecurityEvent::new(Action::PermissionCheck)
+                    .org(&caller.user.org_id)
+                    .user(&caller.user.id)
+                    .refused(&denied);
+                Err(denied)
+            }
             None => Ok(()),
         }
+    }
+
+    /// Fails unless an app naming itself holds every one of `permissions`.
+    pub fn require_of_app(app: &App, permissions: &[Permission]) -> Result<()> {
+        match permissions.iter().find(|permission| !app.holds(permission)) {
+            Some(missing) => {
+                let denied = Error::PermissionDenied {
+                    principal: format!("Application {}", app.id),
+                    permission: missing.clone(),
+                };
+                SecurityEvent::new(Action::PermissionCheck)
+                    .org(&app.org_id)
+                    .app(Some(&app.id))
+                    .refused(&denied);
+                Err(denied)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Checks the signature an app with a public key must put on each request.
+    pub fn check_api_signature(
+        app: &App,
+        key: &PublicKey,
+        signature: Option<&str>,
+        request: &ApiRequest<'_>,
+    ) -> Result<()> {
+        let checked = signature
+            .ok_or(Error::UnknownApp)
+            .and_then(|signature| verify_api_signature(key, signature, request));
+        if let Err(error) = &checked {
+            SecurityEvent::new(Action::AppCheck)
+                .org(&app.org_id)
+                .app(Some(&app.id))
+                .refused(error);
+        }
+        checked
+    }
+
+    /// Refuses a request that would email someone for `client` (its IP address) once the
+    /// emails it caused reached the cap of the window.
+    pub fn client_may_send(&self, client: &str) -> Result<()> {
+        let limit = self.policy.client_send_limit;
+        match self.client_sends.refused(client, self.clock.now(), limit) {
+            Some(retry_after) => {
+                SecurityEvent::new(Action::CodeSend).refused_because("client_send_limit");
+                Err(Error::Cooldown { retry_after })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a request of `client` that may have emailed someone.
+    pub fn client_sent(&self, client: &str) {
+        let limit = self.policy.client_send_limit;
+        self.client_sends.count(client, self.clock.now(), limit);
+    }
+
+    /// Refuses to email a user of `org_id` once the organisation's emails reached the cap of
+    /// the window.
+    fn org_may_send(&self, org_id: &OrgId) -> Result<()> {
+        let limit = self.policy.org_send_limit;
+        match self
+            .org_sends
+            .refused(org_id.as_str(), self.clock.now(), limit)
+        {
+            Some(retry_after) => {
+                SecurityEvent::new(Action::CodeSend)
+                    .org(org_id)
+                    .refused_because("org_send_limit");
+                Err(Error::Cooldown { retry_after })
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn org_sent(&self, org_id: &OrgId) {
+        let limit = self.policy.org_send_limit;
+        self.org_sends
+            .count(org_id.as_str(), self.clock.now(), limit);
     }
 
     /// Ends the caller's session, or every session of the caller's user.

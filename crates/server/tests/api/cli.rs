@@ -1,65 +1,10 @@
 //! The `enroll` binary: first start, and the commands that act on its database.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-fn enroll(data_dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_enroll"));
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("ENROLL_DATABASE_URL")
-        .env_remove("ENROLL_SMTP_URL")
-        .env_remove("ENROLL_LISTEN");
-    command
-}
-
-fn run_json(data_dir: &std::path::Path, args: &[&str]) -> Value {
-    let output = enroll(data_dir)
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("enroll runs");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("JSON from {args:?}"))
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `enroll serve` and returns it with the address it printed.
-fn serve(data_dir: &std::path::Path) -> (Server, Vec<String>) {
-    let mut child = enroll(data_dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("enroll serve starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("a line");
-        let done = line.contains("listening on");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    (Server(child), lines)
-}
+use crate::helpers::{enroll, printed_base_url, run_json, serve};
 
 #[tokio::test]
 async fn first_start_bootstraps_and_the_commands_act_on_the_same_database() {
@@ -91,12 +36,7 @@ async fn first_start_bootstraps_and_the_commands_act_on_the_same_database() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let address = printed
-        .iter()
-        .find_map(|line| line.split("http://").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the address")
-        .to_owned();
+    let base = printed_base_url(&printed);
 
     let orgs = run_json(data_dir.path(), &["org", "list"]);
     assert_eq!(orgs[0]["id"], org_id.as_str());
@@ -138,7 +78,7 @@ async fn first_start_bootstraps_and_the_commands_act_on_the_same_database() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let mails: Value = client
-            .get(format!("http://{address}/dev/mail?to=jane@example.com"))
+            .get(format!("{base}/dev/mail?to=jane@example.com"))
             .send()
             .await
             .unwrap()
@@ -181,7 +121,7 @@ async fn first_start_bootstraps_and_the_commands_act_on_the_same_database() {
     assert_eq!(token["permissions"], serde_json::json!(["user.write"]));
     let sent = client
         .post(format!(
-            "http://{address}/v2/users/{}/email/send",
+            "{base}/v2/users/{}/email/send",
             user["id"].as_str().unwrap()
         ))
         .bearer_auth(token["token"].as_str().unwrap())
@@ -202,7 +142,7 @@ async fn first_start_bootstraps_and_the_commands_act_on_the_same_database() {
         ],
     );
     let denied = client
-        .post(format!("http://{address}/v2/users/human"))
+        .post(format!("{base}/v2/users/human"))
         .bearer_auth(refused["token"].as_str().unwrap())
         .json(&serde_json::json!({"profile": {"givenName": "A", "familyName": "B"}, "email": {"email": "x@example.com"}}))
         .send()

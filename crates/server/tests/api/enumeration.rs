@@ -103,7 +103,10 @@ fn judge(endpoint: &str, known: &[Duration], unknown: &[Duration]) {
 
 fn no_cooldown() -> Options {
     Options {
-        settings: Box::new(|settings| settings.cooldown_seconds = 0),
+        settings: Box::new(|settings| {
+            settings.cooldown_seconds = 0;
+            settings.max_emails_per_client_per_hour = 0;
+        }),
         ..Options::default()
     }
 }

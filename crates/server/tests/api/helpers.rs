@@ -300,7 +300,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    async fn from(response: reqwest::Response) -> Self {
+    pub async fn from(response: reqwest::Response) -> Self {
         Self {
             status: response.status().as_u16(),
             headers: response.headers().clone(),
@@ -350,4 +350,78 @@ pub async fn run_node_with(script: &str, args: &[&str], env: &[(&str, &str)]) ->
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("one JSON line, got {stdout:?}"))
+}
+
+/// The `enroll` binary on `data_dir`, without the settings of the tests' own environment.
+pub fn enroll(data_dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_enroll"));
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("ENROLL_DATABASE_URL")
+        .env_remove("ENROLL_SMTP_URL")
+        .env_remove("ENROLL_LISTEN");
+    command
+}
+
+/// Runs a command of the binary and reads its `--json` answer.
+pub fn run_json(data_dir: &std::path::Path, args: &[&str]) -> Value {
+    let output = enroll(data_dir)
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("enroll runs");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("JSON from {args:?}"))
+}
+
+/// A running `enroll serve`, killed when dropped.
+pub struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `enroll serve` on a free port and returns it with what it printed up to "listening
+/// on"; its log goes nowhere.
+pub fn serve(data_dir: &std::path::Path) -> (Served, Vec<String>) {
+    serve_with(enroll(data_dir).stderr(std::process::Stdio::null()))
+}
+
+/// Starts `enroll serve` as `command` says (its environment, where its log goes).
+pub fn serve_with(command: &mut std::process::Command) -> (Served, Vec<String>) {
+    use std::io::BufRead as _;
+    let mut child = command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("enroll serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("a line");
+        let done = line.contains("listening on");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    (Served(child), lines)
+}
+
+/// The base URL `enroll serve` printed.
+pub fn printed_base_url(printed: &[String]) -> String {
+    let address = printed
+        .iter()
+        .find_map(|line| line.split("http://").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the address");
+    format!("http://{address}")
 }

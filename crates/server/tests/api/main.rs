@@ -18,6 +18,8 @@ mod ops;
 mod pages;
 mod sdk;
 mod secrets;
+mod security_log;
 mod singularity;
+mod volume;
 mod zitadel;
 mod zitadel_wire;

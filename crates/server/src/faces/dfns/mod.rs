@@ -20,23 +20,31 @@ use axum::routing::{post, put};
 
 use axum::http::HeaderMap;
 use enroll_core::Error;
-use enroll_core::credential::{ApiRequest, verify_api_signature};
+use enroll_core::credential::ApiRequest;
 use enroll_core::ids::AppId;
 use enroll_core::model::Permission;
+use enroll_core::service::Enroll;
 pub use error::DfnsError;
 
+use crate::pacing::{floored, paced_sender};
 use crate::state::AppState;
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
-        .route("/auth/registration/code", put(registration_code::resend))
+        .route(
+            "/auth/registration/code",
+            paced_sender::<DfnsError>(put(registration_code::resend), &state),
+        )
         .route(
             "/auth/manage/users/send-registration-email",
             put(registration_code::resend_legacy),
         )
-        .route("/auth/registration/init", post(registration::init))
+        .route(
+            "/auth/registration/init",
+            floored(post(registration::init), &state),
+        )
         .route("/auth/registration", post(registration::complete))
-        .route("/auth/login/init", post(login::init))
+        .route("/auth/login/init", floored(post(login::init), &state))
         .route("/auth/login", post(login::complete))
         .route("/auth/logout", put(login::logout))
         .route("/auth/action/init", post(action::init))
@@ -90,20 +98,10 @@ async fn check_server_signed_app(state: &AppState, request: Request) -> Result<R
         return Ok(request);
     };
     let app = state.enroll.check_app(&app, secret.as_deref()).await?;
-    if let Some(missing) = app_permissions(request.uri().path())
-        .iter()
-        .find(|permission| !app.holds(permission))
-    {
-        return Err(Error::PermissionDenied {
-            principal: format!("Application {}", app.id),
-            permission: missing.clone(),
-        }
-        .into());
-    }
+    Enroll::require_of_app(&app, app_permissions(request.uri().path()))?;
     let Some(key) = &app.public_key else {
         return Ok(request);
     };
-    let signature = signature.ok_or(Error::UnknownApp)?;
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, MAX_SIGNED_BODY)
         .await
@@ -117,9 +115,10 @@ async fn check_server_signed_app(state: &AppState, request: Request) -> Result<R
         .uri
         .path_and_query()
         .map_or(parts.uri.path(), |path| path.as_str());
-    verify_api_signature(
+    Enroll::check_api_signature(
+        &app,
         key,
-        &signature,
+        signature.as_deref(),
         &ApiRequest {
             method: parts.method.as_str(),
             path: parts.uri.path(),

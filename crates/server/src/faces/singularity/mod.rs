@@ -39,6 +39,7 @@ use utoipa::IntoParams;
 
 pub use error::SingularityError;
 
+use crate::pacing::{floored, paced_sender};
 use crate::state::AppState;
 
 /// How the face is set up: its organisation, the pages its emails link to (none when mail is
@@ -52,7 +53,10 @@ pub struct SingularitySettings {
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/api/auth/register", post(account::register))
+        .route(
+            "/api/auth/register",
+            paced_sender::<SingularityError>(post(account::register), state),
+        )
         .route("/api/auth/login", post(account::login))
         .route("/api/auth/refresh", post(account::refresh))
         .route("/api/auth/logout", post(account::logout))
@@ -66,8 +70,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/api/auth/email/verification/cooldown",
             get(verification::cooldown),
         )
-        .route("/api/auth/password/reset-request", post(password::request))
-        .route("/api/auth/password/reset/cooldown", get(password::cooldown))
+        .route(
+            "/api/auth/password/reset-request",
+            paced_sender::<SingularityError>(post(password::request), state),
+        )
+        .route(
+            "/api/auth/password/reset/cooldown",
+            floored(get(password::cooldown), state),
+        )
         .route("/api/auth/password/reset", post(password::reset))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
