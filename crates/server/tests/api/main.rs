@@ -8,6 +8,7 @@
 )]
 
 mod cli;
+mod cluster;
 mod dfns_auth;
 mod dfns_resend;
 mod enumeration;
@@ -16,6 +17,9 @@ mod helpers;
 mod mail;
 mod ops;
 mod pages;
+mod permissions;
+mod races;
+mod replay;
 mod sdk;
 mod secrets;
 mod security_log;
