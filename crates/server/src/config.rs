@@ -147,7 +147,7 @@ impl Default for Settings {
             mail_retry_max_ms: u64::try_from(retry.max_delay.as_millis()).unwrap_or(u64::MAX),
             mail_concurrency: 8,
             log_format: "text".to_owned(),
-            answer_floor_ms: 5,
+            answer_floor_ms: 2,
         }
     }
 }
