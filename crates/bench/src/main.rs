@@ -166,6 +166,10 @@ async fn start_server(
         .env("ENROLL_SECRET", SECRET)
         // Every request of the run is a real resend: no cooldown refusals.
         .env("ENROLL_COOLDOWN_SECONDS", "0")
+        // One client resending to a few addresses, as fast as it can: no volume caps.
+        .env("ENROLL_MAX_EMAILS_PER_ADDRESS", "4000000000")
+        .env("ENROLL_MAX_EMAILS_PER_CLIENT_PER_HOUR", "0")
+        .env("ENROLL_MAX_EMAILS_PER_ORG_PER_HOUR", "0")
         .env("ENROLL_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)
