@@ -7,6 +7,7 @@
     reason = "a test that cannot go on should stop loudly"
 )]
 
+mod atomicity;
 mod cli;
 mod cluster;
 mod dfns_auth;

@@ -59,6 +59,10 @@ impl Client {
     }
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the nonce is dated for the binary, which runs on the system clock"
+)]
 fn nonce(uuid: &str) -> String {
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
