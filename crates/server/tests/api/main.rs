@@ -16,6 +16,7 @@ mod enumeration;
 mod faults;
 mod helpers;
 mod mail;
+mod openapi;
 mod ops;
 mod pages;
 mod permissions;

@@ -8,29 +8,59 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, Uri};
 use enroll_core::model::{Principal, SingleUse};
 use enroll_core::token::SignedRequest;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::caller::Caller;
-use super::error::DfnsError;
-use super::wire::{SignedChallenge, parse_body, required, user_action_challenge};
+use super::error::{DfnsError, DfnsErrorResponse};
+use super::wire::{
+    SignedChallenge, UserActionChallenge, parse_body, required, user_action_challenge,
+};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// The request to be signed, exactly as it will be sent.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct InitBody {
+#[schema(as = DfnsActionInitRequest)]
+pub struct InitBody {
+    /// The exact body the request will carry.
     user_action_payload: String,
+    #[schema(min_length = 1)]
     user_action_http_method: String,
+    /// An absolute path (`/auth/users`), with or without the query.
+    #[schema(pattern = r"^\s*/")]
     user_action_http_path: String,
     #[serde(default)]
+    #[schema(value_type = Option<ServerKind>)]
     user_action_server_kind: Option<String>,
 }
 
+/// The one server kind this server signs for.
+#[derive(ToSchema)]
+#[schema(as = DfnsUserActionServerKind)]
+#[allow(dead_code, reason = "describes the value the body must carry")]
+pub enum ServerKind {
+    Api,
+}
+
+/// A challenge whose signature makes a user action for one request.
+#[utoipa::path(post, path = "/auth/action/init", tag = "Dfns", operation_id = "DfnsActionInit",
+    request_body = InitBody,
+    responses(
+        (status = 200, description = "A challenge, listing the caller's keys that may sign it", body = UserActionChallenge),
+        (status = 400, description = "`Invalid request body: …` (malformed JSON, an empty method or path, a path that is not absolute, a server kind other than `Api`, an unknown field)", body = DfnsErrorResponse),
+        (status = 401, description = "`Not Authorized.`: no bearer token, or one that is not live; `User does not have a credential that can be used for the application.`; with `X-DFNS-APPID`, an unknown app or a wrong secret or signature", body = DfnsErrorResponse),
+        (status = 403, description = "The app named by `X-DFNS-APPID` lacks `Auth:Action:Sign`", body = DfnsErrorResponse),
+        (status = 413, description = "The body is larger than 64 KiB", body = DfnsErrorResponse),
+        (status = 500, description = "`Internal Server Error`", body = DfnsErrorResponse),
+        (status = 503, description = "`Service Unavailable`", body = DfnsErrorResponse),
+    ),
+    security(("bearer" = []), ("bearer" = [], "dfns_app_id" = [])))]
 pub async fn init(
     State(state): State<AppState>,
     Caller(caller): Caller,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, DfnsError> {
+) -> Result<Json<UserActionChallenge>, DfnsError> {
     let body: InitBody = parse_body(&body?)?;
     let method = required("userActionHttpMethod", &body.user_action_http_method)?;
     let path = required("userActionHttpPath", &body.user_action_http_path)?;
@@ -51,17 +81,39 @@ pub async fn init(
     Ok(Json(user_action_challenge(&issued)))
 }
 
+/// A user action: the value of `X-DFNS-USERACTION` for the one request it was signed for.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = DfnsUserActionResponse)]
+pub struct UserActionResponse {
+    /// Good once, for 5 minutes, for the method, path and body signed.
+    user_action: String,
+}
+
+/// The signed challenge of `action/init` gives the user action.
+#[utoipa::path(post, path = "/auth/action", tag = "Dfns", operation_id = "DfnsAction",
+    request_body = SignedChallenge,
+    responses(
+        (status = 200, description = "The user action", body = UserActionResponse),
+        (status = 400, description = "`Invalid request body: …`, an unsupported credential kind or second factor; `Challenge token is not valid.` (not the caller's, expired or used before)", body = DfnsErrorResponse),
+        (status = 401, description = "`Not Authorized.`: no bearer token, or one that is not live; `Credential signature is not valid.`; `User does not have a credential that can be used for the application.`; with `X-DFNS-APPID`, an unknown app or a wrong secret or signature", body = DfnsErrorResponse),
+        (status = 403, description = "The app named by `X-DFNS-APPID` lacks `Auth:Action:Sign`", body = DfnsErrorResponse),
+        (status = 413, description = "The body is larger than 64 KiB", body = DfnsErrorResponse),
+        (status = 500, description = "`Internal Server Error`", body = DfnsErrorResponse),
+        (status = 503, description = "`Service Unavailable`", body = DfnsErrorResponse),
+    ),
+    security(("bearer" = []), ("bearer" = [], "dfns_app_id" = [])))]
 pub async fn sign(
     State(state): State<AppState>,
     Caller(caller): Caller,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, DfnsError> {
+) -> Result<Json<UserActionResponse>, DfnsError> {
     let (identifier, assertion) = SignedChallenge::parse(&body?)?;
     let user_action = state
         .enroll
         .sign_user_action(&caller, &identifier, assertion)
         .await?;
-    Ok(Json(json!({ "userAction": user_action })))
+    Ok(Json(UserActionResponse { user_action }))
 }
 
 /// The user action a signed request carries, checked against the request as received; it is

@@ -5,7 +5,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use enroll_core::Error;
 use enroll_core::error::retry_after_seconds;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// A Dfns error response: a status and the message the SDK shows.
 #[derive(Debug)]
@@ -134,13 +135,26 @@ impl From<axum::extract::rejection::BytesRejection> for DfnsError {
     }
 }
 
+/// Every Dfns error body: `{"error":{"message":…}}`.
+#[derive(Serialize, ToSchema)]
+pub struct DfnsErrorResponse {
+    error: DfnsErrorMessage,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DfnsErrorMessage {
+    /// What went wrong, in Dfns's words (`Not Authorized.`, `Invalid request body: …`).
+    message: String,
+}
+
 impl IntoResponse for DfnsError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(json!({ "error": { "message": self.message } })),
-        )
-            .into_response();
+        let body = DfnsErrorResponse {
+            error: DfnsErrorMessage {
+                message: self.message,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

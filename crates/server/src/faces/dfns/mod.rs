@@ -11,6 +11,22 @@ mod registration_code;
 mod users;
 mod wire;
 
+/// The face's endpoints in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    registration_code::resend,
+    registration_code::resend_legacy,
+    registration::init,
+    registration::complete,
+    login::init,
+    login::complete,
+    login::logout,
+    action::init,
+    action::sign,
+    users::create,
+))]
+pub struct DfnsApi;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};

@@ -3,9 +3,12 @@
 use enroll_core::credential::Credential;
 use enroll_core::model::{User, UserKind, UserState};
 use enroll_core::service::{ChallengeIssued, KeyAssertion};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::error::DfnsError;
 
@@ -26,8 +29,37 @@ pub fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, DfnsError> {
     }
 }
 
-#[derive(Deserialize)]
+/// A field of Dfns's API this server does not support: absent or `null`, anything else is
+/// refused with 400.
+pub struct Unsupported;
+
+impl PartialSchema for Unsupported {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Null)
+            .description(Some("Not supported: absent or `null`"))
+            .into()
+    }
+}
+
+impl ToSchema for Unsupported {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "DfnsUnsupported".into()
+    }
+}
+
+/// The one credential kind this server takes.
+#[derive(ToSchema)]
+#[schema(as = DfnsCredentialKind)]
+#[allow(dead_code, reason = "describes the value the body must carry")]
+pub enum KeyKind {
+    Key,
+}
+
+/// A Key credential's signature of a challenge (base64url fields).
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = DfnsCredentialAssertion)]
 pub struct AssertionBody {
     cred_id: String,
     client_data: String,
@@ -36,20 +68,28 @@ pub struct AssertionBody {
 }
 
 /// `firstFactor` of a login or user-action signature.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = DfnsFirstFactor)]
 pub struct FirstFactor {
+    #[schema(value_type = KeyKind)]
     kind: String,
+    /// Required for kind `Key`.
+    #[schema(value_type = AssertionBody, required = true)]
     credential_assertion: Option<AssertionBody>,
 }
 
 /// A signed challenge: `{challengeIdentifier, firstFactor, secondFactor?}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = DfnsSignedChallenge)]
 pub struct SignedChallenge {
+    /// The `challengeIdentifier` of `login/init` or `action/init`.
     pub challenge_identifier: String,
     pub first_factor: FirstFactor,
+    /// Not supported: Key credentials need no second factor.
     #[serde(default)]
+    #[schema(value_type = Unsupported)]
     pub second_factor: Option<Value>,
 }
 
@@ -88,46 +128,127 @@ pub fn unsupported_kind(kind: &str) -> DfnsError {
     ))
 }
 
-fn public_key_entries(credentials: &[Credential]) -> Vec<Value> {
-    credentials
-        .iter()
-        .map(|credential| json!({ "type": "public-key", "id": credential.cred_id }))
-        .collect()
+/// `{"message":"success"}`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DfnsSuccess)]
+pub struct Success {
+    #[schema(example = "success")]
+    message: &'static str,
+}
+
+pub fn success() -> Success {
+    Success { message: "success" }
+}
+
+/// A credential the challenge may be answered with.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DfnsPublicKeyCredential)]
+pub struct PublicKeyCredential {
+    /// `public-key`
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = DfnsSupportedCredentialKind)]
+pub struct SupportedCredentialKind {
+    kind: &'static str,
+    factor: &'static str,
+    requires_second_factor: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = DfnsAllowCredentials)]
+pub struct AllowCredentials {
+    key: Vec<PublicKeyCredential>,
+    webauthn: Vec<PublicKeyCredential>,
+}
+
+/// The `UserActionChallenge` of `login/init` and `action/init`: sign `challenge` with one of
+/// `allowCredentials.key` and send it back with `challengeIdentifier`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = DfnsUserActionChallenge)]
+pub struct UserActionChallenge {
+    challenge: String,
+    challenge_identifier: String,
+    supported_credential_kinds: Vec<SupportedCredentialKind>,
+    user_verification: &'static str,
+    attestation: &'static str,
+    external_authentication_url: &'static str,
+    allow_credentials: AllowCredentials,
 }
 
 /// The `UserActionChallenge` of `login/init` and `action/init`.
-pub fn user_action_challenge(issued: &ChallengeIssued) -> Value {
-    json!({
-        "challenge": issued.challenge,
-        "challengeIdentifier": issued.challenge_identifier,
-        "supportedCredentialKinds": [
-            { "kind": "Key", "factor": "either", "requiresSecondFactor": false }
-        ],
-        "userVerification": "required",
-        "attestation": "direct",
-        "externalAuthenticationUrl": "",
-        "allowCredentials": {
-            "key": public_key_entries(&issued.credentials),
-            "webauthn": [],
+pub fn user_action_challenge(issued: &ChallengeIssued) -> UserActionChallenge {
+    UserActionChallenge {
+        challenge: issued.challenge.clone(),
+        challenge_identifier: issued.challenge_identifier.clone(),
+        supported_credential_kinds: vec![SupportedCredentialKind {
+            kind: "Key",
+            factor: "either",
+            requires_second_factor: false,
+        }],
+        user_verification: "required",
+        attestation: "direct",
+        external_authentication_url: "",
+        allow_credentials: AllowCredentials {
+            key: public_key_entries(&issued.credentials),
+            webauthn: Vec::new(),
         },
-    })
+    }
+}
+
+fn public_key_entries(credentials: &[Credential]) -> Vec<PublicKeyCredential> {
+    credentials
+        .iter()
+        .map(|credential| PublicKeyCredential {
+            kind: "public-key",
+            id: credential.cred_id.clone(),
+        })
+        .collect()
 }
 
 /// The User object of `POST /auth/users`.
-pub fn user_object(user: &User, permissions: &[String]) -> Value {
-    json!({
-        "username": user.username.as_str(),
-        "name": user.username.as_str(),
-        "userId": user.id,
-        "kind": user.kind.shown_as().as_str(),
-        "credentialUuid": "",
-        "orgId": user.org_id,
-        "permissions": permissions,
-        "scopes": [],
-        "isActive": true,
-        "isServiceAccount": user.kind == UserKind::ServiceAccount,
-        "isRegistered": user.state == UserState::Registered,
-        "isSSORequired": false,
-        "permissionAssignments": [],
-    })
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = DfnsUser)]
+pub struct UserObject {
+    username: String,
+    name: String,
+    user_id: String,
+    /// `CustomerEmployee`, `EndUser` or `ServiceAccount`.
+    kind: String,
+    credential_uuid: &'static str,
+    org_id: String,
+    permissions: Vec<String>,
+    scopes: Vec<String>,
+    is_active: bool,
+    is_service_account: bool,
+    is_registered: bool,
+    #[serde(rename = "isSSORequired")]
+    is_sso_required: bool,
+    #[schema(value_type = Vec<Object>)]
+    permission_assignments: Vec<Value>,
+}
+
+/// The User object of `POST /auth/users`.
+pub fn user_object(user: &User, permissions: &[String]) -> UserObject {
+    UserObject {
+        username: user.username.as_str().to_owned(),
+        name: user.username.as_str().to_owned(),
+        user_id: user.id.to_string(),
+        kind: user.kind.shown_as().as_str().to_owned(),
+        credential_uuid: "",
+        org_id: user.org_id.to_string(),
+        permissions: permissions.to_vec(),
+        scopes: Vec::new(),
+        is_active: true,
+        is_service_account: user.kind == UserKind::ServiceAccount,
+        is_registered: user.state == UserState::Registered,
+        is_sso_required: false,
+        permission_assignments: Vec::new(),
+    }
 }

@@ -16,6 +16,7 @@ use enroll_zitadel_proto::zitadel::v1::ErrorDetail;
 use prost::Message as _;
 use serde::Serialize;
 use tonic::Code;
+use utoipa::ToSchema;
 
 /// An error as ZITADEL describes it, before it is put on a wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,25 +167,12 @@ impl ZitadelError {
 
     /// For the REST gateway: grpc-gateway's status mapping and its error body.
     pub fn into_gateway(self) -> Response {
-        #[derive(Serialize)]
-        struct Detail {
-            #[serde(rename = "@type")]
-            type_url: String,
-            id: &'static str,
-            message: &'static str,
-        }
-        #[derive(Serialize)]
-        struct Body {
-            code: i32,
-            message: String,
-            details: Vec<Detail>,
-        }
-        let body = Body {
+        let body = GatewayError {
             code: self.code as i32,
             details: self
                 .detail
                 .iter()
-                .map(|&(id, message)| Detail {
+                .map(|&(id, message)| GatewayErrorDetail {
                     type_url: format!("type.googleapis.com/{ERROR_DETAIL}"),
                     id,
                     message,
@@ -199,6 +187,35 @@ impl ZitadelError {
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response
     }
+}
+
+/// The REST gateway's error body (grpc-gateway's `google.rpc.Status` as JSON).
+#[derive(Serialize, ToSchema)]
+#[schema(as = ZitadelError)]
+pub struct GatewayError {
+    /// The gRPC code: 3 InvalidArgument, 5 NotFound, 6 AlreadyExists, 7 PermissionDenied,
+    /// 8 ResourceExhausted, 9 FailedPrecondition, 12 Unimplemented, 13 Internal,
+    /// 14 Unavailable, 16 Unauthenticated.
+    #[schema(minimum = 0, maximum = 16)]
+    code: i32,
+    /// `<text> (<ID>)` for ZITADEL's own errors (`Code is empty (EMAIL-5w5ilin4yt)`); the
+    /// validator's wording for a refused request (`invalid AddHumanUserRequest.Email.Email: …`).
+    message: String,
+    /// One `zitadel.v1.ErrorDetail` for ZITADEL's own errors; none for a refused request.
+    details: Vec<GatewayErrorDetail>,
+}
+
+/// `zitadel.v1.ErrorDetail`, as grpc-gateway writes an `Any`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ZitadelErrorDetail)]
+pub struct GatewayErrorDetail {
+    /// `type.googleapis.com/zitadel.v1.ErrorDetail`
+    #[serde(rename = "@type")]
+    type_url: String,
+    /// ZITADEL's id of the error (`COMMAND-eis9R`).
+    id: &'static str,
+    /// The untranslated key (`Errors.User.Code.Invalid`).
+    message: &'static str,
 }
 
 const ERROR_DETAIL: &str = "zitadel.v1.ErrorDetail";

@@ -10,6 +10,7 @@ mod email;
 mod error;
 mod grpc;
 mod rest;
+mod schema;
 mod users;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use tower::ServiceExt as _;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ZitadelError;
+pub use rest::ZitadelApi;
 
 use crate::state::AppState;
 
