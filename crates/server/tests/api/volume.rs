@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use enroll_core::rules::CodeUse;
 use serde_json::json;
 
 use crate::helpers::{Db, Options, Reply, TestApp};
@@ -161,4 +162,43 @@ async fn an_organisation_gets_so_many_emails_an_hour_whoever_asks() {
     assert_eq!(add(3).await.status, 200, "the hour ends");
     app.mails_to("user-3@example.com", 1).await;
     assert_eq!(app.outbox_len().await, 3);
+}
+
+/// Reliability target 10: a guesser who resends and spends every code's attempts gets at most
+/// ten codes a day, so at most 50 wrong guesses are evaluated per account and day (the target
+/// is 100); then resends answer 429 until the day ends, and other accounts are not affected.
+#[tokio::test]
+async fn a_guesser_gets_at_most_fifty_guesses_a_day_on_one_account() {
+    let app = TestApp::spawn_with(with_settings(Db::Sqlite, |settings| {
+        settings.max_emails_per_client_per_hour = 0;
+    }))
+    .await;
+    app.create_user("jane@example.com").await;
+    app.create_user("joe@example.com").await;
+    let resend = json!({"username": "jane@example.com", "orgId": app.org_id});
+    let mut evaluated = 0;
+    let mut refused_resends = 0;
+    // A day of trying, one round a minute.
+    for _ in 0..24 * 60 {
+        for _ in 0..6 {
+            match app.verify("jane@example.com", "WRONGCODEWRONGCO", CodeUse::Check).await {
+                Err(enroll_core::Error::CodeInvalid) => evaluated += 1,
+                Err(enroll_core::Error::CodeExhausted) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        app.clock.advance(std::time::Duration::from_secs(60));
+        match app.resend(&resend).await.status {
+            200 => {}
+            429 => refused_resends += 1,
+            status => panic!("{status}"),
+        }
+    }
+    assert_eq!(evaluated, 50, "ten codes of five attempts");
+    // Nine resends fill the creation's window; the last round's falls in the next one.
+    assert_eq!(refused_resends, 24 * 60 - 10);
+    app.clock.advance(std::time::Duration::from_secs(60));
+    assert_eq!(app.resend(&resend).await.status, 200, "a new day");
+    let other = json!({"username": "joe@example.com", "orgId": app.org_id});
+    assert_eq!(app.resend(&other).await.status, 200, "no global lockout");
 }
