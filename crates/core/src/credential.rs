@@ -573,6 +573,79 @@ mod tests {
         }
     }
 
+    /// Reliability target 19: every single-byte change of a signed request, of its signature or
+    /// of what it signs (method, path, body, a signed header) is refused.
+    #[test]
+    fn every_single_byte_change_of_a_signed_request_is_refused() {
+        use ring::signature::{Ed25519KeyPair, KeyPair as _};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let key = PublicKey::from_raw(KeyAlgorithm::Ed25519, pair.public_key().as_ref()).unwrap();
+        let body = br#"{"email":"jane@example.com","kind":"CustomerEmployee"}"#;
+        let claims = format!(
+            r#"{{"r-method":"POST","r-path":"/auth/users","r-body":"{}","h-x-dfns-appid":"ap-1"}}"#,
+            URL_SAFE_NO_PAD.encode(body)
+        );
+        let signed = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA"}"#),
+            URL_SAFE_NO_PAD.encode(&claims)
+        );
+        let token = format!(
+            "{signed}.{}",
+            URL_SAFE_NO_PAD.encode(pair.sign(signed.as_bytes()))
+        );
+        let check = |token: &str, method: &str, path: &str, body: &[u8], app: &str| {
+            let headers = [("x-dfns-appid", app)];
+            verify_api_signature(
+                &key,
+                token,
+                &ApiRequest {
+                    method,
+                    path,
+                    path_and_query: path,
+                    body,
+                    headers: &headers,
+                },
+            )
+        };
+        assert!(check(&token, "POST", "/auth/users", body, "ap-1").is_ok());
+        let changed = |text: &[u8], at: usize| {
+            let mut bytes = text.to_vec();
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { bytes[at] ^ 1 };
+            bytes
+        };
+        for at in 0..token.len() {
+            let token = String::from_utf8(changed(token.as_bytes(), at)).unwrap();
+            assert!(
+                check(&token, "POST", "/auth/users", body, "ap-1").is_err(),
+                "signature byte {at}"
+            );
+        }
+        for at in 0..body.len() {
+            let body = changed(body, at);
+            assert!(
+                check(&token, "POST", "/auth/users", &body, "ap-1").is_err(),
+                "body byte {at}"
+            );
+        }
+        for (at, part) in ["POST", "/auth/users", "ap-1"].iter().enumerate() {
+            for byte in 0..part.len() {
+                let mut parts = ["POST", "/auth/users", "ap-1"].map(str::to_owned);
+                parts[at] = String::from_utf8(changed(part.as_bytes(), byte)).unwrap();
+                if at == 0 && parts[0].eq_ignore_ascii_case("POST") {
+                    // The method is compared without regard to case, as HTTP methods are
+                    // sent in capitals.
+                    continue;
+                }
+                assert!(
+                    check(&token, &parts[0], &parts[1], body, &parts[2]).is_err(),
+                    "{parts:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn other_curves_and_short_rsa_keys_are_refused_with_a_reason() {
         // A P-384 key and a 1024-bit RSA key (SPKI), which Key credentials do not take.
