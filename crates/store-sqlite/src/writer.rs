@@ -46,6 +46,10 @@ impl Writer {
             let complete: Completion = Box::new(move |commit_error| {
                 let answer = match (result, commit_error) {
                     (Ok(value), None) => Ok(value),
+                    // A full disk fails the commit, not the request's statements: 503, not 500.
+                    (Ok(_), Some(error)) if crate::is_unavailable(&error) => {
+                        Err(Error::Unavailable(Box::new(error)))
+                    }
                     (Ok(_), Some(error)) => Err(Error::internal(
                         "could not commit to the SQLite database",
                         error,
