@@ -850,7 +850,11 @@ async fn the_openapi_document_lists_every_endpoint_and_its_codes() {
         (
             "post",
             "/api/auth/register",
-            &["PASSWORD_TOO_COMMON", "INVALID_REQUEST"][..],
+            &[
+                "PASSWORD_TOO_COMMON",
+                "INVALID_REQUEST",
+                "EMAIL_COOLDOWN_ACTIVE",
+            ][..],
         ),
         (
             "post",

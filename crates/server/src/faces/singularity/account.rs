@@ -46,6 +46,7 @@ pub struct RegisterBody {
         (status = 400, description = "`PASSWORD_TOO_SHORT`, `PASSWORD_TOO_LONG`, `PASSWORD_TOO_COMMON`, `PASSWORD_CONTAINS_EMAIL`, `PASSWORD_REPEATED_CHARACTER`; `INVALID_REQUEST`: a bad email address, name or locale, or malformed JSON", body = ErrorResponse),
         (status = 415, description = "`INVALID_REQUEST`: the body is not `application/json`", body = ErrorResponse),
         (status = 422, description = "`INVALID_REQUEST`: a required field is missing or of the wrong type", body = ErrorResponse),
+        (status = 429, description = "`EMAIL_COOLDOWN_ACTIVE`: the client address or the organisation reached its hourly cap of emails; `Retry-After` says when", body = ErrorResponse),
         (status = 500, description = "`DATABASE_FAILURE`, `INTERNAL_FAILURE`", body = ErrorResponse),
     ))]
 pub async fn register(

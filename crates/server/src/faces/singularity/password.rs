@@ -30,7 +30,7 @@ pub struct ResetRequestBody {
     responses(
         (status = 200, description = "For any address: one with an account gets a reset link, one without the \"no account\" email", body = wire::SendEmailResponse),
         (status = 400, description = "`INVALID_REQUEST`: malformed JSON, a bad email address or locale", body = ErrorResponse), (status = 415, description = "`INVALID_REQUEST`: the body is not `application/json`", body = ErrorResponse), (status = 422, description = "`INVALID_REQUEST`: a required field is missing or of the wrong type", body = ErrorResponse),
-        (status = 429, description = "`EMAIL_COOLDOWN_ACTIVE`, for known and unknown addresses alike; `Retry-After` says when", body = ErrorResponse),
+        (status = 429, description = "`EMAIL_COOLDOWN_ACTIVE`, for known and unknown addresses alike: the address's cooldown or daily cap, or the client address's or organisation's hourly cap; `Retry-After` says when", body = ErrorResponse),
         (status = 503, description = "`EMAIL_DISABLED`", body = ErrorResponse),
         (status = 500, description = "`DATABASE_FAILURE`, `INTERNAL_FAILURE`", body = ErrorResponse),
     ))]
@@ -69,6 +69,7 @@ pub struct CooldownQuery {
 
 /// `{"remaining": <seconds>}` for an address, known or not.
 #[utoipa::path(get, path = "/api/auth/password/reset/cooldown", tag = "Singularity", params(CooldownQuery),
+    operation_id = "passwordResetCooldown",
     responses(
         (status = 200, description = "The seconds until the next reset email to the address may be sent", body = wire::CooldownResponse),
         (status = 400, description = "`INVALID_REQUEST`: no or a bad email address", body = ErrorResponse),

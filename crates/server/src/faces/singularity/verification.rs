@@ -61,6 +61,7 @@ pub async fn send(
 /// `{"remaining": <seconds>}` as Singularity answers, with when the next email may be sent and
 /// how the last one fared: `queued`, `sent` or `failed`.
 #[utoipa::path(get, path = "/api/auth/email/verification/cooldown", tag = "Singularity",
+    operation_id = "verificationCooldown",
     responses(
         (status = 200, description = "The seconds until the next verification email may be sent, and how the last one fared", body = wire::CooldownResponse),
         (status = 401, description = "`AUTHENTICATION_REQUIRED` (no token), `ACCESS_TOKEN_INVALID`, `ACCESS_TOKEN_EXPIRED`", body = ErrorResponse),
