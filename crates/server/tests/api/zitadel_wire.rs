@@ -734,3 +734,28 @@ async fn browsers_may_call_from_other_origins() {
         "https://app.example"
     );
 }
+
+/// A body over the 64 KiB limit gets the gateway's JSON error, not a plain-text 413.
+#[tokio::test]
+async fn an_oversized_rest_body_answers_in_the_gateway_format() {
+    let app = TestApp::spawn().await;
+    let bearer = format!("Bearer {}", app.admin_token);
+    let padding = "x".repeat(70 * 1024);
+    let reply = app
+        .post(
+            "/v2/users/human",
+            json!({ "padding": padding }).to_string(),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["code"], 3);
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid request body: "),
+        "{}",
+        reply.body
+    );
+}

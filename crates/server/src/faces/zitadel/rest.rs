@@ -3,6 +3,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
@@ -62,6 +63,8 @@ pub fn routes() -> Router<AppState> {
         (status = 403, description = "PermissionDenied (7): the caller lacks `user.write` in the organisation, or names one that cannot exist: `No matching permissions found (AUTHZ-HKJD33)`", body = GatewayError),
         (status = 404, description = "NotFound (5): `Organisation not found (ENROLL-org404)`", body = GatewayError),
         (status = 409, description = "AlreadyExists (6): the address has a user: `User already exists (ENROLL-exists)`", body = GatewayError),
+        (status = 429, description = "ResourceExhausted (8): the organisation reached its hourly cap of emails; `Retry-After` says when the next may be", body = GatewayError,
+            headers(("Retry-After" = u64, description = "Seconds until the next email may be sent"))),
         (status = 501, description = "Unimplemented (12): a field ZITADEL has and enroll does not support (`userId`, a `username` other than the address, a phone number, passwords, a TOTP secret, metadata, identity provider links, `orgDomain`)", body = GatewayError),
         (status = 401, description = "Unauthenticated (16): no bearer token, or not a live one: `Token is invalid (ENROLL-token)`", body = GatewayError),
         (status = 500, description = "Internal (13): `Internal error (ENROLL-internal)`", body = GatewayError),
@@ -71,9 +74,9 @@ pub fn routes() -> Router<AppState> {
 async fn add_human_user(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    gateway(state, &headers, &body, |_| {}, users::add_human_user).await
+    gateway(state, &headers, body, |_| {}, users::add_human_user).await
 }
 
 /// `SetEmail`: a new address for the user, to verify by a code (emailed, or handed back with
@@ -98,12 +101,12 @@ async fn set_email(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let path = |request: &mut enroll_zitadel_proto::zitadel::user::v2::SetEmailRequest| {
         request.user_id = user_id
     };
-    gateway(state, &headers, &body, path, email::set_email).await
+    gateway(state, &headers, body, path, email::set_email).await
 }
 
 /// `SendEmailCode`: a new code for the user's unverified address; the previous one stops
@@ -127,12 +130,12 @@ async fn send_email_code(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let path = |request: &mut enroll_zitadel_proto::zitadel::user::v2::SendEmailCodeRequest| {
         request.user_id = user_id
     };
-    gateway(state, &headers, &body, path, email::send_email_code).await
+    gateway(state, &headers, body, path, email::send_email_code).await
 }
 
 /// `ResendEmailCode`: a new code while one is pending; the previous one stops working.
@@ -155,12 +158,12 @@ async fn resend_email_code(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let path = |request: &mut enroll_zitadel_proto::zitadel::user::v2::ResendEmailCodeRequest| {
         request.user_id = user_id
     };
-    gateway(state, &headers, &body, path, email::resend_email_code).await
+    gateway(state, &headers, body, path, email::resend_email_code).await
 }
 
 /// `VerifyEmail`: the user's newest code verifies its address. Any valid token may call: the
@@ -181,19 +184,19 @@ async fn verify_email(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let path = |request: &mut enroll_zitadel_proto::zitadel::user::v2::VerifyEmailRequest| {
         request.user_id = user_id
     };
-    gateway(state, &headers, &body, path, email::verify_email).await
+    gateway(state, &headers, body, path, email::verify_email).await
 }
 
 /// As the gateway does: the body is decoded first, then the call authenticates.
 async fn gateway<Req, Res, Fut>(
     state: AppState,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Result<Bytes, BytesRejection>,
     from_path: impl FnOnce(&mut Req),
     method: impl FnOnce(Call, Req) -> Fut,
 ) -> Response
@@ -203,10 +206,13 @@ where
     Fut: Future<Output = Result<Res, ZitadelError>>,
 {
     let answer = async {
+        // A body over the limit or cut short answers in the gateway's format, like any other
+        // body it cannot read.
+        let body = body.map_err(|rejection| ZitadelError::undecodable(rejection.body_text()))?;
         let mut request: Req = if body.iter().all(u8::is_ascii_whitespace) {
             Req::default()
         } else {
-            serde_json::from_slice(body).map_err(ZitadelError::undecodable)?
+            serde_json::from_slice(&body).map_err(ZitadelError::undecodable)?
         };
         from_path(&mut request);
         let call = Call::authenticate(state.enroll.clone(), headers).await?;
