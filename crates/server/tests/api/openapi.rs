@@ -218,7 +218,7 @@ async fn dfns_and_zitadel_endpoints_list_their_codes_and_credentials() {
             "post",
             "/v2/users/human",
             "ZITADEL",
-            &[200, 400, 401, 403, 404, 409, 500, 501, 503],
+            &[200, 400, 401, 403, 404, 409, 429, 500, 501, 503],
             json!([{"bearer": []}]),
         ),
         (
