@@ -789,6 +789,14 @@ impl Enroll {
         Ok((token, secret))
     }
 
+    /// The organisation a login challenge was issued in, if the identifier is one of ours and
+    /// live; nothing is checked or spent.
+    pub fn login_challenge_org(&self, challenge_identifier: &str) -> Option<OrgId> {
+        self.tokens
+            .open::<LoginClaims>(challenge_identifier, self.clock.now())
+            .map(|opened| opened.body.org_id)
+    }
+
     /// `action/init`: a challenge to sign `request` as `caller`.
     pub async fn start_user_action(
         &self,

@@ -135,8 +135,8 @@ fn rows() -> Vec<Row> {
                     json!({"orgId": ctx.org, "username": TARGET, "registrationCode": "AAAA-BBBB-CCCC-DDDD"}),
                 )
             },
-            expect: [UNAUTHENTICATED, FORBIDDEN, AS_NOBODY],
-            why: "the registration code is the credential; an app needs Auth:Users:Read (one of another org passes, see the note in docs/reliability.md)",
+            expect: [UNAUTHENTICATED, FORBIDDEN, UNKNOWN_APP],
+            why: "the registration code is the credential; an app needs Auth:Users:Read, and one of another org is unknown here",
         },
         Row {
             method: "POST",
@@ -158,8 +158,8 @@ fn rows() -> Vec<Row> {
             credentials: Credentials::App,
             path: |_| "/auth/login/init".to_owned(),
             body: |ctx| json_body(json!({"orgId": ctx.org, "username": TARGET})),
-            expect: [UNAUTHENTICATED, FORBIDDEN, AS_NOBODY],
-            why: "open (the signed answer is the credential); an app needs Auth:Users:Read (one of another org passes)",
+            expect: [UNAUTHENTICATED, FORBIDDEN, UNKNOWN_APP],
+            why: "open (the signed answer is the credential); an app needs Auth:Users:Read, and one of another org is unknown here",
         },
         Row {
             method: "POST",
@@ -173,7 +173,7 @@ fn rows() -> Vec<Row> {
                 )
             },
             expect: [&[400], FORBIDDEN, AS_NOBODY],
-            why: "the signed challenge is the credential; an app needs Auth:Users:Read (one of another org passes)",
+            why: "the signed challenge is the credential; an app needs Auth:Users:Read, and one of another org is refused for a challenge of this org (this one is no challenge)",
         },
         Row {
             method: "PUT",

@@ -2,14 +2,15 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use enroll_core::Error;
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::OrgId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::NamedApp;
 use super::caller::Caller;
 use super::error::{DfnsError, DfnsErrorResponse};
 use super::wire::{
@@ -49,6 +50,7 @@ pub struct InitBody {
     security((), ("dfns_app_id" = [])))]
 pub async fn init(
     State(state): State<AppState>,
+    app: Option<Extension<NamedApp>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<UserActionChallenge>, DfnsError> {
     let body: InitBody = parse_body(&body?)?;
@@ -62,6 +64,7 @@ pub async fn init(
     let (Some(org_id), Ok(username)) = (OrgId::parse(org_id), EmailAddress::parse(username)) else {
         return Err(Error::UserNotFound.into());
     };
+    NamedApp::allows(app.as_deref(), &org_id)?;
     let issued = state.enroll.start_login(&org_id, &username).await?;
     Ok(Json(user_action_challenge(&issued)))
 }
@@ -89,9 +92,13 @@ pub struct LoginResponse {
     security((), ("dfns_app_id" = [])))]
 pub async fn complete(
     State(state): State<AppState>,
+    app: Option<Extension<NamedApp>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<LoginResponse>, DfnsError> {
     let (identifier, assertion) = SignedChallenge::parse(&body?)?;
+    if let Some(org_id) = state.enroll.login_challenge_org(&identifier) {
+        NamedApp::allows(app.as_deref(), &org_id)?;
+    }
     let (_, secret) = state.enroll.complete_login(&identifier, assertion).await?;
     Ok(Json(LoginResponse {
         token: secret.expose().to_owned(),

@@ -37,7 +37,7 @@ use axum::routing::{post, put};
 use axum::http::HeaderMap;
 use enroll_core::Error;
 use enroll_core::credential::ApiRequest;
-use enroll_core::ids::AppId;
+use enroll_core::ids::{AppId, OrgId};
 use enroll_core::model::Permission;
 use enroll_core::service::Enroll;
 pub use error::DfnsError;
@@ -83,6 +83,21 @@ async fn server_signed_app(
     }
 }
 
+/// The organisation of the app a call named and that passed its checks: the call may act in
+/// that organisation only.
+#[derive(Debug, Clone)]
+pub struct NamedApp(pub OrgId);
+
+impl NamedApp {
+    /// Refuses, as an unknown app, a call whose app belongs to another organisation.
+    pub fn allows(app: Option<&Self>, org_id: &OrgId) -> Result<(), Error> {
+        match app {
+            Some(Self(app_org)) if app_org != org_id => Err(Error::UnknownApp),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What a call says about its app: the app id, and the secret and signature it sent.
 struct AppHeaders {
     app: AppId,
@@ -115,6 +130,10 @@ async fn check_server_signed_app(state: &AppState, request: Request) -> Result<R
     };
     let app = state.enroll.check_app(&app, secret.as_deref()).await?;
     Enroll::require_of_app(&app, app_permissions(request.uri().path()))?;
+    let mut request = request;
+    request
+        .extensions_mut()
+        .insert(NamedApp(app.org_id.clone()));
     let Some(key) = &app.public_key else {
         return Ok(request);
     };

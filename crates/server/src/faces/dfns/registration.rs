@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use enroll_core::Error;
 use enroll_core::code::CodeSecret;
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::NamedApp;
 use super::error::{DfnsError, DfnsErrorResponse};
 use super::wire::{
     KeyKind, PublicKeyCredential, Unsupported, parse_body, required, unsupported_kind,
@@ -103,6 +104,7 @@ pub struct RegistrationChallenge {
     security((), ("dfns_app_id" = [])))]
 pub async fn init(
     State(state): State<AppState>,
+    app: Option<Extension<NamedApp>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RegistrationChallenge>, DfnsError> {
     let body: InitBody = parse_body(&body?)?;
@@ -114,6 +116,7 @@ pub async fn init(
     let (Some(org_id), Ok(username)) = (OrgId::parse(org), EmailAddress::parse(username)) else {
         return Err(Error::CodeInvalid.into());
     };
+    NamedApp::allows(app.as_deref(), &org_id)?;
     let started = state
         .enroll
         .start_registration(org_id, username, CodeSecret::from_user_input(code))
