@@ -612,7 +612,11 @@ mod tests {
         assert!(check(&token, "POST", "/auth/users", body, "ap-1").is_ok());
         let changed = |text: &[u8], at: usize| {
             let mut bytes = text.to_vec();
-            bytes[at] = if bytes[at] == b'A' { b'B' } else { bytes[at] ^ 1 };
+            bytes[at] = if bytes[at] == b'A' {
+                b'B'
+            } else {
+                bytes[at] ^ 1
+            };
             bytes
         };
         for at in 0..token.len() {

@@ -81,7 +81,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("the server did not come up");
+        panic!("the server did not come up: {}", self.log());
     }
 
     /// The server's standard error, kept beside its data (not on a volume that may be full).

@@ -181,7 +181,10 @@ async fn a_guesser_gets_at_most_fifty_guesses_a_day_on_one_account() {
     // A day of trying, one round a minute.
     for _ in 0..24 * 60 {
         for _ in 0..6 {
-            match app.verify("jane@example.com", "WRONGCODEWRONGCO", CodeUse::Check).await {
+            match app
+                .verify("jane@example.com", "WRONGCODEWRONGCO", CodeUse::Check)
+                .await
+            {
                 Err(enroll_core::Error::CodeInvalid) => evaluated += 1,
                 Err(enroll_core::Error::CodeExhausted) => break,
                 other => panic!("{other:?}"),
