@@ -217,6 +217,58 @@ impl CodeHasher {
 mod tests {
     use super::*;
 
+    /// Reliability target 15: secrets are compared with `subtle`'s constant-time equality,
+    /// and no source of the workspace compares a digest, hash or exposed secret with `==`.
+    #[test]
+    fn secrets_are_compared_in_constant_time() {
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut sources = Vec::new();
+        let mut folders: Vec<_> = ["core", "store-sqlite", "store-postgres", "server", "mail"]
+            .iter()
+            .map(|name| crates.join(name).join("src"))
+            .collect();
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|extension| extension == "rs") {
+                    sources.push((path.clone(), std::fs::read_to_string(&path).unwrap()));
+                }
+            }
+        }
+        assert!(sources.len() > 40, "the sources are found");
+        // Built here, so that this test does not find itself.
+        let suspicious =
+            ["digest", "digest[..]", "hash", ".expose()"].map(|left| format!("{left} =="));
+        for (path, source) in &sources {
+            for line in source
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+            {
+                for pattern in &suspicious {
+                    assert!(
+                        !line.contains(pattern.as_str()),
+                        "{}: {line}",
+                        path.display()
+                    );
+                }
+            }
+        }
+        let uses = |file: &str| {
+            sources
+                .iter()
+                .any(|(path, source)| path.ends_with(file) && source.contains("ct_eq("))
+        };
+        assert!(uses("code.rs"), "codes are matched with ct_eq");
+        assert!(uses("service/mod.rs"), "app secrets are matched with ct_eq");
+        let hasher = CodeHasher::new([7; 32]);
+        let id = CodeId::generate();
+        let code = CodeSecret::generate(CodePurpose::EmailVerification);
+        let stored = hasher.hash(&id, CodePurpose::EmailVerification, &code);
+        assert!(hasher.matches(&id, CodePurpose::EmailVerification, &stored, &code));
+    }
+
     #[test]
     fn registration_codes_are_four_groups_of_unambiguous_characters() {
         for _ in 0..1_000 {
