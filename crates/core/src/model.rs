@@ -251,12 +251,22 @@ pub struct App {
     /// The key the app signs its requests with (`X-DFNS-APISIGNATURE`): RSA or Ed25519.
     #[serde(skip)]
     pub public_key: Option<crate::credential::PublicKey>,
+    /// The secret a rotation replaced, still accepted until its overlap ends.
+    #[serde(skip)]
+    pub retired_secret: Option<RetiredSecret>,
 }
 
 impl App {
     pub fn holds(&self, permission: &Permission) -> bool {
         self.permissions.contains(permission)
     }
+}
+
+/// An app secret replaced by a newer one, accepted beside it until `expires_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetiredSecret {
+    pub digest: [u8; 32],
+    pub expires_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

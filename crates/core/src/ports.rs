@@ -14,7 +14,7 @@ use crate::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
     MessageSummary, Org, User,
 };
-use crate::model::{Permission, SingleUse};
+use crate::model::{Permission, RetiredSecret, SingleUse};
 use crate::nonce::Nonce;
 use crate::password::{Password, PasswordHash};
 use crate::rules::{
@@ -45,7 +45,13 @@ pub trait Directory: Send + Sync {
     async fn insert_app(&self, app: &App) -> Result<()>;
     async fn apps(&self, org: Option<&OrgId>) -> Result<Vec<App>>;
     async fn app(&self, id: &AppId) -> Result<Option<App>>;
-    async fn set_app_secret(&self, id: &AppId, digest: &[u8; 32]) -> Result<()>;
+    /// Gives the app a new secret; the one it replaces stays accepted as `retired`, if given.
+    async fn set_app_secret(
+        &self,
+        id: &AppId,
+        digest: &[u8; 32],
+        retired: Option<&RetiredSecret>,
+    ) -> Result<()>;
     async fn set_app_public_key(&self, id: &AppId, public_key: &PublicKey) -> Result<()>;
     async fn insert_token(&self, token: &AccessToken) -> Result<()>;
     async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AccessToken>>;

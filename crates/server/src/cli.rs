@@ -114,6 +114,14 @@ pub enum AppCommand {
         #[arg(long, value_name = "FILE")]
         public_key: Option<std::path::PathBuf>,
     },
+    /// Give an application a new secret (printed once); the previous one keeps working for
+    /// the overlap, so the app's instances can change over.
+    RotateSecret {
+        /// The app id (ap-…).
+        app: String,
+        #[arg(long, default_value_t = 86_400)]
+        overlap_seconds: u64,
+    },
     /// List applications.
     List {
         #[arg(long)]

@@ -1,12 +1,13 @@
 //! The subcommands of the `enroll` binary.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use enroll_core::clock::{Clock, SystemClock};
 use enroll_core::credential::PublicKey;
 use enroll_core::email::EmailAddress;
-use enroll_core::ids::{OrgId, UserId};
+use enroll_core::ids::{AppId, OrgId, UserId};
 use enroll_core::model::{Locale, Permission, TokenKind, User, UserKind};
 use enroll_core::ports::{MessageFilter, NoSignal, Store};
 use enroll_core::service::{Enroll, NewUser};
@@ -201,7 +202,7 @@ async fn app(enroll: &Enroll, command: AppCommand, json: bool) -> anyhow::Result
                     .await?;
             }
             let secret = match with_secret {
-                true => Some(enroll.issue_app_secret(&app.id).await?),
+                true => Some(enroll.issue_app_secret(&app.id, Duration::ZERO).await?),
                 false => None,
             };
             let secret = secret.as_ref().map(|secret| secret.expose());
@@ -212,6 +213,21 @@ async fn app(enroll: &Enroll, command: AppCommand, json: bool) -> anyhow::Result
                     out.push_str(&format!("\nX-DFNS-APPSECRET (shown once): {secret}"));
                 }
                 out
+            })
+        }
+        AppCommand::RotateSecret {
+            app,
+            overlap_seconds,
+        } => {
+            let id = AppId::parse(&app).with_context(|| format!("{app:?} is not an app id"))?;
+            let overlap = Duration::from_secs(overlap_seconds);
+            let secret = enroll.issue_app_secret(&id, overlap).await?;
+            let shown = json!({ "appId": id, "secret": secret.expose(), "overlapSeconds": overlap_seconds });
+            print(json, &shown, || {
+                format!(
+                    "X-DFNS-APPSECRET of {id} (shown once): {}\nthe previous secret works for {overlap_seconds} s more",
+                    secret.expose()
+                )
             })
         }
         AppCommand::List { org } => {

@@ -19,7 +19,7 @@ use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
-    MessageSummary, Org, Permission, SingleUse, User,
+    MessageSummary, Org, Permission, RetiredSecret, SingleUse, User,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::password::PasswordHash;
@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_email_verification.sql"),
     include_str!("../migrations/0004_password_accounts.sql"),
     include_str!("../migrations/0005_send_windows.sql"),
+    include_str!("../migrations/0006_app_secret_rotation.sql"),
 ];
 
 /// Held while migrating, so that instances starting together migrate one after the other.
@@ -491,13 +492,23 @@ impl Directory for PostgresStore {
         app_by_id(&mut connection, id.as_str()).await.map_err(&fail)
     }
 
-    async fn set_app_secret(&self, id: &AppId, digest: &[u8; 32]) -> Result<()> {
-        let updated = sqlx::query("UPDATE apps SET secret_digest = $2 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(digest.as_slice())
-            .execute(&self.pool)
-            .await
-            .map_err(db_error("could not set an app secret"))?;
+    async fn set_app_secret(
+        &self,
+        id: &AppId,
+        digest: &[u8; 32],
+        retired: Option<&RetiredSecret>,
+    ) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE apps SET secret_digest = $2, retired_secret_digest = $3, \
+             retired_secret_expires_at = $4 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(digest.as_slice())
+        .bind(retired.map(|retired| retired.digest.to_vec()))
+        .bind(retired.map(|retired| retired.expires_at.as_millis()))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("could not set an app secret"))?;
         if updated.rows_affected() == 1 {
             Ok(())
         } else {

@@ -7,7 +7,8 @@ use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, CodeId, CredentialId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, Event, Locale, MailTemplate,
-    MessageState, MessageSummary, Org, Permission, TokenKind, User, UserKind, UserState,
+    MessageState, MessageSummary, Org, Permission, RetiredSecret, TokenKind, User, UserKind,
+    UserState,
 };
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
@@ -74,8 +75,8 @@ pub fn org(row: &PgRow) -> sqlx::Result<Org> {
     })
 }
 
-pub const APP_COLUMNS: &str =
-    "id, org_id, name, permissions, created_at, secret_digest, public_key";
+pub const APP_COLUMNS: &str = "id, org_id, name, permissions, created_at, secret_digest, public_key, \
+     retired_secret_digest, retired_secret_expires_at";
 
 pub fn app(row: &PgRow) -> sqlx::Result<App> {
     Ok(App {
@@ -95,6 +96,22 @@ pub fn app(row: &PgRow) -> sqlx::Result<App> {
                 PublicKey::from_pem(&pem).map_err(|_| invalid("public_key", "public key", &pem))
             })
             .transpose()?,
+        retired_secret: match (
+            row.try_get::<Option<Vec<u8>>, _>("retired_secret_digest")?,
+            row.try_get::<Option<i64>, _>("retired_secret_expires_at")?,
+        ) {
+            (Some(digest), Some(expires_at)) => Some(RetiredSecret {
+                digest: digest.try_into().map_err(|_| {
+                    invalid(
+                        "retired_secret_digest",
+                        "retired app secret digest",
+                        "wrong length",
+                    )
+                })?,
+                expires_at: Timestamp::from_millis(expires_at),
+            }),
+            _ => None,
+        },
     })
 }
 

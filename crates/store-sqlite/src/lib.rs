@@ -21,7 +21,7 @@ use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event, Locale,
-    MailTemplate, MessageSummary, Org, Permission, SingleUse, User,
+    MailTemplate, MessageSummary, Org, Permission, RetiredSecret, SingleUse, User,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::password::PasswordHash;
@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_email_verification.sql"),
     include_str!("../migrations/0004_password_accounts.sql"),
     include_str!("../migrations/0005_send_windows.sql"),
+    include_str!("../migrations/0006_app_secret_rotation.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
@@ -378,13 +379,26 @@ impl Directory for SqliteStore {
         .await
     }
 
-    async fn set_app_secret(&self, id: &AppId, digest: &[u8; 32]) -> Result<()> {
-        let (id, digest) = (id.clone(), *digest);
+    async fn set_app_secret(
+        &self,
+        id: &AppId,
+        digest: &[u8; 32],
+        retired: Option<&RetiredSecret>,
+    ) -> Result<()> {
+        let (id, digest, retired) = (id.clone(), *digest, retired.copied());
         let updated = self
             .read("could not set an app secret", move |connection| {
                 connection
-                    .prepare_cached("UPDATE apps SET secret_digest = ?2 WHERE id = ?1")?
-                    .execute(params![id.as_str(), digest.as_slice()])
+                    .prepare_cached(
+                        "UPDATE apps SET secret_digest = ?2, retired_secret_digest = ?3, \
+                         retired_secret_expires_at = ?4 WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id.as_str(),
+                        digest.as_slice(),
+                        retired.as_ref().map(|retired| retired.digest.to_vec()),
+                        retired.map(|retired| retired.expires_at.as_millis())
+                    ])
             })
             .await?;
         if updated == 1 {

@@ -7,7 +7,7 @@ use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, CodeId, CredentialId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     AccessToken, App, CapturedMail, CodeRecord, Event, Locale, MailTemplate, MessageState,
-    MessageSummary, Org, Permission, TokenKind, User, UserKind, UserState,
+    MessageSummary, Org, Permission, RetiredSecret, TokenKind, User, UserKind, UserState,
 };
 use rusqlite::Row;
 use rusqlite::types::Type;
@@ -57,8 +57,8 @@ pub fn org(row: &Row<'_>) -> rusqlite::Result<Org> {
     })
 }
 
-pub const APP_COLUMNS: &str =
-    "id, org_id, name, permissions, created_at, secret_digest, public_key";
+pub const APP_COLUMNS: &str = "id, org_id, name, permissions, created_at, secret_digest, public_key, \
+     retired_secret_digest, retired_secret_expires_at";
 
 pub fn app(row: &Row<'_>) -> rusqlite::Result<App> {
     Ok(App {
@@ -76,6 +76,18 @@ pub fn app(row: &Row<'_>) -> rusqlite::Result<App> {
             .get::<_, Option<String>>(6)?
             .map(|pem| PublicKey::from_pem(&pem).map_err(|_| invalid(6, "public key", &pem)))
             .transpose()?,
+        retired_secret: match (
+            row.get::<_, Option<Vec<u8>>>(7)?,
+            row.get::<_, Option<i64>>(8)?,
+        ) {
+            (Some(digest), Some(expires_at)) => Some(RetiredSecret {
+                digest: digest
+                    .try_into()
+                    .map_err(|_| invalid(7, "retired app secret digest", "wrong length"))?,
+                expires_at: Timestamp::from_millis(expires_at),
+            }),
+            _ => None,
+        },
     })
 }
 

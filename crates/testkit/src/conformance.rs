@@ -471,7 +471,7 @@ pub async fn apps_round_trip(store: Arc<dyn Store>) {
     );
     let secret = h
         .enroll
-        .issue_app_secret(&app.id)
+        .issue_app_secret(&app.id, Duration::ZERO)
         .await
         .expect("a secret is set");
     let stored = h.store.app(&app.id).await.expect("an app lookup");
@@ -490,9 +490,55 @@ pub async fn apps_round_trip(store: Arc<dyn Store>) {
         Err(Error::UnknownApp)
     ));
     assert!(matches!(
-        h.enroll.issue_app_secret(&AppId::generate()).await,
+        h.enroll
+            .issue_app_secret(&AppId::generate(), Duration::ZERO)
+            .await,
         Err(Error::UnknownApp)
     ));
+    // A rotation keeps the replaced secret for its overlap (reliability target 18).
+    let rotated = h
+        .enroll
+        .issue_app_secret(&app.id, Duration::from_secs(60))
+        .await
+        .expect("a rotation");
+    for (presented, why) in [
+        (&rotated, "the new secret"),
+        (&secret, "the old one, for now"),
+    ] {
+        assert!(
+            h.enroll
+                .check_app(&app.id, Some(presented.expose()))
+                .await
+                .is_ok(),
+            "{why}"
+        );
+    }
+    h.clock.advance(Duration::from_secs(61));
+    assert!(matches!(
+        h.enroll.check_app(&app.id, Some(secret.expose())).await,
+        Err(Error::UnknownApp)
+    ));
+    assert!(
+        h.enroll
+            .check_app(&app.id, Some(rotated.expose()))
+            .await
+            .is_ok()
+    );
+    let replaced = h
+        .enroll
+        .issue_app_secret(&app.id, Duration::ZERO)
+        .await
+        .expect("a rotation without overlap");
+    assert!(matches!(
+        h.enroll.check_app(&app.id, Some(rotated.expose())).await,
+        Err(Error::UnknownApp)
+    ));
+    assert!(
+        h.enroll
+            .check_app(&app.id, Some(replaced.expose()))
+            .await
+            .is_ok()
+    );
     let key = PublicKey::from_pem(&TestKey::ed25519().public_pem).expect("an Ed25519 key");
     h.enroll
         .set_app_public_key(&app.id, key.clone())

@@ -1405,6 +1405,7 @@ mod tests {
             created_at: NOW,
             secret_digest: None,
             public_key: None,
+            retired_secret: None,
         };
         let mut with_app = state(&org, Some(user.clone()));
         with_app.app = Some(app.clone());
@@ -1445,6 +1446,7 @@ mod tests {
             created_at: NOW,
             secret_digest: None,
             public_key: None,
+            retired_secret: None,
         };
         let mut with_app = state(&org, Some(user.clone()));
         with_app.app = Some(app.clone());
@@ -1471,6 +1473,7 @@ mod tests {
             created_at: NOW,
             secret_digest: None,
             public_key: None,
+            retired_secret: None,
         };
         let mut command = issue(&org, &user);
         command.app = Some(AppCheck {

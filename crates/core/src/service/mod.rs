@@ -27,8 +27,8 @@ use crate::ids::{
     AppId, ChallengeId, CodeId, CredentialId, MessageId, OrgId, TokenId, UserActionId, UserId,
 };
 use crate::model::{
-    AccessToken, App, Locale, Org, Permission, Principal, SingleUse, SingleUseKind, TokenKind,
-    User, UserKind, UserState,
+    AccessToken, App, Locale, Org, Permission, Principal, RetiredSecret, SingleUse, SingleUseKind,
+    TokenKind, User, UserKind, UserState,
 };
 use crate::nonce::Nonce;
 use crate::policy::Policy;
@@ -191,16 +191,32 @@ impl Enroll {
             created_at: self.clock.now(),
             secret_digest: None,
             public_key: None,
+            retired_secret: None,
         };
         self.store.insert_app(&app).await?;
         Ok(app)
     }
 
-    /// Gives an app a new secret (`X-DFNS-APPSECRET`), replacing any earlier one; the secret
-    /// is returned once and only its digest is kept.
-    pub async fn issue_app_secret(&self, app: &AppId) -> Result<TokenSecret> {
+    /// Gives an app a new secret (`X-DFNS-APPSECRET`); the secret is returned once and only
+    /// its digest is kept. The one it replaces stays accepted for `overlap`, so that the app's
+    /// instances can change over without a refused request.
+    pub async fn issue_app_secret(
+        &self,
+        app: &AppId,
+        overlap: std::time::Duration,
+    ) -> Result<TokenSecret> {
+        let current = self.store.app(app).await?.ok_or(Error::UnknownApp)?;
+        let retired = current
+            .secret_digest
+            .filter(|_| !overlap.is_zero())
+            .map(|digest| RetiredSecret {
+                digest,
+                expires_at: self.clock.now().plus(overlap),
+            });
         let secret = TokenSecret::generate();
-        self.store.set_app_secret(app, &secret.digest()).await?;
+        self.store
+            .set_app_secret(app, &secret.digest(), retired.as_ref())
+            .await?;
         Ok(secret)
     }
 
@@ -232,7 +248,15 @@ impl Enroll {
             let presented = presented_secret
                 .map(|secret| TokenSecret::from_presented(secret.trim()).digest())
                 .ok_or(Error::UnknownApp)?;
-            if !bool::from(subtle::ConstantTimeEq::ct_eq(&presented[..], &digest[..])) {
+            let now = self.clock.now();
+            let retired = app
+                .retired_secret
+                .filter(|retired| retired.expires_at > now)
+                .map_or(subtle::Choice::from(0), |retired| {
+                    subtle::ConstantTimeEq::ct_eq(&presented[..], &retired.digest[..])
+                });
+            let current = subtle::ConstantTimeEq::ct_eq(&presented[..], &digest[..]);
+            if !bool::from(current | retired) {
                 return Err(Error::UnknownApp);
             }
         } else if presented_secret.is_some() {

@@ -189,3 +189,58 @@ fn bad_settings_fail_with_a_clear_message() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not an organisation id"));
 }
+
+/// `enroll app rotate-secret`: the new secret works at once and the old one for the overlap.
+#[tokio::test]
+async fn a_rotated_app_secret_overlaps_the_old_one() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (_server, printed) = serve(data_dir.path());
+    let base = printed_base_url(&printed);
+    let org = run_json(data_dir.path(), &["org", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = run_json(
+        data_dir.path(),
+        &[
+            "app",
+            "create",
+            "--org",
+            &org,
+            "--name",
+            "rotating",
+            "--permission",
+            "Auth:Users:Read",
+            "--with-secret",
+        ],
+    );
+    let app = created["app"]["id"].as_str().unwrap().to_owned();
+    let old = created["secret"].as_str().unwrap().to_owned();
+    let rotated = run_json(data_dir.path(), &["app", "rotate-secret", &app]);
+    assert_eq!(rotated["overlapSeconds"], 86_400);
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let status = |secret: String| {
+        let request = client
+            .post(format!("{base}/auth/login/init"))
+            .header("x-dfns-appid", &app)
+            .header("x-dfns-appsecret", secret)
+            .json(&serde_json::json!({"orgId": org, "username": "nobody@example.com"}));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    // Admitted, a call reaches the endpoint, which knows no such user.
+    for admitted in [&new, &old] {
+        assert!(status(admitted.clone()).await.contains("User not found"));
+    }
+    let ended = run_json(
+        data_dir.path(),
+        &["app", "rotate-secret", &app, "--overlap-seconds", "0"],
+    );
+    let newest = ended["secret"].as_str().unwrap().to_owned();
+    assert!(status(newest).await.contains("User not found"));
+    // The second rotation had no overlap: the first rotation's secret stopped at once, and
+    // the original had been retired in its place.
+    for refused in [new, old] {
+        assert!(status(refused).await.contains("Not Authorized."));
+    }
+}

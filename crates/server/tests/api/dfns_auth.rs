@@ -380,7 +380,11 @@ async fn a_server_signed_app_must_show_its_secret_on_every_call() {
         )
         .await
         .unwrap();
-    let secret = app.enroll.issue_app_secret(&legacy.id).await.unwrap();
+    let secret = app
+        .enroll
+        .issue_app_secret(&legacy.id, std::time::Duration::ZERO)
+        .await
+        .unwrap();
     let body = json!({ "orgId": app.org_id, "username": "jane@example.com" }).to_string();
     let call = |secret: Option<String>| {
         let (app, body, id) = (&app, body.clone(), legacy.id.to_string());
