@@ -42,10 +42,12 @@ pub fn build(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Inside the request id and the trace, so that a panic's answer carries the id too and
+        // is logged in the request's span.
+        .layer(CatchPanicLayer::custom(panicked))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::x_request_id(NewRequestId))
-        .layer(CatchPanicLayer::custom(panicked))
 }
 
 async fn not_found() -> DfnsError {
@@ -91,4 +93,46 @@ impl MakeRequestId for NewRequestId {
 fn panicked(_: Box<dyn Any + Send + 'static>) -> Response<axum::body::Body> {
     tracing::error!("a request handler panicked");
     DfnsError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// Reliability target 25: a handler that panics answers a generic 500 in JSON, with its
+    /// request id, and the service goes on answering.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_generic_error_and_the_service_goes_on() {
+        async fn boom() -> &'static str {
+            panic!("SELECT secret FROM somewhere")
+        }
+        let router = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(CatchPanicLayer::custom(panicked))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(SetRequestIdLayer::x_request_id(NewRequestId));
+        let request = |path: &str| {
+            axum::http::Request::get(path)
+                .header("x-request-id", "req-1")
+                .body(Body::empty())
+                .unwrap()
+        };
+        let response = router.clone().oneshot(request("/boom")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["x-request-id"], "req-1");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            &body[..],
+            br#"{"error":{"message":"Internal Server Error"}}"#
+        );
+        let response = router.oneshot(request("/fine")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["x-request-id"], "req-1");
+    }
 }
