@@ -80,9 +80,15 @@ pub fn sign_up(state: &SignUpState, command: &SignUp) -> Plan<SignedUp> {
             let (Some(existing), org) = (&state.create.existing, state.create.org.as_ref()) else {
                 return Plan::refuse(Error::UserExists);
             };
-            if send_refused(state.sends.as_ref(), now, &command.user.policy).is_some() {
+            if let Some(refused) = send_refused(
+                state.sends.as_ref(),
+                &command.user.cooldown_subject,
+                CodePurpose::EmailVerification,
+                now,
+                &command.user.policy,
+            ) {
                 return Plan {
-                    effects: Vec::new(),
+                    effects: refused.correction.into_iter().collect(),
                     outcome: Ok(SignedUp::Existing { message_id: None }),
                 };
             }
@@ -274,8 +280,14 @@ pub fn request_password_reset(
     };
     let now = command.now;
     // As for every other send, the cooldown is the address's, known or not.
-    if let Some(refused) = send_refused(state.sends.as_ref(), now, &command.policy) {
-        return Plan::refuse(refused);
+    if let Some(refused) = send_refused(
+        state.sends.as_ref(),
+        &command.cooldown_subject,
+        CodePurpose::PasswordReset,
+        now,
+        &command.policy,
+    ) {
+        return refused.into_plan();
     }
     let cooldown = count_send(
         &command.cooldown_subject,

@@ -378,11 +378,50 @@ impl SendRecord {
     }
 }
 
+/// A send refused, and the write that corrects a record set by a clock ahead of this one.
+struct SendRefusal {
+    error: Error,
+    correction: Option<Effect>,
+}
+
+impl SendRefusal {
+    fn into_plan<T>(self) -> Plan<T> {
+        Plan {
+            effects: self.correction.into_iter().collect(),
+            outcome: Err(self.error),
+        }
+    }
+}
+
 /// The refusal an email to an address meets while its cooldown runs or its window is full.
-fn send_refused(record: Option<&SendRecord>, now: Timestamp, policy: &Policy) -> Option<Error> {
-    let next = record?.next_send_at(policy);
-    (next > now).then(|| Error::Cooldown {
-        retry_after: now.until(next),
+///
+/// A record whose cooldown ends more than one cooldown from now, or whose window starts after
+/// now, was set by a clock ahead of this one (another instance's, or this one before it was set
+/// back). It holds the address for one cooldown from now, and is written back so: otherwise
+/// the address would wait for the difference between the clocks.
+fn send_refused(
+    record: Option<&SendRecord>,
+    subject: &str,
+    purpose: CodePurpose,
+    now: Timestamp,
+    policy: &Policy,
+) -> Option<SendRefusal> {
+    let stored = *record?;
+    let seen = SendRecord {
+        cooldown_until: stored.cooldown_until.min(now.plus(policy.cooldown)),
+        window_started_at: stored.window_started_at.min(now),
+        sends: stored.sends,
+    };
+    let next = seen.next_send_at(policy);
+    (next > now).then(|| SendRefusal {
+        error: Error::Cooldown {
+            retry_after: now.until(next),
+        },
+        correction: (seen != stored).then(|| Effect::SetCooldown {
+            subject: subject.to_owned(),
+            purpose,
+            record: seen,
+        }),
     })
 }
 
@@ -509,8 +548,14 @@ pub fn issue_code(state: &IssueCodeState, command: &IssueCode) -> Plan<CodeIssue
     let now = command.now;
     // The cooldown comes first and is set whatever follows, so that a known, an unknown and a
     // registered address answer a second request alike.
-    if let Some(refused) = send_refused(state.sends.as_ref(), now, &command.policy) {
-        return Plan::refuse(refused);
+    if let Some(refused) = send_refused(
+        state.sends.as_ref(),
+        &command.cooldown_subject,
+        command.purpose,
+        now,
+        &command.policy,
+    ) {
+        return refused.into_plan();
     }
     let cooldown = count_send(
         &command.cooldown_subject,
@@ -851,9 +896,15 @@ pub fn update_email(state: &UpdateEmailState, command: &UpdateEmail) -> Plan<Ema
     };
     if let Some(code) = code
         && code.delivery == Delivery::Email
-        && let Some(refused) = send_refused(state.sends.as_ref(), now, &command.policy)
+        && let Some(refused) = send_refused(
+            state.sends.as_ref(),
+            &command.cooldown_subject(&user),
+            code.purpose,
+            now,
+            &command.policy,
+        )
     {
-        return Plan::refuse(refused);
+        return refused.into_plan();
     }
     effects.extend(supersede(active));
     match code {
@@ -1316,6 +1367,43 @@ mod tests {
             unknown.effects.as_slice(),
             [Effect::SetCooldown { .. }]
         ));
+    }
+
+    /// Fault plan F8: after the clock jumps back an hour, a cooldown set before the jump holds
+    /// the address for one cooldown from the new time (the record is written back so), not for
+    /// the hour and the cooldown.
+    #[test]
+    fn a_clock_jumping_back_holds_an_address_for_one_cooldown_at_most() {
+        let org = org();
+        let user = pending_user(&org);
+        let policy = Policy::default();
+        let mut jumped = state(&org, Some(user.clone()));
+        jumped.sends = Some(SendRecord {
+            cooldown_until: NOW.plus(Duration::from_secs(3600) + policy.cooldown),
+            window_started_at: NOW.plus(Duration::from_secs(3600)),
+            sends: 1,
+        });
+        let plan = issue_code(&jumped, &issue(&org, &user));
+        assert!(
+            matches!(plan.outcome, Err(Error::Cooldown { retry_after }) if retry_after == policy.cooldown),
+            "{:?}",
+            plan.outcome
+        );
+        let [Effect::SetCooldown { record, .. }] = plan.effects.as_slice() else {
+            panic!("the record is corrected: {:?}", plan.effects);
+        };
+        assert_eq!(
+            (
+                record.cooldown_until,
+                record.window_started_at,
+                record.sends
+            ),
+            (NOW.plus(policy.cooldown), NOW, 1)
+        );
+        jumped.sends = Some(*record);
+        let mut later = issue(&org, &user);
+        later.now = NOW.plus(policy.cooldown);
+        assert!(issue_code(&jumped, &later).outcome.is_ok());
     }
 
     /// Reliability target 12: the eleventh email to one address within a day is refused until

@@ -323,7 +323,12 @@ async fn a_reset_for_an_unknown_address_looks_the_same_and_mails_no_account() {
 #[tokio::test]
 async fn a_reset_takes_as_long_for_an_unknown_address() {
     let _exclusive = EXCLUSIVE.lock().await;
-    let app = TestApp::spawn().await;
+    // 25 resets to one address: more than its daily cap.
+    let app = TestApp::spawn_with(Options {
+        settings: Box::new(|settings| settings.max_emails_per_address = 100),
+        ..Options::default()
+    })
+    .await;
     signed_in(&app, "jane@example.com").await;
     let mut known = Vec::new();
     let mut unknown = Vec::new();
