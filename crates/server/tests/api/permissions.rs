@@ -913,7 +913,7 @@ fn routes_in_sources() -> BTreeSet<(String, String)> {
             .split_once("#[cfg(test)]")
             .map_or(text.as_str(), |(code, _)| code);
         for (at, _) in text.match_indices(".route(") {
-            let call = argument(&text, at + ".route".len());
+            let call = argument(text, at + ".route".len());
             let (path, handlers) = call.split_once(',').expect("a path and a method router");
             let path = path.trim();
             let path = if let Some(literal) = path.strip_prefix('"') {
