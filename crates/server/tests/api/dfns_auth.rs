@@ -4,29 +4,14 @@
 use std::time::Duration;
 
 use enroll_core::model::Permission;
-use enroll_core::service::{KeyAssertion, KeyAttestation};
+use enroll_core::service::KeyAttestation;
 use enroll_testkit::keys::TestKey;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, Reply, TestApp};
+use crate::helpers::{Db, Reply, TestApp, assertion_body};
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
-}
-
-fn assertion_body(identifier: &str, assertion: &KeyAssertion) -> String {
-    json!({
-        "challengeIdentifier": identifier,
-        "firstFactor": {
-            "kind": "Key",
-            "credentialAssertion": {
-                "credId": assertion.cred_id,
-                "clientData": assertion.client_data,
-                "signature": assertion.signature,
-            },
-        },
-    })
-    .to_string()
 }
 
 fn attestation_body(attestation: &KeyAttestation) -> String {

@@ -425,3 +425,19 @@ pub fn printed_base_url(printed: &[String]) -> String {
         .expect("the address");
     format!("http://{address}")
 }
+
+/// The body of a Dfns signed challenge (`/auth/login`, `/auth/action`) with a Key assertion.
+pub fn assertion_body(identifier: &str, assertion: &enroll_core::service::KeyAssertion) -> String {
+    serde_json::json!({
+        "challengeIdentifier": identifier,
+        "firstFactor": {
+            "kind": "Key",
+            "credentialAssertion": {
+                "credId": assertion.cred_id,
+                "clientData": assertion.client_data,
+                "signature": assertion.signature,
+            },
+        },
+    })
+    .to_string()
+}

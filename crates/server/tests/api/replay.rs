@@ -16,34 +16,18 @@ use enroll_core::clock::{Clock as _, SystemClock};
 use enroll_core::ids::UserId;
 use enroll_core::model::MessageState;
 use enroll_core::ports::MessageFilter;
-use enroll_core::service::KeyAssertion;
 use enroll_testkit::keys::TestKey;
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::json;
 
 use crate::cluster::{Cluster, Footprint};
-use crate::helpers::{Db, Reply};
+use crate::helpers::{Db, Reply, assertion_body};
 
 const COPIES: usize = 50;
 
 fn bearer(token: &str) -> (String, String) {
     ("authorization".to_owned(), format!("Bearer {token}"))
-}
-
-fn assertion_body(identifier: &str, assertion: &KeyAssertion) -> String {
-    json!({
-        "challengeIdentifier": identifier,
-        "firstFactor": {
-            "kind": "Key",
-            "credentialAssertion": {
-                "credId": assertion.cred_id,
-                "clientData": assertion.client_data,
-                "signature": assertion.signature,
-            },
-        },
-    })
-    .to_string()
 }
 
 async fn two_instances() -> Cluster {
