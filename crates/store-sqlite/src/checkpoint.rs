@@ -1,5 +1,11 @@
-//! Copies the write-ahead log back into the database from a thread of its own, so that the
-//! writer's commits never wait for a checkpoint.
+//! Copies the write-ahead log back into the database from a thread of its own, so that most
+//! of that work runs beside the writer's commits instead of inside them.
+//!
+//! A copy made here never completes under steady load (the writer appends while it runs), and
+//! the log restarts from its beginning only after a complete one. So the writer finishes the
+//! copy itself once the log passes [`WRITER_CHECKPOINT_FRAMES`]: by then this thread has copied
+//! nearly all of it, and the writer's share is the last few frames. A log reused from its start
+//! costs the writer less than one that grows, which the file system must extend page by page.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -7,12 +13,15 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-const EVERY: Duration = Duration::from_millis(250);
+const EVERY: Duration = Duration::from_millis(50);
 
-/// Past this size the log is copied back and emptied even if the writer must wait for it.
-/// PASSIVE checkpoints never reset the log while readers keep using it, so under steady load a
-/// log that grew (while a full disk refused every checkpoint, say) would otherwise keep growing.
-const WAL_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
+/// Frames past which the writer completes a checkpoint between two commits (SQLite's
+/// `wal_autocheckpoint`, run by the committing connection).
+pub const WRITER_CHECKPOINT_FRAMES: u32 = 4_096;
+
+/// The size a restarted log is cut back to (SQLite's `journal_size_limit`), so that a log
+/// that grew, while a full disk refused every checkpoint say, gives its space back.
+pub const WAL_LIMIT_BYTES: i64 = 32 * 1024 * 1024;
 
 /// Checkpoints until dropped.
 pub struct Checkpointer {
@@ -22,9 +31,6 @@ pub struct Checkpointer {
 impl Checkpointer {
     pub fn start(path: &Path) -> rusqlite::Result<Self> {
         let connection = Connection::open(path)?;
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = std::path::PathBuf::from(wal);
         connection.busy_timeout(Duration::from_secs(5))?;
         let (stop, stopped) = mpsc::channel::<()>();
         let spawned = std::thread::Builder::new()
@@ -37,16 +43,6 @@ impl Checkpointer {
                         connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                     {
                         tracing::warn!(%error, "a WAL checkpoint failed");
-                    }
-                    let size = std::fs::metadata(&wal).map_or(0, |meta| meta.len());
-                    if size > WAL_LIMIT_BYTES {
-                        match connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-                            row.get::<_, i64>(0)
-                        }) {
-                            Ok(0) => tracing::info!(size, "the WAL was copied back and emptied"),
-                            Ok(_) => tracing::warn!(size, "the WAL is large and readers kept it"),
-                            Err(error) => tracing::warn!(%error, size, "a WAL truncation failed"),
-                        }
                     }
                 }
             });

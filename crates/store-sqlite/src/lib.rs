@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_password_accounts.sql"),
     include_str!("../migrations/0005_send_windows.sql"),
     include_str!("../migrations/0006_app_secret_rotation.sql"),
+    include_str!("../migrations/0007_clustered_records.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
@@ -152,8 +153,15 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
     // indexes of the hot tables in memory, and savepoint journals need not touch the disk.
     connection.pragma_update(None, "cache_size", -65_536)?;
     connection.pragma_update(None, "temp_store", "MEMORY")?;
-    // Checkpoints run on their own thread (see `checkpoint`), not inside the writer's commits.
-    connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // The checkpointer thread (see `checkpoint`) copies the log back as it grows; the writer
+    // copies what is left past this many frames, between two of its commits, so the copy
+    // completes and the next commit writes the log from its start again instead of growing it.
+    connection.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        checkpoint::WRITER_CHECKPOINT_FRAMES,
+    )?;
+    connection.pragma_update(None, "journal_size_limit", checkpoint::WAL_LIMIT_BYTES)?;
     Ok(())
 }
 

@@ -545,8 +545,9 @@ impl Enroll {
         page: &str,
         locale: Option<Locale>,
     ) -> NewCode {
-        let code_id = CodeId::generate();
-        let message_id = MessageId::generate();
+        let now = self.clock.now();
+        let code_id = CodeId::generate_at(now);
+        let message_id = MessageId::generate_at(now);
         let secret = CodeSecret::generate_link_secret();
         let hash = self.hasher.hash(&code_id, purpose, &secret);
         let link = with_query(page, "token", &format!("{code_id}.{}", secret.expose()));

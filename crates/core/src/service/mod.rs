@@ -439,8 +439,9 @@ impl Enroll {
         purpose: CodePurpose,
         url_template: Option<&UrlTemplate>,
     ) -> (PreparedCode, CodeSecret) {
-        let code_id = CodeId::generate();
-        let message_id = MessageId::generate();
+        let now = self.clock.now();
+        let code_id = CodeId::generate_at(now);
+        let message_id = MessageId::generate_at(now);
         let code = CodeSecret::generate(purpose);
         let hash = self.hasher.hash(&code_id, purpose, &code);
         let sealed = self.seal(
