@@ -1,200 +1,351 @@
-//! Applies the writes a decision of the core asks for, inside the caller's transaction.
+//! The writes a decision of the core asks for, as statements to run inside the caller's
+//! transaction.
+
+use std::sync::LazyLock;
 
 use enroll_core::model::{AccessToken, Permission};
 use enroll_core::rules::Effect;
 use sqlx::PgConnection;
 
-pub async fn apply(connection: &mut PgConnection, effect: &Effect) -> sqlx::Result<()> {
-    match effect {
-        Effect::InsertUser(user) => sqlx::query(
-            "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at, name) \
+use crate::batch::{Batch, Prepared, Statement, Value};
+
+pub static INSERT_USER: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_insert_user",
+        "text, text, text, text, text, text, bigint, bigint, bigint, bigint, text",
+        "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at, name) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(user.id.as_str())
-        .bind(user.org_id.as_str())
-        .bind(user.username.as_str())
-        .bind(user.kind.as_str())
-        .bind(user.state.as_str())
-        .bind(user.locale.as_ref().map(|locale| locale.as_str()))
-        .bind(user.sequence)
-        .bind(user.created_at.as_millis())
-        .bind(user.updated_at.as_millis())
-        .bind(user.email_verified_at.map(|at| at.as_millis()))
-        .bind(user.name.as_deref())
-        .execute(connection)
-        .await
-        .map(drop),
-        Effect::InsertCredential(credential) => sqlx::query(
-            "INSERT INTO credentials (id, cred_id, user_id, org_id, name, algorithm, public_key, created_at) \
+    )
+});
+
+pub static INSERT_CREDENTIAL: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_insert_credential",
+        "text, text, text, text, text, text, text, bigint",
+        "INSERT INTO credentials (id, cred_id, user_id, org_id, name, algorithm, public_key, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(credential.id.as_str())
-        .bind(&credential.cred_id)
-        .bind(credential.user_id.as_str())
-        .bind(credential.org_id.as_str())
-        .bind(&credential.name)
-        .bind(credential.public_key.algorithm().as_str())
-        .bind(credential.public_key.pem())
-        .bind(credential.created_at.as_millis())
-        .execute(connection)
-        .await
-        .map(drop),
-        Effect::InsertToken(token) => insert_token(connection, token).await,
+    )
+});
+
+pub static SET_PERMISSIONS: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_set_permissions",
+        "text, text",
+        "UPDATE users SET permissions = $2 WHERE id = $1",
+    )
+});
+
+pub static UPDATE_USER: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_update_user",
+        "text, text, text, bigint, bigint, text, bigint, text",
+        "UPDATE users SET state = $2, locale = $3, sequence = $4, updated_at = $5, \
+             username = $6, email_verified_at = $7, name = $8 WHERE id = $1",
+    )
+});
+
+pub static INSERT_CODE: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_insert_code",
+        "text, text, text, bytea, text, bigint, bigint, bigint",
+        "INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+});
+
+pub static UPDATE_CODE: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_update_code",
+        "text, text, bigint",
+        "UPDATE codes SET state = $2, failed_attempts = $3 WHERE id = $1",
+    )
+});
+
+pub static APPEND_EVENT: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_append_event",
+        "text, bigint, text, text, text, bigint",
+        "INSERT INTO events (aggregate_id, sequence, kind, payload, org_id, at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+});
+
+pub static ENQUEUE_MESSAGE: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_enqueue_message",
+        "text, text, text, text, text, text, text, bytea, bigint",
+        "INSERT INTO outbox (id, org_id, user_id, code_id, template, locale, recipient, sealed, state, \
+                                 attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $9)",
+    )
+});
+
+pub static SET_COOLDOWN: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_set_cooldown",
+        "text, text, bigint, bigint, integer",
+        "INSERT INTO cooldowns (subject, purpose, until, window_started_at, sends) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject, purpose) DO UPDATE \
+             SET until = excluded.until, window_started_at = excluded.window_started_at, \
+             sends = excluded.sends",
+    )
+});
+
+pub static SET_PASSWORD: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_set_password",
+        "text, text",
+        "UPDATE users SET password_hash = $2 WHERE id = $1",
+    )
+});
+
+pub static REVOKE_SESSIONS: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_revoke_sessions",
+        "text, bigint",
+        "UPDATE tokens SET revoked_at = $2 \
+             WHERE user_id = $1 AND kind = 'session' AND revoked_at IS NULL",
+    )
+});
+
+pub static FORGET_LOGIN_FAILURES: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_forget_login_failures",
+        "text",
+        "DELETE FROM login_failures WHERE subject = $1",
+    )
+});
+
+pub static SET_LOGIN_FAILURES: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_set_login_failures",
+        "text, bigint, bigint",
+        "INSERT INTO login_failures (subject, failures, window_ends_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (subject) DO UPDATE \
+             SET failures = excluded.failures, window_ends_at = excluded.window_ends_at",
+    )
+});
+
+pub static INSERT_TOKEN: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_insert_token",
+        "text, text, text, bytea, text, bigint, text, bigint, bigint",
+        "INSERT INTO tokens (id, org_id, kind, digest, permissions, created_at, user_id, expires_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+});
+
+/// Every statement of this module, prepared on each connection.
+pub fn prepared() -> [&'static Prepared; 14] {
+    [
+        &INSERT_USER,
+        &INSERT_CREDENTIAL,
+        &SET_PERMISSIONS,
+        &UPDATE_USER,
+        &INSERT_CODE,
+        &UPDATE_CODE,
+        &APPEND_EVENT,
+        &ENQUEUE_MESSAGE,
+        &SET_COOLDOWN,
+        &SET_PASSWORD,
+        &REVOKE_SESSIONS,
+        &FORGET_LOGIN_FAILURES,
+        &SET_LOGIN_FAILURES,
+        &INSERT_TOKEN,
+    ]
+}
+
+/// The statement that makes one write.
+pub fn statement(effect: &Effect) -> Statement<'_> {
+    match effect {
+        Effect::InsertUser(user) => Statement::new(
+            &INSERT_USER,
+            vec![
+                Value::text(user.id.as_str()),
+                Value::text(user.org_id.as_str()),
+                Value::text(user.username.as_str()),
+                Value::text(user.kind.as_str()),
+                Value::text(user.state.as_str()),
+                Value::optional_text(user.locale.as_ref().map(|locale| locale.as_str())),
+                Value::int(user.sequence),
+                Value::int(user.created_at.as_millis()),
+                Value::int(user.updated_at.as_millis()),
+                Value::Int(user.email_verified_at.map(|at| at.as_millis())),
+                Value::optional_text(user.name.as_deref()),
+            ],
+        ),
+        Effect::InsertCredential(credential) => Statement::new(
+            &INSERT_CREDENTIAL,
+            vec![
+                Value::text(credential.id.as_str()),
+                Value::text(&credential.cred_id),
+                Value::text(credential.user_id.as_str()),
+                Value::text(credential.org_id.as_str()),
+                Value::text(&credential.name),
+                Value::text(credential.public_key.algorithm().as_str()),
+                Value::text(credential.public_key.pem()),
+                Value::int(credential.created_at.as_millis()),
+            ],
+        ),
+        Effect::InsertToken(token) => insert_token(token),
         Effect::SetPermissions {
             user_id,
             permissions,
-        } => sqlx::query("UPDATE users SET permissions = $2 WHERE id = $1")
-            .bind(user_id.as_str())
-            .bind(Permission::list_to_json(permissions))
-            .execute(connection)
-            .await
-            .map(drop),
-        Effect::UpdateUser(user) => sqlx::query(
-            "UPDATE users SET state = $2, locale = $3, sequence = $4, updated_at = $5, \
-             username = $6, email_verified_at = $7, name = $8 WHERE id = $1",
-        )
-        .bind(user.id.as_str())
-        .bind(user.state.as_str())
-        .bind(user.locale.as_ref().map(|locale| locale.as_str()))
-        .bind(user.sequence)
-        .bind(user.updated_at.as_millis())
-        .bind(user.username.as_str())
-        .bind(user.email_verified_at.map(|at| at.as_millis()))
-        .bind(user.name.as_deref())
-        .execute(connection)
-        .await
-        .map(drop),
-        Effect::InsertCode(code) => sqlx::query(
-            "INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(code.id.as_str())
-        .bind(code.user_id.as_str())
-        .bind(code.purpose.as_str())
-        .bind(code.hash.0.as_slice())
-        .bind(code.state.as_str())
-        .bind(i64::from(code.failed_attempts))
-        .bind(code.created_at.as_millis())
-        .bind(code.expires_at.as_millis())
-        .execute(connection)
-        .await
-        .map(drop),
+        } => Statement::new(
+            &SET_PERMISSIONS,
+            vec![
+                Value::text(user_id.as_str()),
+                Value::owned_text(Permission::list_to_json(permissions)),
+            ],
+        ),
+        Effect::UpdateUser(user) => Statement::new(
+            &UPDATE_USER,
+            vec![
+                Value::text(user.id.as_str()),
+                Value::text(user.state.as_str()),
+                Value::optional_text(user.locale.as_ref().map(|locale| locale.as_str())),
+                Value::int(user.sequence),
+                Value::int(user.updated_at.as_millis()),
+                Value::text(user.username.as_str()),
+                Value::Int(user.email_verified_at.map(|at| at.as_millis())),
+                Value::optional_text(user.name.as_deref()),
+            ],
+        ),
+        Effect::InsertCode(code) => Statement::new(
+            &INSERT_CODE,
+            vec![
+                Value::text(code.id.as_str()),
+                Value::text(code.user_id.as_str()),
+                Value::text(code.purpose.as_str()),
+                Value::bytes(code.hash.0.as_slice()),
+                Value::text(code.state.as_str()),
+                Value::int(i64::from(code.failed_attempts)),
+                Value::int(code.created_at.as_millis()),
+                Value::int(code.expires_at.as_millis()),
+            ],
+        ),
         Effect::UpdateCode {
             id,
             state,
             failed_attempts,
-        } => sqlx::query("UPDATE codes SET state = $2, failed_attempts = $3 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(state.as_str())
-            .bind(i64::from(*failed_attempts))
-            .execute(connection)
-            .await
-            .map(drop),
-        Effect::AppendEvent(event) => sqlx::query(
-            "INSERT INTO events (aggregate_id, sequence, kind, payload, org_id, at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&event.aggregate_id)
-        .bind(event.sequence)
-        .bind(&event.kind)
-        .bind(event.payload.to_string())
-        .bind(event.org_id.as_str())
-        .bind(event.at.as_millis())
-        .execute(connection)
-        .await
-        .map(drop),
-        Effect::EnqueueMessage(message) => sqlx::query(
-            "INSERT INTO outbox (id, org_id, user_id, code_id, template, locale, recipient, sealed, state, \
-                                 attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $9)",
-        )
-        .bind(message.id.as_str())
-        .bind(message.org_id.as_str())
-        .bind(message.user_id.as_ref().map(|id| id.as_str()))
-        .bind(message.code_id.as_ref().map(|id| id.as_str()))
-        .bind(message.template.as_str())
-        .bind(message.locale.as_str())
-        .bind(message.recipient.as_str())
-        .bind(message.sealed.as_slice())
-        .bind(message.created_at.as_millis())
-        .execute(connection)
-        .await
-        .map(drop),
+        } => Statement::new(
+            &UPDATE_CODE,
+            vec![
+                Value::text(id.as_str()),
+                Value::text(state.as_str()),
+                Value::int(i64::from(*failed_attempts)),
+            ],
+        ),
+        Effect::AppendEvent(event) => Statement::new(
+            &APPEND_EVENT,
+            vec![
+                Value::text(&event.aggregate_id),
+                Value::int(event.sequence),
+                Value::text(&event.kind),
+                Value::owned_text(event.payload.to_string()),
+                Value::text(event.org_id.as_str()),
+                Value::int(event.at.as_millis()),
+            ],
+        ),
+        Effect::EnqueueMessage(message) => Statement::new(
+            &ENQUEUE_MESSAGE,
+            vec![
+                Value::text(message.id.as_str()),
+                Value::text(message.org_id.as_str()),
+                Value::optional_text(message.user_id.as_ref().map(|id| id.as_str())),
+                Value::optional_text(message.code_id.as_ref().map(|id| id.as_str())),
+                Value::text(message.template.as_str()),
+                Value::text(message.locale.as_str()),
+                Value::text(message.recipient.as_str()),
+                Value::bytes(message.sealed.as_slice()),
+                Value::int(message.created_at.as_millis()),
+            ],
+        ),
         Effect::SetCooldown {
             subject,
             purpose,
             record,
-        } => sqlx::query(
-            "INSERT INTO cooldowns (subject, purpose, until, window_started_at, sends) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject, purpose) DO UPDATE \
-             SET until = excluded.until, window_started_at = excluded.window_started_at, \
-             sends = excluded.sends",
-        )
-        .bind(subject)
-        .bind(purpose.as_str())
-        .bind(record.cooldown_until.as_millis())
-        .bind(record.window_started_at.as_millis())
-        .bind(i32::try_from(record.sends).unwrap_or(i32::MAX))
-        .execute(connection)
-        .await
-        .map(drop),
-        Effect::SetPassword { user_id, hash } => {
-            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-                .bind(user_id.as_str())
-                .bind(hash.as_str())
-                .execute(connection)
-                .await
-                .map(drop)
-        }
-        Effect::RevokeSessions { user_id, at } => sqlx::query(
-            "UPDATE tokens SET revoked_at = $2 \
-             WHERE user_id = $1 AND kind = 'session' AND revoked_at IS NULL",
-        )
-        .bind(user_id.as_str())
-        .bind(at.as_millis())
-        .execute(connection)
-        .await
-        .map(drop),
+        } => Statement::new(
+            &SET_COOLDOWN,
+            vec![
+                Value::text(subject),
+                Value::text(purpose.as_str()),
+                Value::int(record.cooldown_until.as_millis()),
+                Value::int(record.window_started_at.as_millis()),
+                Value::Int4(i32::try_from(record.sends).unwrap_or(i32::MAX)),
+            ],
+        ),
+        Effect::SetPassword { user_id, hash } => Statement::new(
+            &SET_PASSWORD,
+            vec![Value::text(user_id.as_str()), Value::text(hash.as_str())],
+        ),
+        Effect::RevokeSessions { user_id, at } => Statement::new(
+            &REVOKE_SESSIONS,
+            vec![Value::text(user_id.as_str()), Value::int(at.as_millis())],
+        ),
         // Zero failures forget the subject.
-        Effect::SetLoginFailures { subject, failures: 0, .. } => {
-            sqlx::query("DELETE FROM login_failures WHERE subject = $1")
-                .bind(subject)
-                .execute(connection)
-                .await
-                .map(drop)
-        }
+        Effect::SetLoginFailures {
+            subject,
+            failures: 0,
+            ..
+        } => Statement::new(&FORGET_LOGIN_FAILURES, vec![Value::text(subject)]),
         Effect::SetLoginFailures {
             subject,
             failures,
             window_ends_at,
-        } => sqlx::query(
-            "INSERT INTO login_failures (subject, failures, window_ends_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (subject) DO UPDATE \
-             SET failures = excluded.failures, window_ends_at = excluded.window_ends_at",
-        )
-        .bind(subject)
-        .bind(i64::from(*failures))
-        .bind(window_ends_at.as_millis())
-        .execute(connection)
-        .await
-        .map(drop),
+        } => Statement::new(
+            &SET_LOGIN_FAILURES,
+            vec![
+                Value::text(subject),
+                Value::int(i64::from(*failures)),
+                Value::int(window_ends_at.as_millis()),
+            ],
+        ),
     }
 }
 
-pub async fn insert_token(connection: &mut PgConnection, token: &AccessToken) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO tokens (id, org_id, kind, digest, permissions, created_at, user_id, expires_at, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+pub fn insert_token(token: &AccessToken) -> Statement<'_> {
+    Statement::new(
+        &INSERT_TOKEN,
+        vec![
+            Value::text(token.id.as_str()),
+            Value::text(token.org_id.as_str()),
+            Value::text(token.kind.as_str()),
+            Value::bytes(token.digest.as_slice()),
+            Value::owned_text(Permission::list_to_json(&token.permissions)),
+            Value::int(token.created_at.as_millis()),
+            Value::optional_text(token.user_id.as_ref().map(|id| id.as_str())),
+            Value::Int(token.expires_at.map(|at| at.as_millis())),
+            Value::Int(token.revoked_at.map(|at| at.as_millis())),
+        ],
     )
-    .bind(token.id.as_str())
-    .bind(token.org_id.as_str())
-    .bind(token.kind.as_str())
-    .bind(token.digest.as_slice())
-    .bind(Permission::list_to_json(&token.permissions))
-    .bind(token.created_at.as_millis())
-    .bind(token.user_id.as_ref().map(|id| id.as_str()))
-    .bind(token.expires_at.map(|at| at.as_millis()))
-    .bind(token.revoked_at.map(|at| at.as_millis()))
-    .execute(connection)
-    .await
-    .map(drop)
+}
+
+/// Adds the writes, in order, to a batch.
+pub fn push_all(batch: &mut Batch, effects: &[Effect]) -> sqlx::Result<()> {
+    for effect in effects {
+        batch.push_statement(&statement(effect))?;
+    }
+    Ok(())
+}
+
+/// Makes the writes, in order, in one round trip (none for no writes).
+pub async fn apply_all(connection: &mut PgConnection, effects: &[Effect]) -> sqlx::Result<()> {
+    if effects.is_empty() {
+        return Ok(());
+    }
+    let mut batch = Batch::new();
+    push_all(&mut batch, effects)?;
+    batch.run(connection).await.map(drop)
+}
+
+/// Runs one statement with bound parameters (prepared once per connection).
+pub async fn execute(connection: &mut PgConnection, statement: Statement<'_>) -> sqlx::Result<u64> {
+    let mut query = sqlx::query(&statement.prepared.sql);
+    for value in statement.values {
+        query = value.bind(query);
+    }
+    query
+        .execute(connection)
+        .await
+        .map(|done| done.rows_affected())
 }

@@ -6,9 +6,12 @@
 //! user or one address are so serialised across instances. Outbox claims take due rows with
 //! `FOR UPDATE SKIP LOCKED` and lease them, so no two workers send one message at once.
 
+mod batch;
 mod effects;
 mod rows;
 
+use std::str::FromStr as _;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,8 +36,10 @@ use enroll_core::rules::{
     UpdateEmailState, UserCreated, UserKey, VerifyCode, VerifyCodeState,
 };
 use enroll_core::{Error, Result};
-use sqlx::PgConnection;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions as _, Connection as _, PgConnection};
+
+use crate::batch::{Answers, Batch, Prepared, Slot, Transaction, Value};
 
 /// The migrations, in order; the version of each is its position, from 1.
 const MIGRATIONS: &[&str] = &[
@@ -58,6 +63,10 @@ const LOGIN_LOCK_CLASS: i32 = 0x6c6f_676e; // "logn"
 
 /// How long a command waits for a pooled connection before the store counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pooled connection idle for longer is checked (one round trip) before it is handed out;
+/// one in steady use is not, and a broken one fails its command, which answers unavailable.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(2);
 
 /// The PostgreSQL store; cheap to clone (it is a pool).
 #[derive(Clone)]
@@ -110,59 +119,51 @@ fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> Error {
 impl PostgresStore {
     /// Connects a pool of up to `max_connections` and brings the schema up to date.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let fail = db_error("could not connect to PostgreSQL");
+        // Statements are not logged: the batches of the hot transactions carry their values
+        // (addresses among them) in their text.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(&fail)?
+            .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(db_error("could not connect to PostgreSQL"))?;
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > CHECK_IDLE_AFTER {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+            // The statements of the batches, prepared once per connection (see [`batch`]).
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(connection, sqlx::raw_sql(&PREPARE_ALL))
+                        .await
+                        .map(drop)
+                })
+            });
+        // The schema first, on a connection of its own: the pool's connections prepare
+        // statements on its tables as they open.
+        let mut connection = options.connect().await.map_err(&fail)?;
+        migrate(&mut connection).await?;
+        connection.close().await.map_err(&fail)?;
+        let pool = pool.connect_with(options).await.map_err(&fail)?;
+        Ok(Self { pool })
     }
 
     /// Applies the migrations not yet recorded in `schema_migrations`, in order, in one
     /// transaction that holds an advisory lock: a second instance waits, then finds nothing
     /// left to do.
     pub async fn migrate(&self) -> Result<()> {
-        let fail = db_error("could not migrate the PostgreSQL database");
-        let mut transaction = self.pool.begin().await.map_err(&fail)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *transaction)
+        let mut connection = self
+            .pool
+            .acquire()
             .await
-            .map_err(&fail)?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations \
-             (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&mut *transaction)
-        .await
-        .map_err(&fail)?;
-        let applied: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                .fetch_one(&mut *transaction)
-                .await
-                .map_err(&fail)?;
-        for (version, sql) in (1_i64..).zip(MIGRATIONS) {
-            if version <= applied {
-                continue;
-            }
-            tracing::info!(version, "applying a PostgreSQL migration");
-            sqlx::raw_sql(sql)
-                .execute(&mut *transaction)
-                .await
-                .map_err(&fail)?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, applied_at) \
-                 VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)",
-            )
-            .bind(version)
-            .execute(&mut *transaction)
-            .await
-            .map_err(&fail)?;
-        }
-        transaction.commit().await.map_err(&fail)
+            .map_err(db_error("could not migrate the PostgreSQL database"))?;
+        migrate(&mut connection).await
     }
 
     /// Closes the pool: waits for connections in use to come back, then closes them all.
@@ -197,6 +198,48 @@ impl PostgresStore {
         transaction.commit().await?;
         Ok(outcome)
     }
+}
+
+/// See [`PostgresStore::migrate`].
+async fn migrate(connection: &mut PgConnection) -> Result<()> {
+    let fail = db_error("could not migrate the PostgreSQL database");
+    let mut transaction = connection.begin().await.map_err(&fail)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *transaction)
+        .await
+        .map_err(&fail)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations \
+         (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut *transaction)
+    .await
+    .map_err(&fail)?;
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(&fail)?;
+    for (version, sql) in (1_i64..).zip(MIGRATIONS) {
+        if version <= applied {
+            continue;
+        }
+        tracing::info!(version, "applying a PostgreSQL migration");
+        sqlx::raw_sql(sql)
+            .execute(&mut *transaction)
+            .await
+            .map_err(&fail)?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, applied_at) \
+             VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)",
+        )
+        .bind(version)
+        .execute(&mut *transaction)
+        .await
+        .map_err(&fail)?;
+    }
+    transaction.commit().await.map_err(&fail)
 }
 
 async fn org_by_id(connection: &mut PgConnection, id: &OrgId) -> sqlx::Result<Option<Org>> {
@@ -377,33 +420,374 @@ async fn code_by_id(
     .await
 }
 
-/// What [`rules::verify_code`] decides on: the user, locked, and its newest code of the
-/// purpose.
-async fn verify_state(
-    connection: &mut PgConnection,
-    command: &VerifyCode,
-) -> sqlx::Result<VerifyCodeState> {
-    let user = match &command.user {
-        UserKey::Username { org_id, username } => lock_user(connection, org_id, username).await,
-        UserKey::Id(id) => user_by_id(connection, id, true).await,
-    }?;
-    let latest_code = match &user {
-        Some(user) => current_code(connection, &user.id, command.purpose, false).await?,
-        None => None,
-    };
-    Ok(VerifyCodeState { user, latest_code })
-}
-
 /// Applies a decision's writes in order and hands back its answer; a refusal may carry
 /// writes of its own (a wrong code counts an attempt), which are kept.
 async fn carry_out<T>(
     connection: &mut PgConnection,
     plan: rules::Plan<T>,
 ) -> sqlx::Result<Result<T>> {
-    for effect in &plan.effects {
-        effects::apply(connection, effect).await?;
-    }
+    effects::apply_all(connection, &plan.effects).await?;
     Ok(plan.outcome)
+}
+
+// The statements of the hot transactions, sent in batches (see [`batch`]). Each does what the
+// function of the same purpose above does, in the same order; a read that needs the locked
+// user's id finds it with a subquery, and what it reads counts only if that user was locked.
+
+static LOCK_USER_BY_NAME: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_lock_user_by_name",
+        "text, text",
+        format!(
+            "SELECT {} FROM users WHERE org_id = $1 AND username = $2 FOR UPDATE",
+            rows::USER_COLUMNS
+        ),
+    )
+});
+
+static LOCK_USER_BY_ID: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_lock_user_by_id",
+        "text",
+        format!(
+            "SELECT {} FROM users WHERE id = $1 FOR UPDATE",
+            rows::USER_COLUMNS
+        ),
+    )
+});
+
+static ORG_BY_ID: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_org_by_id",
+        "text",
+        format!("SELECT {} FROM orgs WHERE id = $1", rows::ORG_COLUMNS),
+    )
+});
+
+static APP_BY_ID: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_app_by_id",
+        "text",
+        format!("SELECT {} FROM apps WHERE id = $1", rows::APP_COLUMNS),
+    )
+});
+
+/// As [`current_code`], for the user with id `$1`: `$2` purpose, `$3` only active.
+static CODE_OF_USER: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_code_of_user",
+        "text, text, boolean",
+        format!(
+            "SELECT {} FROM codes WHERE user_id = $1 AND purpose = $2 \
+               AND (NOT $3 OR state = 'active') \
+             ORDER BY state = 'active' DESC, created_at DESC, seq DESC LIMIT 1",
+            rows::CODE_COLUMNS
+        ),
+    )
+});
+
+/// As [`current_code`], for the user named `$2` in organisation `$1`: `$3` purpose, `$4`
+/// only active.
+static CODE_OF_NAMED_USER: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_code_of_named_user",
+        "text, text, text, boolean",
+        format!(
+            "SELECT {} FROM codes \
+             WHERE user_id = (SELECT id FROM users WHERE org_id = $1 AND username = $2) \
+               AND purpose = $3 AND (NOT $4 OR state = 'active') \
+             ORDER BY state = 'active' DESC, created_at DESC, seq DESC LIMIT 1",
+            rows::CODE_COLUMNS
+        ),
+    )
+});
+
+/// As [`lock_cooldown`]: `$1` the lock class, `$2` subject, `$3` purpose.
+static LOCK_COOLDOWN: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_lock_cooldown",
+        "integer, text, text",
+        "SELECT pg_advisory_xact_lock($1, hashtext($2 || '/' || $3))",
+    )
+});
+
+static SENDS: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_sends",
+        "text, text",
+        "SELECT until, window_started_at, sends FROM cooldowns WHERE subject = $1 AND purpose = $2",
+    )
+});
+
+/// A nonce's first use. A second one fails on the key (after the first committed, if it was
+/// still running), which stops the rest of its batch.
+static INSERT_NONCE: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_insert_nonce",
+        "text, bigint",
+        "INSERT INTO nonces (key, seen_at) VALUES ($1, $2)",
+    )
+});
+
+/// As [`spend`], but a second use fails on the key and stops the rest of its batch.
+static SPEND: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_spend",
+        "text, bigint",
+        "INSERT INTO spent_tokens (id, expires_at) VALUES ($1, $2)",
+    )
+});
+
+/// The `PREPARE`s every connection runs once it is open.
+static PREPARE_ALL: LazyLock<String> = LazyLock::new(|| {
+    batch::prepare_all(
+        [
+            &*LOCK_USER_BY_NAME,
+            &*LOCK_USER_BY_ID,
+            &*ORG_BY_ID,
+            &*APP_BY_ID,
+            &*CODE_OF_USER,
+            &*CODE_OF_NAMED_USER,
+            &*LOCK_COOLDOWN,
+            &*SENDS,
+            &*INSERT_NONCE,
+            &*SPEND,
+        ]
+        .into_iter()
+        .chain(effects::prepared()),
+    )
+});
+
+/// The unique constraint named `constraint` refused a row.
+fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
+    matches!(error, sqlx::Error::Database(database)
+        if database.code().as_deref() == Some("23505")
+            && database.constraint() == Some(constraint))
+}
+
+fn send_record(row: &PgRow) -> sqlx::Result<SendRecord> {
+    use sqlx::Row as _;
+    Ok(SendRecord {
+        cooldown_until: Timestamp::from_millis(row.try_get("until")?),
+        window_started_at: Timestamp::from_millis(row.try_get("window_started_at")?),
+        sends: u32::try_from(row.try_get::<i32, _>("sends")?).unwrap_or(0),
+    })
+}
+
+/// A code read beside a user counts only if it is that user's.
+fn code_of(user: Option<&User>, code: Option<CodeRecord>) -> Option<CodeRecord> {
+    code.filter(|code| user.is_some_and(|user| user.id == code.user_id))
+}
+
+/// Adds the statements that lock the user a verification names and read its newest code of
+/// the purpose.
+fn push_verify_state(batch: &mut Batch, command: &VerifyCode) -> sqlx::Result<(Slot, Slot)> {
+    let purpose = Value::text(command.purpose.as_str());
+    Ok(match &command.user {
+        UserKey::Username { org_id, username } => {
+            let org = Value::text(org_id.as_str());
+            let username = Value::text(username.as_str());
+            (
+                batch.push(&LOCK_USER_BY_NAME, &[org.clone(), username.clone()])?,
+                batch.push(
+                    &CODE_OF_NAMED_USER,
+                    &[org, username, purpose, Value::Bool(false)],
+                )?,
+            )
+        }
+        UserKey::Id(id) => {
+            let id = Value::text(id.as_str());
+            (
+                batch.push(&LOCK_USER_BY_ID, std::slice::from_ref(&id))?,
+                batch.push(&CODE_OF_USER, &[id, purpose, Value::Bool(false)])?,
+            )
+        }
+    })
+}
+
+fn read_verify_state(
+    answers: &Answers,
+    (user, code): (Slot, Slot),
+) -> sqlx::Result<VerifyCodeState> {
+    let user = answers.optional(user, rows::user)?;
+    let latest_code = code_of(user.as_ref(), answers.optional(code, rows::code)?);
+    Ok(VerifyCodeState { user, latest_code })
+}
+
+/// Loads what a verification decides on, decides with `rule`, and commits its writes (a
+/// refusal's too: a wrong code counts an attempt): two round trips.
+async fn verify_in<T>(
+    transaction: &mut Transaction,
+    command: &VerifyCode,
+    rule: impl FnOnce(&VerifyCodeState) -> rules::Plan<T>,
+) -> sqlx::Result<Result<T>> {
+    let mut load = Batch::new();
+    let slots = push_verify_state(&mut load, command)?;
+    let answers = transaction.run(load).await?;
+    let state = read_verify_state(&answers, slots)?;
+    commit_plan(transaction, rule(&state)).await
+}
+
+/// Sends a decision's writes, in order, with `COMMIT`, and hands back its answer.
+async fn commit_plan<T>(
+    transaction: &mut Transaction,
+    plan: rules::Plan<T>,
+) -> sqlx::Result<Result<T>> {
+    let mut batch = Batch::new();
+    effects::push_all(&mut batch, &plan.effects)?;
+    transaction.commit(batch).await?;
+    Ok(plan.outcome)
+}
+
+/// [`Registrations::issue_code`] in two round trips: `BEGIN`, the nonce, the locks and the
+/// reads; then the writes and `COMMIT`.
+async fn issue_code_in(
+    transaction: &mut Transaction,
+    command: &IssueCode,
+    nonce: Option<&Nonce>,
+) -> sqlx::Result<Result<CodeIssued>> {
+    let org = Value::text(command.org_id.as_str());
+    let username = Value::text(command.username.as_str());
+    let subject = Value::text(&command.cooldown_subject);
+    let purpose = Value::text(command.purpose.as_str());
+    let mut load = Batch::new();
+    if let Some(nonce) = nonce {
+        // First, so that a replay waits for the first use to commit and then fails.
+        load.push(
+            &INSERT_NONCE,
+            &[Value::text(&nonce.key), Value::int(command.now.as_millis())],
+        )?;
+    }
+    // Locks in one order everywhere: the user's row, then the cooldown subject.
+    let user = load.push(&LOCK_USER_BY_NAME, &[org.clone(), username.clone()])?;
+    load.push(
+        &LOCK_COOLDOWN,
+        &[
+            Value::Int4(COOLDOWN_LOCK_CLASS),
+            subject.clone(),
+            purpose.clone(),
+        ],
+    )?;
+    let app = match &command.app {
+        Some(check) => Some(load.push(&APP_BY_ID, &[Value::text(check.app_id.as_str())])?),
+        None => None,
+    };
+    let active_code = load.push(
+        &CODE_OF_NAMED_USER,
+        &[org.clone(), username, purpose.clone(), Value::Bool(true)],
+    )?;
+    let org = load.push(&ORG_BY_ID, &[org])?;
+    let sends = load.push(&SENDS, &[subject, purpose])?;
+    let answers = transaction.run(load).await?;
+    let user = answers.optional(user, rows::user)?;
+    let state = IssueCodeState {
+        org: answers.optional(org, rows::org)?,
+        app: match app {
+            Some(app) => answers.optional(app, rows::app)?,
+            None => None,
+        },
+        active_code: code_of(user.as_ref(), answers.optional(active_code, rows::code)?),
+        sends: answers.optional(sends, send_record)?,
+        user,
+    };
+    // Committed whatever the answer: the nonce stays recorded, and a refusal's writes (the
+    // cooldown of an unknown or registered address) are kept.
+    commit_plan(transaction, rules::issue_code(&state, command)).await
+}
+
+/// [`Registrations::create_user`] in two round trips.
+async fn create_user_in(
+    transaction: &mut Transaction,
+    command: &CreateUser,
+) -> sqlx::Result<Result<UserCreated>> {
+    let org = Value::text(command.org_id.as_str());
+    let mut load = Batch::new();
+    if let Some(user_action) = &command.user_action {
+        load.push(
+            &SPEND,
+            &[
+                Value::text(&user_action.id),
+                Value::int(user_action.expires_at.as_millis()),
+            ],
+        )?;
+    }
+    let existing = load.push(
+        &LOCK_USER_BY_NAME,
+        &[org.clone(), Value::text(command.username.as_str())],
+    )?;
+    let org = load.push(&ORG_BY_ID, &[org])?;
+    let answers = transaction.run(load).await?;
+    let state = CreateUserState {
+        org: answers.optional(org, rows::org)?,
+        existing: answers.optional(existing, rows::user)?,
+    };
+    commit_plan(transaction, rules::create_user(&state, command)).await
+}
+
+/// [`Registrations::update_email`] in three round trips: the cooldown subject depends on the
+/// user's organisation and address, so the user is locked and read first.
+async fn update_email_in(
+    transaction: &mut Transaction,
+    command: &UpdateEmail,
+) -> sqlx::Result<Result<EmailUpdated>> {
+    let mut load = Batch::new();
+    let user = load.push(&LOCK_USER_BY_ID, &[Value::text(command.user_id.as_str())])?;
+    let user = transaction.run(load).await?.optional(user, rows::user)?;
+    let purpose = CodePurpose::EmailVerification;
+    let state = match user {
+        Some(user) => {
+            // Locks in the order issue_code takes: the user's row, then the cooldown subject.
+            let subject = command.cooldown_subject(&user);
+            let recipient = command.recipient(&user);
+            let org = Value::text(user.org_id.as_str());
+            let mut load = Batch::new();
+            load.push(
+                &LOCK_COOLDOWN,
+                &[
+                    Value::Int4(COOLDOWN_LOCK_CLASS),
+                    Value::text(&subject),
+                    Value::text(purpose.as_str()),
+                ],
+            )?;
+            let taken = if recipient == &user.username {
+                None
+            } else {
+                Some(load.push(
+                    &LOCK_USER_BY_NAME,
+                    &[org.clone(), Value::text(recipient.as_str())],
+                )?)
+            };
+            let org = load.push(&ORG_BY_ID, &[org])?;
+            let latest_code = load.push(
+                &CODE_OF_USER,
+                &[
+                    Value::text(user.id.as_str()),
+                    Value::text(purpose.as_str()),
+                    Value::Bool(false),
+                ],
+            )?;
+            let sends = load.push(
+                &SENDS,
+                &[Value::text(&subject), Value::text(purpose.as_str())],
+            )?;
+            let answers = transaction.run(load).await?;
+            UpdateEmailState {
+                org: answers.optional(org, rows::org)?,
+                latest_code: answers.optional(latest_code, rows::code)?,
+                sends: answers.optional(sends, send_record)?,
+                address_taken: taken.is_some_and(|taken| answers.row(taken).is_some()),
+                user: Some(user),
+            }
+        }
+        None => UpdateEmailState {
+            user: None,
+            org: None,
+            latest_code: None,
+            sends: None,
+            address_taken: false,
+        },
+    };
+    commit_plan(transaction, rules::update_email(&state, command)).await
 }
 
 #[async_trait]
@@ -533,8 +917,9 @@ impl Directory for PostgresStore {
     async fn insert_token(&self, token: &AccessToken) -> Result<()> {
         let fail = db_error("could not insert a token");
         let mut connection = self.pool.acquire().await.map_err(&fail)?;
-        effects::insert_token(&mut connection, token)
+        effects::execute(&mut connection, effects::insert_token(token))
             .await
+            .map(drop)
             .map_err(&fail)
     }
 
@@ -684,155 +1069,63 @@ impl Directory for PostgresStore {
 impl Registrations for PostgresStore {
     async fn create_user(&self, command: CreateUser) -> Result<UserCreated> {
         let fail = db_error("could not create a user");
-        let mut transaction = self.pool.begin().await.map_err(&fail)?;
-        if let Some(user_action) = &command.user_action
-            && !spend(&mut transaction, user_action).await.map_err(&fail)?
-        {
-            transaction.rollback().await.map_err(&fail)?;
-            return Err(user_action.reused());
-        }
-        let existing = lock_user(&mut transaction, &command.org_id, &command.username)
-            .await
-            .map_err(&fail)?;
-        let state = CreateUserState {
-            org: org_by_id(&mut transaction, &command.org_id)
-                .await
-                .map_err(&fail)?,
-            existing,
-        };
-        let outcome = match carry_out(&mut transaction, rules::create_user(&state, &command)).await
-        {
+        let mut transaction = Transaction::acquire(&self.pool).await.map_err(&fail)?;
+        let outcome = create_user_in(&mut transaction, &command).await;
+        transaction.rollback().await;
+        match outcome {
             Ok(outcome) => outcome,
+            Err(error)
+                if command.user_action.is_some()
+                    && is_unique_violation(&error, "spent_tokens_pkey") =>
+            {
+                Err(command
+                    .user_action
+                    .as_ref()
+                    .map_or(Error::UserExists, SingleUse::reused))
+            }
             // Another transaction inserted the same username after our read: the constraint
-            // decides, and the loser writes nothing (the transaction rolls back on drop).
-            Err(error) if is_duplicate_username(&error) => return Err(Error::UserExists),
-            Err(error) => return Err(fail(error)),
-        };
-        transaction.commit().await.map_err(&fail)?;
-        outcome
+            // decides, and the loser writes nothing (its transaction is rolled back).
+            Err(error) if is_duplicate_username(&error) => Err(Error::UserExists),
+            Err(error) => Err(fail(error)),
+        }
     }
 
     async fn issue_code(&self, command: IssueCode, nonce: Option<Nonce>) -> Result<CodeIssued> {
         let fail = db_error("could not issue a code");
-        let mut transaction = self.pool.begin().await.map_err(&fail)?;
-        if let Some(nonce) = &nonce {
-            // First, so that a replay waits for the first use to commit and then sees it.
-            let inserted = sqlx::query(
-                "INSERT INTO nonces (key, seen_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(&nonce.key)
-            .bind(command.now.as_millis())
-            .execute(&mut *transaction)
-            .await
-            .map_err(&fail)?;
-            if inserted.rows_affected() == 0 {
-                transaction.rollback().await.map_err(&fail)?;
-                return Err(Error::NonceReused);
+        let mut transaction = Transaction::acquire(&self.pool).await.map_err(&fail)?;
+        let outcome = issue_code_in(&mut transaction, &command, nonce.as_ref()).await;
+        transaction.rollback().await;
+        match outcome {
+            Ok(outcome) => outcome,
+            Err(error) if nonce.is_some() && is_unique_violation(&error, "nonces_pkey") => {
+                Err(Error::NonceReused)
             }
+            Err(error) => Err(fail(error)),
         }
-        // Locks in one order everywhere: the user's row, then the cooldown subject.
-        let user = lock_user(&mut transaction, &command.org_id, &command.username)
-            .await
-            .map_err(&fail)?;
-        lock_cooldown(&mut transaction, &command.cooldown_subject, command.purpose)
-            .await
-            .map_err(&fail)?;
-        let app = match &command.app {
-            Some(check) => app_by_id(&mut transaction, check.app_id.as_str())
-                .await
-                .map_err(&fail)?,
-            None => None,
-        };
-        let active_code = match &user {
-            Some(user) => current_code(&mut transaction, &user.id, command.purpose, true)
-                .await
-                .map_err(&fail)?,
-            None => None,
-        };
-        let state = IssueCodeState {
-            org: org_by_id(&mut transaction, &command.org_id)
-                .await
-                .map_err(&fail)?,
-            user,
-            app,
-            active_code,
-            sends: sends(&mut transaction, &command.cooldown_subject, command.purpose)
-                .await
-                .map_err(&fail)?,
-        };
-        let outcome = carry_out(&mut transaction, rules::issue_code(&state, &command))
-            .await
-            .map_err(&fail)?;
-        // Committed whatever the answer: the nonce stays recorded, and a refusal's writes
-        // (the cooldown of an unknown or registered address) are kept.
-        transaction.commit().await.map_err(&fail)?;
-        outcome
     }
 
     async fn verify_code(&self, command: VerifyCode) -> Result<CodeVerified> {
         let fail = db_error("could not verify a code");
-        let mut transaction = self.pool.begin().await.map_err(&fail)?;
-        let state = verify_state(&mut transaction, &command)
-            .await
-            .map_err(&fail)?;
-        let outcome = carry_out(&mut transaction, rules::verify_code(&state, &command))
-            .await
-            .map_err(&fail)?;
-        transaction.commit().await.map_err(&fail)?;
-        outcome
+        let mut transaction = Transaction::acquire(&self.pool).await.map_err(&fail)?;
+        let outcome = verify_in(&mut transaction, &command, |state| {
+            rules::verify_code(state, &command)
+        })
+        .await;
+        transaction.rollback().await;
+        outcome.map_err(&fail)?
     }
 
     async fn update_email(&self, command: UpdateEmail) -> Result<EmailUpdated> {
         let fail = db_error("could not update an address");
-        let mut transaction = self.pool.begin().await.map_err(&fail)?;
-        // Locks in the order issue_code takes: the user's row, then the cooldown subject.
-        let user = user_by_id(&mut transaction, &command.user_id, true)
-            .await
-            .map_err(&fail)?;
-        let purpose = CodePurpose::EmailVerification;
-        let (org, latest_code, sent, address_taken) = match &user {
-            Some(user) => {
-                let subject = command.cooldown_subject(user);
-                lock_cooldown(&mut transaction, &subject, purpose)
-                    .await
-                    .map_err(&fail)?;
-                let recipient = command.recipient(user);
-                let taken = recipient != &user.username
-                    && lock_user(&mut transaction, &user.org_id, recipient)
-                        .await
-                        .map_err(&fail)?
-                        .is_some();
-                (
-                    org_by_id(&mut transaction, &user.org_id)
-                        .await
-                        .map_err(&fail)?,
-                    current_code(&mut transaction, &user.id, purpose, false)
-                        .await
-                        .map_err(&fail)?,
-                    sends(&mut transaction, &subject, purpose)
-                        .await
-                        .map_err(&fail)?,
-                    taken,
-                )
-            }
-            None => (None, None, None, false),
-        };
-        let state = UpdateEmailState {
-            user,
-            org,
-            latest_code,
-            sends: sent,
-            address_taken,
-        };
-        let outcome = match carry_out(&mut transaction, rules::update_email(&state, &command)).await
-        {
+        let mut transaction = Transaction::acquire(&self.pool).await.map_err(&fail)?;
+        let outcome = update_email_in(&mut transaction, &command).await;
+        transaction.rollback().await;
+        match outcome {
             Ok(outcome) => outcome,
             // Another user took the address after our read: the constraint decides.
-            Err(error) if is_duplicate_username(&error) => return Err(Error::UserExists),
-            Err(error) => return Err(fail(error)),
-        };
-        transaction.commit().await.map_err(&fail)?;
-        outcome
+            Err(error) if is_duplicate_username(&error) => Err(Error::UserExists),
+            Err(error) => Err(fail(error)),
+        }
     }
 
     async fn create_service_account(
@@ -999,16 +1292,14 @@ impl Registrations for PostgresStore {
 
     async fn reset_password(&self, command: ResetPassword) -> Result<User> {
         let fail = db_error("could not reset a password");
-        let mut transaction = self.pool.begin().await.map_err(&fail)?;
-        let state = verify_state(&mut transaction, &command.verify)
-            .await
-            .map_err(&fail)?;
-        let outcome = carry_out(&mut transaction, rules::reset_password(&state, &command))
-            .await
-            .map_err(&fail)?;
+        let mut transaction = Transaction::acquire(&self.pool).await.map_err(&fail)?;
         // Committed whatever the answer: a wrong code counts an attempt.
-        transaction.commit().await.map_err(&fail)?;
-        outcome
+        let outcome = verify_in(&mut transaction, &command.verify, |state| {
+            rules::reset_password(state, &command)
+        })
+        .await;
+        transaction.rollback().await;
+        outcome.map_err(&fail)?
     }
 
     async fn rotate_token(
