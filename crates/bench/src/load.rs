@@ -1,0 +1,410 @@
+//! The load generator: N connections (HTTP/1.1, or HTTP/2 for gRPC), each sending its next
+//! request as soon as the previous answer is read, for a warm-up and then a measured period;
+//! or through a finite list of requests. Records every measured request's latency.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    /// HTTP/2 without TLS (h2c, prior knowledge), one stream at a time per connection.
+    Http2,
+}
+
+/// What counts as a success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// A `2xx` status.
+    Success,
+    /// `200` and `grpc-status: 0` (in the headers or the trailers).
+    Grpc,
+}
+
+/// One request.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    pub path: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+impl Call {
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// A JSON body.
+    pub fn json(mut self, body: &serde_json::Value) -> Self {
+        self.headers.push((
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ));
+        self.body = Bytes::from(body.to_string());
+        self
+    }
+
+    pub fn bearer(mut self, token: &str) -> Self {
+        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            self.headers.push((hyper::header::AUTHORIZATION, value));
+        }
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+        self
+    }
+
+    pub fn body(mut self, body: Bytes) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+/// The request a connection sends next: `(connection, its request number)`; `None` ends it.
+pub type Requests = Arc<dyn Fn(usize, u64) -> Option<Call> + Send + Sync>;
+
+/// A load to drive.
+#[derive(Clone)]
+pub struct Load {
+    pub protocol: Protocol,
+    pub check: Check,
+    pub connections: usize,
+    pub requests: Requests,
+}
+
+/// What one driven period measured.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    /// Requests completed inside the measured period (successes and failures).
+    pub requests: u64,
+    pub failures: u64,
+    /// Successes over the whole run, warm-up included.
+    pub successes_total: u64,
+    pub elapsed: Duration,
+    /// Latencies of the measured requests, sorted, in microseconds.
+    pub latencies: Vec<u32>,
+    /// The first failure, for the report.
+    pub first_failure: Option<String>,
+}
+
+impl Measured {
+    pub fn per_second(&self) -> f64 {
+        if self.elapsed.is_zero() {
+            return 0.0;
+        }
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latency at `quantile` (0..=1).
+    pub fn quantile(&self, quantile: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((self.latencies.len() as f64 * quantile).ceil() as usize)
+            .clamp(1, self.latencies.len());
+        Duration::from_micros(u64::from(self.latencies[rank - 1]))
+    }
+
+    pub fn max(&self) -> Duration {
+        self.latencies.last().map_or(Duration::ZERO, |&micros| {
+            Duration::from_micros(u64::from(micros))
+        })
+    }
+
+    /// Adds another period's (a round, or another instance's share) to this one; the
+    /// latencies are sorted again.
+    pub fn merge(&mut self, other: Self) {
+        self.absorb(other);
+        self.latencies.sort_unstable();
+    }
+
+    /// As [`Self::merge`], leaving the latencies unsorted.
+    fn absorb(&mut self, other: Self) {
+        self.requests += other.requests;
+        self.failures += other.failures;
+        self.successes_total += other.successes_total;
+        self.latencies.extend(other.latencies);
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+}
+
+enum Sender {
+    Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    async fn connect(address: SocketAddr, protocol: Protocol) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(address)
+            .await
+            .with_context(|| format!("could not connect to {address}"))?;
+        stream.set_nodelay(true)?;
+        let io = TokioIo::new(stream);
+        Ok(match protocol {
+            Protocol::Http1 => {
+                let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(connection);
+                Self::Http1(sender)
+            }
+            Protocol::Http2 => {
+                let (sender, connection) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+                tokio::spawn(connection);
+                Self::Http2(sender)
+            }
+        })
+    }
+
+    async fn send(
+        &mut self,
+        address: SocketAddr,
+        call: &Call,
+    ) -> anyhow::Result<Response<Incoming>> {
+        let uri = match self {
+            Self::Http1(_) => call.path.clone(),
+            Self::Http2(_) => format!("http://{address}{}", call.path),
+        };
+        let mut request = Request::builder().method(call.method.clone()).uri(uri);
+        if matches!(self, Self::Http1(_)) {
+            request = request.header(hyper::header::HOST, "bench");
+        }
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(Full::new(call.body.clone()))?;
+        Ok(match self {
+            Self::Http1(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await?
+            }
+            Self::Http2(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await?
+            }
+        })
+    }
+}
+
+/// Sends `call` and reads the whole answer: whether it succeeded, and its body.
+async fn exchange(
+    sender: &mut Sender,
+    address: SocketAddr,
+    call: &Call,
+    check: Check,
+) -> anyhow::Result<(bool, u16, Bytes)> {
+    let response = sender.send(address, call).await?;
+    let status = response.status().as_u16();
+    let header_status = response
+        .headers()
+        .get("grpc-status")
+        .map(|value| value.as_bytes().to_vec());
+    let collected = response.into_body().collect().await?;
+    let trailer_status = collected
+        .trailers()
+        .and_then(|trailers| trailers.get("grpc-status"))
+        .map(|value| value.as_bytes().to_vec());
+    let body = collected.to_bytes();
+    let ok = match check {
+        Check::Success => (200..300).contains(&status),
+        Check::Grpc => {
+            status == 200
+                && header_status
+                    .or(trailer_status)
+                    .is_some_and(|grpc| grpc == b"0")
+        }
+    };
+    Ok((ok, status, body))
+}
+
+fn describe(call: &Call, status: u16, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+    format!("{} {} answered {status}: {text}", call.method, call.path)
+}
+
+/// Drives `load` against `address` for `warmup`, then measures for `duration`.
+pub async fn drive(
+    address: SocketAddr,
+    load: &Load,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    drive_split(&[address], load, warmup, duration).await
+}
+
+/// As [`drive`], the connections spread over several servers in turn.
+pub async fn drive_split(
+    addresses: &[SocketAddr],
+    load: &Load,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let stop_at = measure_from + duration;
+    let mut workers = Vec::with_capacity(load.connections);
+    for connection in 0..load.connections {
+        let address = addresses[connection % addresses.len()];
+        let load = load.clone();
+        workers.push(tokio::spawn(async move {
+            let mut measured = Measured::default();
+            let mut sender = Sender::connect(address, load.protocol).await?;
+            let mut sequence = 0u64;
+            while Instant::now() < stop_at {
+                let Some(call) = (load.requests)(connection, sequence) else {
+                    break;
+                };
+                sequence += 1;
+                let sent = Instant::now();
+                let outcome = exchange(&mut sender, address, &call, load.check).await;
+                let done = Instant::now();
+                let ok = match &outcome {
+                    Ok((ok, status, body)) => {
+                        if !ok && measured.first_failure.is_none() {
+                            measured.first_failure = Some(describe(&call, *status, body));
+                        }
+                        *ok
+                    }
+                    Err(error) => {
+                        if measured.first_failure.is_none() {
+                            measured.first_failure =
+                                Some(format!("{} {}: {error:#}", call.method, call.path));
+                        }
+                        false
+                    }
+                };
+                if ok {
+                    measured.successes_total += 1;
+                }
+                if sent >= measure_from && done <= stop_at {
+                    measured.requests += 1;
+                    if !ok {
+                        measured.failures += 1;
+                    }
+                    let micros = done.duration_since(sent).as_micros();
+                    measured
+                        .latencies
+                        .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                }
+                if outcome.is_err() {
+                    // The connection may be gone: a new one, as a client would.
+                    sender = Sender::connect(address, load.protocol).await?;
+                }
+            }
+            anyhow::Ok(measured)
+        }));
+    }
+    let mut total = Measured::default();
+    for worker in workers {
+        total.absorb(worker.await??);
+    }
+    total.latencies.sort_unstable();
+    total.elapsed = duration;
+    Ok(total)
+}
+
+/// Sends every request of `load` once (each connection until its requests end), timing the
+/// whole: for finite work such as a round of verifications.
+pub async fn run_through(address: SocketAddr, load: &Load) -> anyhow::Result<Measured> {
+    let started = Instant::now();
+    let mut workers = Vec::with_capacity(load.connections);
+    for connection in 0..load.connections {
+        let load = load.clone();
+        workers.push(tokio::spawn(async move {
+            let mut measured = Measured::default();
+            let mut sender = Sender::connect(address, load.protocol).await?;
+            let mut sequence = 0u64;
+            while let Some(call) = (load.requests)(connection, sequence) {
+                sequence += 1;
+                let sent = Instant::now();
+                let outcome = exchange(&mut sender, address, &call, load.check).await;
+                let micros = sent.elapsed().as_micros();
+                measured.requests += 1;
+                measured
+                    .latencies
+                    .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                match outcome {
+                    Ok((true, _, _)) => measured.successes_total += 1,
+                    Ok((false, status, body)) => {
+                        measured.failures += 1;
+                        if measured.first_failure.is_none() {
+                            measured.first_failure = Some(describe(&call, status, &body));
+                        }
+                    }
+                    Err(error) => {
+                        measured.failures += 1;
+                        if measured.first_failure.is_none() {
+                            measured.first_failure =
+                                Some(format!("{} {}: {error:#}", call.method, call.path));
+                        }
+                        sender = Sender::connect(address, load.protocol).await?;
+                    }
+                }
+            }
+            anyhow::Ok(measured)
+        }));
+    }
+    let mut total = Measured::default();
+    for worker in workers {
+        total.absorb(worker.await??);
+    }
+    total.latencies.sort_unstable();
+    total.elapsed = started.elapsed();
+    Ok(total)
+}
+
+/// Sends each call once over `connections` connections and returns the answers' bodies in the
+/// calls' order; fails on the first answer that is not a success.
+pub async fn fetch_all(
+    address: SocketAddr,
+    protocol: Protocol,
+    check: Check,
+    connections: usize,
+    calls: Vec<Call>,
+) -> anyhow::Result<Vec<Bytes>> {
+    let calls = Arc::new(calls);
+    let connections = connections.clamp(1, calls.len().max(1));
+    let mut workers = Vec::with_capacity(connections);
+    for connection in 0..connections {
+        let calls = calls.clone();
+        workers.push(tokio::spawn(async move {
+            let mut sender = Sender::connect(address, protocol).await?;
+            let mut bodies = Vec::new();
+            for index in (connection..calls.len()).step_by(connections) {
+                let call = &calls[index];
+                let (ok, status, body) = exchange(&mut sender, address, call, check).await?;
+                anyhow::ensure!(ok, "{}", describe(call, status, &body));
+                bodies.push((index, body));
+            }
+            anyhow::Ok(bodies)
+        }));
+    }
+    let mut bodies = vec![Bytes::new(); calls.len()];
+    for worker in workers {
+        for (index, body) in worker.await?? {
+            bodies[index] = body;
+        }
+    }
+    Ok(bodies)
+}

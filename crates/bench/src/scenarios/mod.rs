@@ -1,0 +1,337 @@
+//! The scenarios of the suite, and what they share: the seeded templates, servers started on
+//! fresh copies of them, and the rows they add to the report.
+
+mod mail;
+mod postgres;
+mod resend;
+mod size;
+mod startup;
+mod sweep;
+mod targets;
+mod zitadel;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use enroll_testkit::smtp::SmtpSink;
+
+use crate::db::{Instance, StoreKind, Template};
+use crate::load::{self, Load, Measured};
+use crate::options::Options;
+use crate::report::{Report, Row};
+use crate::requests;
+use crate::server::{Memory, Server, ServerConfig, temp_dir};
+
+pub use sweep::chart;
+pub use targets::evaluate as evaluate_targets;
+
+/// The state of a run.
+pub struct Suite {
+    pub options: Options,
+    pub report: Report,
+    sqlite: Option<Template>,
+    postgres: Option<Template>,
+    /// The PostgreSQL server could not be used: why.
+    postgres_unavailable: Option<String>,
+}
+
+/// Servers started on one copy of a template, each delivering to its own SMTP sink.
+pub struct Running {
+    instance: Instance,
+    pub servers: Vec<Server>,
+    pub sink: SmtpSink,
+}
+
+impl Running {
+    pub async fn start(
+        options: &Options,
+        instance: Instance,
+        count: usize,
+    ) -> anyhow::Result<Self> {
+        let sink = SmtpSink::start().await;
+        let config = ServerConfig {
+            binary: options.binary.clone(),
+            data_dir: instance.data_dir.clone(),
+            database_url: instance.database_url.clone(),
+            smtp_url: sink.url(),
+        };
+        let mut servers = Vec::with_capacity(count);
+        for _ in 0..count {
+            servers.push(Server::start(&config).await?);
+        }
+        Ok(Self {
+            instance,
+            servers,
+            sink,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.servers[0].address
+    }
+
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|server| server.address).collect()
+    }
+
+    /// The largest resident set among the servers.
+    pub fn memory(&self) -> Memory {
+        self.servers
+            .iter()
+            .map(Server::memory)
+            .fold(Memory::default(), Memory::max)
+    }
+
+    /// A counter of `/metrics`, summed over the servers.
+    pub async fn counter(&self, name: &str) -> anyhow::Result<f64> {
+        let mut total = 0.0;
+        for server in &self.servers {
+            total += server.counter(name).await?;
+        }
+        Ok(total)
+    }
+
+    /// Stops the servers (killed: nothing of theirs is kept) and removes the copy.
+    pub async fn finish(self) {
+        drop(self.servers);
+        drop(self.sink);
+        self.instance.remove().await;
+    }
+}
+
+/// How a timed row checks the emails its requests queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emails {
+    /// Every success queues one.
+    OnePerSuccess,
+}
+
+impl Suite {
+    pub fn new(options: Options) -> Self {
+        Self {
+            options,
+            report: Report::default(),
+            sqlite: None,
+            postgres: None,
+            postgres_unavailable: None,
+        }
+    }
+
+    /// The seeded SQLite template, seeded on first use.
+    pub async fn sqlite(&mut self) -> anyhow::Result<&Template> {
+        if self.sqlite.is_none() {
+            eprintln!(
+                "seeding SQLite: {} Dfns and {} ZITADEL users, {} Singularity accounts…",
+                self.options.users, self.options.users, self.options.accounts
+            );
+            let template = Template::sqlite(self.options.users, self.options.accounts)
+                .await
+                .context("seeding SQLite")?;
+            self.report.facts.push((
+                "seeding SQLite".to_owned(),
+                format!("{:.1} s", template.seeding.as_secs_f64()),
+            ));
+            self.sqlite = Some(template);
+        }
+        self.sqlite.as_ref().context("seeded")
+    }
+
+    /// The seeded PostgreSQL template, if PostgreSQL is to be used and answers.
+    pub async fn postgres(&mut self) -> anyhow::Result<Option<&Template>> {
+        let Some(admin_url) = self.options.postgres.clone() else {
+            return Ok(None);
+        };
+        if self.postgres_unavailable.is_some() {
+            return Ok(None);
+        }
+        if self.postgres.is_none() {
+            if let Err(error) = crate::db::postgres_reachable(&admin_url).await {
+                let why = format!("PostgreSQL at {admin_url} skipped: {error:#}");
+                eprintln!("{why}");
+                self.report.warnings.push(why.clone());
+                self.postgres_unavailable = Some(why);
+                return Ok(None);
+            }
+            eprintln!(
+                "seeding PostgreSQL: {} Dfns and {} ZITADEL users, {} Singularity accounts…",
+                self.options.users, self.options.users, self.options.accounts
+            );
+            let template =
+                Template::postgres(&admin_url, self.options.users, self.options.accounts)
+                    .await
+                    .context("seeding PostgreSQL")?;
+            self.report.facts.push((
+                "seeding PostgreSQL".to_owned(),
+                format!("{:.1} s", template.seeding.as_secs_f64()),
+            ));
+            self.postgres = Some(template);
+        }
+        Ok(self.postgres.as_ref())
+    }
+
+    fn template(&self, kind: StoreKind) -> anyhow::Result<&Template> {
+        match kind {
+            StoreKind::Sqlite => self.sqlite.as_ref(),
+            StoreKind::Postgres => self.postgres.as_ref(),
+        }
+        .context("the template is seeded first")
+    }
+
+    /// The `GET /healthz` ceiling at `connections`, measured once per run on a server of its
+    /// own (an empty SQLite database: the route reads none).
+    pub async fn ceiling(&mut self, connections: usize) -> anyhow::Result<f64> {
+        if let Some(&ceiling) = self.report.ceiling.get(&connections) {
+            return Ok(ceiling);
+        }
+        let data_dir = temp_dir(&format!("ceiling-{connections}"))?;
+        let instance = Instance::empty(data_dir);
+        let running = Running::start(&self.options, instance, 1).await?;
+        let measured = load::drive(
+            running.address(),
+            &requests::ceiling(connections),
+            self.options.warmup,
+            self.options.duration,
+        )
+        .await;
+        let memory = running.memory();
+        running.finish().await;
+        let measured = measured?;
+        let per_second = measured.per_second();
+        self.report.ceiling.insert(connections, per_second);
+        self.push(Row::measured(
+            "ceiling",
+            "GET /healthz (ceiling)",
+            "–",
+            connections,
+            &measured,
+            memory,
+        ));
+        Ok(per_second)
+    }
+
+    pub fn push(&mut self, row: Row) {
+        eprintln!(
+            "  {:<52} {:<22} {:>4} conns {:>9} /s  p99 {:>7.2} ms  {} errors",
+            row.operation,
+            row.store,
+            row.connections.unwrap_or(0),
+            row.per_second
+                .map_or_else(|| "–".to_owned(), crate::report::thousands),
+            row.p99.map_or(0.0, |d| d.as_secs_f64() * 1e3),
+            row.failures
+        );
+        self.report.rows.push(row);
+    }
+
+    /// One timed row: a fresh copy of the template, `instances` servers on it, `load` driven
+    /// at them (the connections split between them), then everything removed.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call per row reads best flat"
+    )]
+    pub async fn timed_row(
+        &mut self,
+        kind: StoreKind,
+        instances: usize,
+        key: &str,
+        operation: &str,
+        store: &str,
+        load: Load,
+        emails: Emails,
+    ) -> anyhow::Result<()> {
+        self.ceiling(load.connections).await?;
+        let instance = self
+            .template(kind)?
+            .instance(&format!("{key}-{}", load.connections))
+            .await?;
+        let running = Running::start(&self.options, instance, instances).await?;
+        let result = self.measure(&running, &load, emails).await;
+        running.finish().await;
+        let (measured, memory, notes) = result?;
+        let mut row = Row::measured(key, operation, store, load.connections, &measured, memory);
+        row.notes.extend(notes);
+        self.push(row);
+        Ok(())
+    }
+
+    /// Drives `load` at running servers; checks the emails queued.
+    pub async fn measure(
+        &mut self,
+        running: &Running,
+        load: &Load,
+        emails: Emails,
+    ) -> anyhow::Result<(Measured, Memory, Vec<String>)> {
+        let queued_before = running.counter("emails_queued").await?;
+        let measured = load::drive_split(
+            &running.addresses(),
+            load,
+            self.options.warmup,
+            self.options.duration,
+        )
+        .await?;
+        let memory = running.memory();
+        let queued = running.counter("emails_queued").await? - queued_before;
+        let mut notes = Vec::new();
+        if emails == Emails::OnePerSuccess {
+            let successes = measured.successes_total as f64;
+            if (queued - successes).abs() > 0.5 {
+                let warning = format!(
+                    "{successes} successful requests queued {queued} emails: the answers do not tell every request did its work"
+                );
+                self.report.warnings.push(warning.clone());
+                notes.push(warning);
+            }
+        }
+        Ok((measured, memory, notes))
+    }
+}
+
+/// Runs the scenarios the options select, in order; a scenario that fails is reported and
+/// the others still run.
+pub async fn run(suite: &mut Suite) {
+    let started = Instant::now();
+    for (name, _) in crate::options::SCENARIOS {
+        if !suite.options.runs(name) {
+            continue;
+        }
+        eprintln!("== {name}");
+        let step_started = Instant::now();
+        let result = match *name {
+            "resend" => resend::run(suite).await,
+            "verify" => zitadel::verify(suite).await,
+            "create" => zitadel::create(suite).await,
+            "sweep" => sweep::run(suite).await,
+            "postgres" => postgres::run(suite).await,
+            "size" => size::run(suite).await,
+            "mail" => mail::run(suite).await,
+            "startup" => startup::run(suite).await,
+            other => Err(anyhow::anyhow!("no scenario {other}")),
+        };
+        if let Err(error) = result {
+            let warning = format!("scenario {name} failed: {error:#}");
+            eprintln!("{warning}");
+            suite.report.warnings.push(warning);
+        }
+        suite.report.facts.push((
+            format!("scenario {name}"),
+            format!("{:.0} s", step_started.elapsed().as_secs_f64()),
+        ));
+    }
+    suite.report.facts.push((
+        "whole run".to_owned(),
+        format!("{:.0} s", started.elapsed().as_secs_f64()),
+    ));
+}
+
+impl Suite {
+    /// Removes the templates.
+    pub async fn clean_up(&mut self) {
+        if let Some(template) = self.sqlite.take() {
+            template.remove().await;
+        }
+        if let Some(template) = self.postgres.take() {
+            template.remove().await;
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! `enroll serve` as a child process: started with the benchmark's settings, waited for,
+//! measured (resident set, `/metrics`) and stopped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::seed::SECRET;
+
+/// Where a server keeps its data and which database it uses.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub binary: PathBuf,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// `smtp://…` of the sink the outbox worker delivers to.
+    pub smtp_url: String,
+}
+
+pub struct Server {
+    child: tokio::process::Child,
+    pub address: SocketAddr,
+    pub pid: u32,
+    /// From spawning to the first `200` of `GET /healthz`.
+    pub started_in: Duration,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(probe.local_addr()?)
+}
+
+impl Server {
+    /// Starts a server and waits for its first `200` from `/healthz`.
+    pub async fn start(config: &ServerConfig) -> anyhow::Result<Self> {
+        let address = free_port()?;
+        let spawned = Instant::now();
+        let child = tokio::process::Command::new(&config.binary)
+            .arg("serve")
+            .arg("--listen")
+            .arg(address.to_string())
+            .arg("--data-dir")
+            .arg(&config.data_dir)
+            .arg("--database-url")
+            .arg(&config.database_url)
+            .arg("--smtp-url")
+            .arg(&config.smtp_url)
+            .env("ENROLL_SECRET", SECRET)
+            // Every request of the run is a real send: no cooldown refusals.
+            .env("ENROLL_COOLDOWN_SECONDS", "0")
+            // One client sending to a few addresses, as fast as it can: no volume caps.
+            .env("ENROLL_MAX_EMAILS_PER_ADDRESS", "4000000000")
+            .env("ENROLL_MAX_EMAILS_PER_CLIENT_PER_HOUR", "0")
+            .env("ENROLL_MAX_EMAILS_PER_ORG_PER_HOUR", "0")
+            .env("ENROLL_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "could not start {} (run scripts/bench, which builds it)",
+                    config.binary.display()
+                )
+            })?;
+        let pid = child.id().context("the server exited at once")?;
+        let mut server = Self {
+            child,
+            address,
+            pid,
+            started_in: Duration::ZERO,
+        };
+        let deadline = spawned + Duration::from_secs(60);
+        loop {
+            if healthy(address).await {
+                break;
+            }
+            if let Some(status) = server.child.try_wait()? {
+                bail!("the server exited before it answered: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("the server did not answer /healthz on {address} within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        server.started_in = spawned.elapsed();
+        Ok(server)
+    }
+
+    /// The server's resident set now and at its peak, from `/proc/<pid>/status`.
+    pub fn memory(&self) -> Memory {
+        Memory::of(self.pid)
+    }
+
+    /// Counters of `GET /metrics` (no labels), by name.
+    pub async fn counter(&self, name: &str) -> anyhow::Result<f64> {
+        let text = get(self.address, "/metrics").await?;
+        Ok(text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(metric, _)| *metric == name || *metric == format!("{name}_total"))
+            .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+            .sum())
+    }
+
+    /// Asks the server to stop (SIGTERM) and waits for it, killing it after 10 s.
+    pub async fn stop(mut self) {
+        let _ = tokio::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Resident set of a process in bytes: now (`VmRSS`) and its peak (`VmHWM`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Memory {
+    pub rss: u64,
+    pub peak: u64,
+}
+
+impl Memory {
+    pub fn of(pid: u32) -> Self {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .map_or(0, |kib| kib * 1024)
+        };
+        Self {
+            rss: field("VmRSS:"),
+            peak: field("VmHWM:"),
+        }
+    }
+
+    /// The larger of each.
+    pub fn max(self, other: Self) -> Self {
+        Self {
+            rss: self.rss.max(other.rss),
+            peak: self.peak.max(other.peak),
+        }
+    }
+}
+
+async fn healthy(address: SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), status(address, "/healthz")).await,
+        Ok(Ok(200))
+    )
+}
+
+async fn status(address: SocketAddr, path: &str) -> anyhow::Result<u16> {
+    let (status, _) = request(address, path).await?;
+    Ok(status)
+}
+
+/// `GET path` over a new connection; the body as text.
+pub async fn get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let (status, body) = request(address, path).await?;
+    if status != 200 {
+        bail!("GET {path} answered {status}");
+    }
+    Ok(body)
+}
+
+async fn request(address: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let stream = TcpStream::connect(address).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(
+            hyper::Request::get(path)
+                .header("host", "bench")
+                .body(Empty::<Bytes>::new())?,
+        )
+        .await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A directory under the system's temporary directory, emptied and made afresh.
+pub fn temp_dir(label: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "enroll-bench-{}-{}",
+        std::process::id(),
+        label
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect::<String>()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Removes a directory made by [`temp_dir`], ignoring errors.
+pub fn remove_dir(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
