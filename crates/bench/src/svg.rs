@@ -27,18 +27,15 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// A round step for about five gridlines up to `max`.
-fn step(max: f64) -> f64 {
-    let rough = (max / 5.0).max(1.0);
-    let magnitude = 10f64.powf(rough.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|factor| factor * magnitude)
-        .find(|candidate| *candidate >= rough)
-        .unwrap_or(10.0 * magnitude)
+/// The decades spanning `low..=high` (both positive): `10^a ..= 10^b`.
+fn decades(low: f64, high: f64) -> (i32, i32) {
+    let bottom = low.max(1.0).log10().floor() as i32;
+    let top = (high.max(10.0).log10().ceil() as i32).max(bottom + 1);
+    (bottom, top)
 }
 
-/// The chart; connections on a log₂ axis, requests/s on a linear one from zero.
+/// The chart; connections on a log₂ axis, requests/s on a log₁₀ one (the ceiling is often
+/// ten times the rest).
 pub fn chart(title: &str, subtitle: &str, series: &[Series]) -> String {
     let mut connections: Vec<usize> = series
         .iter()
@@ -46,12 +43,15 @@ pub fn chart(title: &str, subtitle: &str, series: &[Series]) -> String {
         .collect();
     connections.sort_unstable();
     connections.dedup();
-    let top = series
-        .iter()
-        .flat_map(|line| line.points.iter().map(|(_, value)| *value))
-        .fold(0.0, f64::max);
-    let step = step(top * 1.05);
-    let y_max = (top * 1.05 / step).ceil().max(1.0) * step;
+    let values = || {
+        series
+            .iter()
+            .flat_map(|line| line.points.iter().map(|(_, value)| *value))
+    };
+    let (bottom, top) = decades(
+        values().fold(f64::INFINITY, f64::min),
+        values().fold(0.0, f64::max),
+    );
     let plot_width = WIDTH - LEFT - RIGHT;
     let plot_height = HEIGHT - TOP - BOTTOM;
     let (low, high) = match (connections.first(), connections.last()) {
@@ -60,7 +60,10 @@ pub fn chart(title: &str, subtitle: &str, series: &[Series]) -> String {
         _ => (0.0, 8.0),
     };
     let x = |c: usize| LEFT + ((c as f64).log2() - low) / (high - low) * plot_width;
-    let y = |value: f64| TOP + plot_height - value / y_max * plot_height;
+    let y = |value: f64| {
+        let share = (value.max(1.0).log10() - f64::from(bottom)) / f64::from(top - bottom);
+        TOP + plot_height - share.clamp(0.0, 1.0) * plot_height
+    };
 
     let mut svg = String::new();
     let _ = writeln!(
@@ -81,23 +84,28 @@ pub fn chart(title: &str, subtitle: &str, series: &[Series]) -> String {
         r##"<text x="{LEFT}" y="40" fill="#555">{}</text>"##,
         escape(subtitle)
     );
-    // Horizontal gridlines and their labels.
-    let mut value = 0.0;
-    while value <= y_max + step / 2.0 {
-        let at = y(value);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{at:.1}" x2="{:.1}" y2="{at:.1}" stroke="#ddd"/>"##,
-            LEFT + plot_width
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            LEFT - 8.0,
-            at + 4.0,
-            thousands(value)
-        );
-        value += step;
+    // Horizontal gridlines at 1, 2 and 5 of each decade, labelled.
+    for decade in bottom..=top {
+        for factor in [1.0, 2.0, 5.0] {
+            let value = factor * 10f64.powi(decade);
+            if decade == top && factor > 1.0 {
+                break;
+            }
+            let at = y(value);
+            let colour = if factor > 1.5 { "#eee" } else { "#ccc" };
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{LEFT}" y1="{at:.1}" x2="{:.1}" y2="{at:.1}" stroke="{colour}"/>"#,
+                LEFT + plot_width
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                LEFT - 8.0,
+                at + 4.0,
+                thousands(value)
+            );
+        }
     }
     // Vertical ticks at each connection count.
     for &c in &connections {
@@ -125,7 +133,7 @@ pub fn chart(title: &str, subtitle: &str, series: &[Series]) -> String {
     );
     let _ = writeln!(
         svg,
-        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">requests/s</text>"#,
+        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">requests/s (log scale)</text>"#,
         TOP + plot_height / 2.0
     );
     // The lines, their points and the legend.
@@ -147,6 +155,8 @@ pub fn chart(title: &str, subtitle: &str, series: &[Series]) -> String {
             path.join(" "),
             line.colour
         );
+        // Labels above the points, below them for every other line, so neighbours do not meet.
+        let below = index % 2 == 0 && index > 0;
         for (c, value) in &points {
             let _ = writeln!(
                 svg,
@@ -155,6 +165,18 @@ pub fn chart(title: &str, subtitle: &str, series: &[Series]) -> String {
                 y(*value),
                 line.colour,
                 escape(&line.name),
+                thousands(*value)
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" font-size="10" fill="{}" text-anchor="middle">{}</text>"#,
+                x(*c),
+                if below {
+                    y(*value) + 16.0
+                } else {
+                    y(*value) - 8.0
+                },
+                line.colour,
                 thousands(*value)
             );
         }
@@ -183,10 +205,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn steps_are_round() {
-        assert_eq!(step(50_000.0), 10_000.0);
-        assert_eq!(step(12_000.0), 2_500.0);
-        assert_eq!(step(3.0), 1.0);
+    fn decades_span_the_values() {
+        assert_eq!(decades(210.0, 71_000.0), (2, 5));
+        assert_eq!(decades(1_000.0, 10_000.0), (3, 4));
+        assert_eq!(decades(5.0, 5.0), (0, 1));
     }
 
     #[test]
