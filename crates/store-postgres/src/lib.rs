@@ -3,8 +3,11 @@
 //! Each command of [`Registrations`] runs in one transaction: it locks the user's row (and the
 //! cooldown subject, which exists whether or not the user does), loads what the rule needs,
 //! calls the rule of [`enroll_core::rules`], applies its effects and commits. Commands on one
-//! user or one address are so serialised across instances. Outbox claims take due rows with
-//! `FOR UPDATE SKIP LOCKED` and lease them, so no two workers send one message at once.
+//! user or one address are so serialised across instances. The hot commands (resends,
+//! verifications, user creation) send their statements in batches (module `batch`): `BEGIN`
+//! with the locks and reads, then the writes with `COMMIT`, two round trips where each
+//! statement was one. Outbox claims take due rows with `FOR UPDATE SKIP LOCKED` and lease
+//! them, so no two workers send one message at once.
 
 mod batch;
 mod effects;
