@@ -157,7 +157,19 @@ pub fn chart(title: &str, subtitle: &str, series: &[Series]) -> String {
         );
         // Labels above the points, below them for every other line, so neighbours do not meet.
         let below = index % 2 == 0 && index > 0;
+        let (first, last) = (
+            points.first().map(|(c, _)| *c),
+            points.last().map(|(c, _)| *c),
+        );
         for (c, value) in &points {
+            // The end points' labels lean inwards, off the axes.
+            let (label_x, anchor) = if Some(*c) == first && first != last {
+                (x(*c) + 4.0, "start")
+            } else if Some(*c) == last && first != last {
+                (x(*c) - 4.0, "end")
+            } else {
+                (x(*c), "middle")
+            };
             let _ = writeln!(
                 svg,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{}"><title>{}: {} req/s at {c}</title></circle>"#,
@@ -169,8 +181,7 @@ pub fn chart(title: &str, subtitle: &str, series: &[Series]) -> String {
             );
             let _ = writeln!(
                 svg,
-                r#"<text x="{:.1}" y="{:.1}" font-size="10" fill="{}" text-anchor="middle">{}</text>"#,
-                x(*c),
+                r#"<text x="{label_x:.1}" y="{:.1}" font-size="10" fill="{}" text-anchor="{anchor}">{}</text>"#,
                 if below {
                     y(*value) + 16.0
                 } else {
