@@ -257,6 +257,21 @@ async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Drops every database this process created (`enroll_bench_<pid>_…`).
+pub async fn drop_own_databases(admin_url: &str) -> anyhow::Result<()> {
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(format!("enroll_bench_{}_", std::process::id()))
+            .fetch_all(&mut admin)
+            .await?;
+    admin.close().await?;
+    for name in names {
+        drop_database(admin_url, &name).await?;
+    }
+    Ok(())
+}
+
 /// Whether a PostgreSQL server answers at `admin_url`.
 pub async fn postgres_reachable(admin_url: &str) -> anyhow::Result<()> {
     let connection = tokio::time::timeout(

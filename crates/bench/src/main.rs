@@ -36,6 +36,22 @@ fn options_json(options: &options::Options) -> serde_json::Value {
     })
 }
 
+/// Ctrl-C or SIGTERM (as `timeout` sends).
+async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options::parse()?;
@@ -51,7 +67,13 @@ async fn main() -> anyhow::Result<()> {
     );
     eprintln!("{conditions}");
     let mut suite = scenarios::Suite::new(options);
-    scenarios::run(&mut suite).await;
+    tokio::select! {
+        () = scenarios::run(&mut suite) => {}
+        () = interrupted() => {
+            eprintln!("interrupted: cleaning up, then reporting what was measured");
+            suite.report.warnings.push("the run was interrupted".to_owned());
+        }
+    }
     suite.clean_up().await;
     let options = suite.options.clone();
     let mut report = std::mem::take(&mut suite.report);

@@ -224,6 +224,18 @@ pub fn temp_dir(label: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Removes every directory [`temp_dir`] made for this process.
+pub fn remove_own_dirs() {
+    let prefix = format!("enroll-bench-{}-", std::process::id());
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 /// Removes a directory made by [`temp_dir`], ignoring errors.
 pub fn remove_dir(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);

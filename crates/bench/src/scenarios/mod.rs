@@ -325,13 +325,21 @@ pub async fn run(suite: &mut Suite) {
 }
 
 impl Suite {
-    /// Removes the templates.
+    /// Removes the templates, and whatever else of this process is left (a row cut short by
+    /// an interruption): its temporary directories and PostgreSQL databases.
     pub async fn clean_up(&mut self) {
         if let Some(template) = self.sqlite.take() {
             template.remove().await;
         }
         if let Some(template) = self.postgres.take() {
             template.remove().await;
+        }
+        crate::server::remove_own_dirs();
+        if let Some(admin_url) = &self.options.postgres
+            && self.postgres_unavailable.is_none()
+            && let Err(error) = crate::db::drop_own_databases(admin_url).await
+        {
+            eprintln!("could not drop this run's PostgreSQL databases: {error:#}");
         }
     }
 }
