@@ -30,7 +30,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ),
     (
         "mail",
-        "outbox to SMTP sink: --users queued emails delivered, and the sink's own capacity",
+        "outbox to SMTP sink: the seeding's queued emails (one per Dfns user and Singularity account), and the sink's own capacity",
     ),
     (
         "startup",
