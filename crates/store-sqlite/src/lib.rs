@@ -1,11 +1,13 @@
 //! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
 //!
-//! All statements run on one writer thread ([`writer`]), which commits the requests waiting
+//! Every write runs on one writer thread ([`writer`]), which commits the requests waiting
 //! at that moment in one transaction, each in its own savepoint, and answers each only after
-//! the commit: durable replies at a fraction of the cost of one commit per request.
+//! the commit: durable replies at a fraction of the cost of one commit per request. Queries
+//! that write nothing run beside it on read-only connections ([`readers`]).
 
 mod checkpoint;
 mod effects;
+mod readers;
 mod rows;
 mod writer;
 
@@ -38,6 +40,7 @@ use enroll_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::checkpoint::Checkpointer;
+use crate::readers::Readers;
 use crate::writer::Writer;
 
 const MIGRATIONS: &[&str] = &[
@@ -54,6 +57,9 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: Writer,
+    /// Connections for the queries that write nothing; `None` for in-memory databases, which
+    /// only the writer's connection can see.
+    readers: Option<Readers>,
     /// `None` for in-memory databases, which have no log to checkpoint.
     _checkpointer: Option<Arc<Checkpointer>>,
 }
@@ -77,7 +83,7 @@ pub(crate) fn is_unavailable(error: &rusqlite::Error) -> bool {
     ))
 }
 
-fn db_error(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+pub(crate) fn db_error(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
     move |error| {
         if is_unavailable(&error) {
             Error::Unavailable(Box::new(error))
@@ -103,6 +109,7 @@ impl SqliteStore {
             )
         })?;
         let mut store = Self::start(connection)?;
+        store.readers = Some(Readers::new(path));
         // After `start`, so the schema and the WAL mode exist when it first runs.
         store._checkpointer = Some(Arc::new(
             Checkpointer::start(path)
@@ -125,18 +132,32 @@ impl SqliteStore {
             .map_err(|error| Error::internal("could not start the SQLite writer thread", error))?;
         Ok(Self {
             writer,
+            readers: None,
             _checkpointer: None,
         })
     }
 
-    async fn read<T, F>(&self, context: &'static str, query: F) -> Result<T>
+    /// Runs `work`, which may write, on the writer thread.
+    async fn write<T, F>(&self, context: &'static str, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         self.writer
-            .run(move |connection| query(connection).map_err(db_error(context)))
+            .run(move |connection| work(connection).map_err(db_error(context)))
             .await
+    }
+
+    /// Runs `query`, which writes nothing, on a reader connection beside the writer.
+    async fn read<T, F>(&self, context: &'static str, query: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        match &self.readers {
+            Some(readers) => readers.run(context, query).await,
+            None => self.write(context, query).await,
+        }
     }
 }
 
@@ -149,9 +170,11 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
-    // The writer thread is the only one using this connection: a large page cache keeps the
-    // indexes of the hot tables in memory, and savepoint journals need not touch the disk.
-    connection.pragma_update(None, "cache_size", -65_536)?;
+    // The writer thread is the only one using this connection: its page cache keeps the hot
+    // pages of the indexes it writes (16 MiB: the operating system caches the rest of the
+    // file, and the server's whole resident set stays within 64 MiB under load), and
+    // savepoint journals need not touch the disk.
+    connection.pragma_update(None, "cache_size", -16_384)?;
     connection.pragma_update(None, "temp_store", "MEMORY")?;
     // The checkpointer thread (see `checkpoint`) copies the log back as it grows; the writer
     // copies what is left past this many frames, between two of its commits, so the copy
@@ -293,7 +316,7 @@ fn login_failures(
 #[async_trait]
 impl Directory for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        self.read("could not query the SQLite database", |connection| {
+        self.write("could not query the SQLite database", |connection| {
             connection.query_row("SELECT 1", [], |_| Ok(()))
         })
         .await
@@ -301,7 +324,7 @@ impl Directory for SqliteStore {
 
     async fn insert_org(&self, org: &Org) -> Result<()> {
         let org = org.clone();
-        self.read("could not insert an organisation", move |connection| {
+        self.write("could not insert an organisation", move |connection| {
             connection
                 .prepare_cached("INSERT INTO orgs (id, name, default_locale, created_at, unknown_address_mail) VALUES (?1, ?2, ?3, ?4, ?5)")?
                 .execute(params![org.id.as_str(), org.name, org.default_locale.as_str(), org.created_at.as_millis(), org.unknown_address_mail])
@@ -312,7 +335,7 @@ impl Directory for SqliteStore {
 
     async fn set_org_unknown_address_mail(&self, id: &OrgId, send: bool) -> Result<()> {
         let id = id.clone();
-        self.read("could not change an organisation", move |connection| {
+        self.write("could not change an organisation", move |connection| {
             connection
                 .prepare_cached("UPDATE orgs SET unknown_address_mail = ?2 WHERE id = ?1")?
                 .execute(params![id.as_str(), send])
@@ -344,7 +367,7 @@ impl Directory for SqliteStore {
 
     async fn insert_app(&self, app: &App) -> Result<()> {
         let app = app.clone();
-        self.read("could not insert an app", move |connection| {
+        self.write("could not insert an app", move |connection| {
             connection
                 .prepare_cached("INSERT INTO apps (id, org_id, name, permissions, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
                 .execute(params![
@@ -395,7 +418,7 @@ impl Directory for SqliteStore {
     ) -> Result<()> {
         let (id, digest, retired) = (id.clone(), *digest, retired.copied());
         let updated = self
-            .read("could not set an app secret", move |connection| {
+            .write("could not set an app secret", move |connection| {
                 connection
                     .prepare_cached(
                         "UPDATE apps SET secret_digest = ?2, retired_secret_digest = ?3, \
@@ -419,7 +442,7 @@ impl Directory for SqliteStore {
     async fn set_app_public_key(&self, id: &AppId, public_key: &PublicKey) -> Result<()> {
         let (id, pem) = (id.clone(), public_key.pem().to_owned());
         let updated = self
-            .read("could not set an app key", move |connection| {
+            .write("could not set an app key", move |connection| {
                 connection
                     .prepare_cached("UPDATE apps SET public_key = ?2 WHERE id = ?1")?
                     .execute(params![id.as_str(), pem])
@@ -434,7 +457,7 @@ impl Directory for SqliteStore {
 
     async fn insert_token(&self, token: &AccessToken) -> Result<()> {
         let token = token.clone();
-        self.read("could not insert a token", move |connection| {
+        self.write("could not insert a token", move |connection| {
             effects::insert_token(connection, &token)
         })
         .await
@@ -571,7 +594,7 @@ impl Directory for SqliteStore {
     async fn set_user_permissions(&self, user: &UserId, permissions: &[Permission]) -> Result<()> {
         let (user, permissions) = (user.clone(), Permission::list_to_json(permissions));
         let updated = self
-            .read("could not set a user's permissions", move |connection| {
+            .write("could not set a user's permissions", move |connection| {
                 connection
                     .prepare_cached("UPDATE users SET permissions = ?2 WHERE id = ?1")?
                     .execute(params![user.as_str(), permissions])
@@ -896,7 +919,7 @@ impl Registrations for SqliteStore {
         now: Timestamp,
     ) -> Result<u64> {
         let (user, token) = (user.clone(), token.cloned());
-        self.read("could not revoke tokens", move |connection| {
+        self.write("could not revoke tokens", move |connection| {
             connection
                 .prepare_cached(
                     "UPDATE tokens SET revoked_at = ?3 WHERE user_id = ?1 AND revoked_at IS NULL \
@@ -913,7 +936,7 @@ impl Registrations for SqliteStore {
     }
 
     async fn purge_spent(&self, expired_before: Timestamp) -> Result<u64> {
-        self.read("could not purge spent tokens", move |connection| {
+        self.write("could not purge spent tokens", move |connection| {
             connection
                 .prepare_cached("DELETE FROM spent_tokens WHERE expires_at < ?1")?
                 .execute([expired_before.as_millis()])
@@ -923,7 +946,7 @@ impl Registrations for SqliteStore {
     }
 
     async fn purge_nonces(&self, seen_before: Timestamp) -> Result<u64> {
-        self.read("could not purge nonces", move |connection| {
+        self.write("could not purge nonces", move |connection| {
             connection
                 .prepare_cached("DELETE FROM nonces WHERE seen_at < ?1")?
                 .execute([seen_before.as_millis()])
@@ -965,7 +988,7 @@ impl Outbox for SqliteStore {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>> {
-        self.read("could not claim outbox messages", move |connection| {
+        self.write("could not claim outbox messages", move |connection| {
             let claimed: Vec<ClaimedMessage> = connection
                 .prepare_cached(
                     "SELECT m.id, m.org_id, COALESCE(o.name, ''), m.user_id, m.template, m.locale, m.recipient, \
@@ -1017,7 +1040,7 @@ impl Outbox for SqliteStore {
         now: Timestamp,
     ) -> Result<bool> {
         let id = id.clone();
-        self.read("could not record a delivery", move |connection| {
+        self.write("could not record a delivery", move |connection| {
             let record = outcome.record();
             connection
                 .prepare_cached(
@@ -1092,7 +1115,7 @@ impl Outbox for SqliteStore {
 impl Inbox for SqliteStore {
     async fn capture(&self, mail: &CapturedMail) -> Result<()> {
         let mail = mail.clone();
-        self.read("could not store a captured mail", move |connection| {
+        self.write("could not store a captured mail", move |connection| {
             connection
                 .prepare_cached(
                     "INSERT INTO captured_mail (id, message_id, sender, recipient, subject, text_body, html_body, created_at) \
