@@ -315,13 +315,7 @@ pub async fn drive_split(
             anyhow::Ok(measured)
         }));
     }
-    let mut total = Measured::default();
-    for worker in workers {
-        total.absorb(worker.await??);
-    }
-    total.latencies.sort_unstable();
-    total.elapsed = duration;
-    Ok(total)
+    join(workers, duration).await
 }
 
 /// Sends every request of `load` once (each connection until its requests end), timing the
@@ -365,13 +359,7 @@ pub async fn run_through(address: SocketAddr, load: &Load) -> anyhow::Result<Mea
             anyhow::Ok(measured)
         }));
     }
-    let mut total = Measured::default();
-    for worker in workers {
-        total.absorb(worker.await??);
-    }
-    total.latencies.sort_unstable();
-    total.elapsed = started.elapsed();
-    Ok(total)
+    join(workers, started.elapsed()).await
 }
 
 /// Sends each call once over `connections` connections and returns the answers' bodies in the
@@ -407,4 +395,18 @@ pub async fn fetch_all(
         }
     }
     Ok(bodies)
+}
+
+/// Adds up the connections' measurements, latencies sorted, over `elapsed`.
+async fn join(
+    workers: Vec<tokio::task::JoinHandle<anyhow::Result<Measured>>>,
+    elapsed: Duration,
+) -> anyhow::Result<Measured> {
+    let mut total = Measured::default();
+    for worker in workers {
+        total.absorb(worker.await??);
+    }
+    total.latencies.sort_unstable();
+    total.elapsed = elapsed;
+    Ok(total)
 }

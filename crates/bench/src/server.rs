@@ -24,6 +24,18 @@ pub struct ServerConfig {
     pub smtp_url: String,
 }
 
+impl ServerConfig {
+    /// A server of `binary` on `instance`'s database, delivering to `smtp_url`.
+    pub fn on(binary: &Path, instance: &crate::db::Instance, smtp_url: String) -> Self {
+        Self {
+            binary: binary.to_owned(),
+            data_dir: instance.data_dir.clone(),
+            database_url: instance.database_url.clone(),
+            smtp_url,
+        }
+    }
+}
+
 pub struct Server {
     child: tokio::process::Child,
     pub address: SocketAddr,

@@ -25,12 +25,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
         .queued_instance("mail")?
         .context("the SQLite template keeps its queued emails")?;
     let sink = SmtpSink::start().await;
-    let config = ServerConfig {
-        binary: suite.options.binary.clone(),
-        data_dir: instance.data_dir.clone(),
-        database_url: instance.database_url.clone(),
-        smtp_url: sink.url(),
-    };
+    let config = ServerConfig::on(&suite.options.binary, &instance, sink.url());
     let delivered = deliver(&config, expected).await;
     instance.remove().await;
     let (per_second, memory, counters) = delivered?;

@@ -50,12 +50,7 @@ impl Running {
         count: usize,
     ) -> anyhow::Result<Self> {
         let sink = SmtpSink::start().await;
-        let config = ServerConfig {
-            binary: options.binary.clone(),
-            data_dir: instance.data_dir.clone(),
-            database_url: instance.database_url.clone(),
-            smtp_url: sink.url(),
-        };
+        let config = ServerConfig::on(&options.binary, &instance, sink.url());
         let mut servers = Vec::with_capacity(count);
         for _ in 0..count {
             servers.push(Server::start(&config).await?);

@@ -19,12 +19,7 @@ pub async fn time_starts(
     store: &str,
 ) -> anyhow::Result<Row> {
     let sink = SmtpSink::start().await;
-    let config = ServerConfig {
-        binary: suite.options.binary.clone(),
-        data_dir: instance.data_dir.clone(),
-        database_url: instance.database_url.clone(),
-        smtp_url: sink.url(),
-    };
+    let config = ServerConfig::on(&suite.options.binary, instance, sink.url());
     let mut times = Vec::with_capacity(suite.options.starts);
     let mut memory = Memory::default();
     for _ in 0..suite.options.starts.max(1) {
