@@ -32,6 +32,14 @@ pub struct MessageFilter {
     pub limit: Option<u32>,
 }
 
+/// How a presented token is found: by the digest of a bearer secret, or by the id a signed
+/// session names.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenKey<'a> {
+    Digest(&'a [u8; 32]),
+    Id(&'a TokenId),
+}
+
 /// Organisations, users, apps and tokens.
 #[async_trait]
 pub trait Directory: Send + Sync {
@@ -56,6 +64,25 @@ pub trait Directory: Send + Sync {
     async fn insert_token(&self, token: &AccessToken) -> Result<()>;
     async fn token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<AccessToken>>;
     async fn token(&self, id: &TokenId) -> Result<Option<AccessToken>>;
+    /// The token and the user it acts as, which every authenticated request needs together: a
+    /// store that can read both at once overrides this.
+    async fn token_with_user(
+        &self,
+        key: TokenKey<'_>,
+    ) -> Result<Option<(AccessToken, Option<User>)>> {
+        let token = match key {
+            TokenKey::Digest(digest) => self.token_by_digest(digest).await?,
+            TokenKey::Id(id) => self.token(id).await?,
+        };
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        let user = match &token.user_id {
+            Some(id) => self.user(id).await?,
+            None => None,
+        };
+        Ok(Some((token, user)))
+    }
     /// The user's password, for accounts that have one.
     async fn password_hash(&self, user: &UserId) -> Result<Option<PasswordHash>>;
     /// What is kept of the emails of `purpose` to the cooldown subject, if any went.

@@ -1446,10 +1446,15 @@ impl Outbox for PostgresStore {
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>> {
         sqlx::query(&format!(
             "SELECT {} FROM outbox \
-             WHERE ($1::TEXT IS NULL OR recipient = $1) AND ($2::TEXT IS NULL OR org_id = $2) \
-               AND ($4::TEXT IS NULL OR user_id = $4) \
+             WHERE {} AND ($1::TEXT IS NULL OR recipient = $1) AND ($2::TEXT IS NULL OR org_id = $2) \
              ORDER BY created_at DESC, seq DESC LIMIT $3",
-            rows::MESSAGE_COLUMNS
+            rows::MESSAGE_COLUMNS,
+            // Spelled out, so that a plan made for any value of the user keeps its index.
+            if filter.user_id.is_some() {
+                "user_id = $4"
+            } else {
+                "$4::TEXT IS NULL"
+            },
         ))
         .bind(filter.recipient.as_deref())
         .bind(filter.org_id.as_ref().map(OrgId::as_str))

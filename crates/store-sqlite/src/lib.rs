@@ -1,9 +1,9 @@
-//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
+//! The embedded store: one SQLite file in WAL mode.
 //!
 //! Every write runs on one writer thread ([`writer`]), which commits the requests waiting
-//! at that moment in one transaction, each in its own savepoint, and answers each only after
-//! the commit: durable replies at a fraction of the cost of one commit per request. Queries
-//! that write nothing run beside it on read-only connections ([`readers`]).
+//! at that moment in one transaction, each in its own savepoint, and answers each only once
+//! the commit is synced to disk: durable replies at a fraction of the cost of one commit per
+//! request. Queries that write nothing run beside it on read-only connections ([`readers`]).
 
 mod checkpoint;
 mod effects;
@@ -27,7 +27,7 @@ use enroll_core::model::{
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::password::PasswordHash;
-use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations};
+use enroll_core::ports::{Directory, Inbox, MessageFilter, Outbox, Registrations, TokenKey};
 use enroll_core::rules::{
     self, CodeIssued, CodeVerified, CompleteLogin, CompleteLoginState, CreateServiceAccount,
     CreateUser, CreateUserState, CredentialRegistered, EmailUpdated, IssueCode, IssueCodeState,
@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_send_windows.sql"),
     include_str!("../migrations/0006_app_secret_rotation.sql"),
     include_str!("../migrations/0007_clustered_records.sql"),
+    include_str!("../migrations/0008_fewer_pages_per_send.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
@@ -128,7 +129,14 @@ impl SqliteStore {
     fn start(connection: Connection) -> Result<Self> {
         configure(&connection).map_err(db_error("could not configure the SQLite connection"))?;
         migrate(&connection).map_err(db_error("could not migrate the SQLite database"))?;
-        let writer = Writer::start(connection)
+        let log = write_ahead_log(&connection)?;
+        if log.is_some() {
+            // The writer's own thread syncs the log after each commit (see `writer`).
+            connection
+                .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db_error("could not configure the SQLite connection"))?;
+        }
+        let writer = Writer::start(connection, log)
             .map_err(|error| Error::internal("could not start the SQLite writer thread", error))?;
         Ok(Self {
             writer,
@@ -161,11 +169,26 @@ impl SqliteStore {
     }
 }
 
+/// The write-ahead log of a database on disk, opened to be synced; `None` in memory.
+fn write_ahead_log(connection: &Connection) -> Result<Option<std::fs::File>> {
+    let Some(database) = connection.path().filter(|path| !path.is_empty()) else {
+        return Ok(None);
+    };
+    let path = format!("{database}-wal");
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map(Some)
+        .map_err(|error| Error::internal(format!("could not open the SQLite log {path}"), error))
+}
+
 fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.busy_timeout(Duration::from_secs(5))?;
     connection.set_prepared_statement_cache_capacity(64);
     // WAL lets readers of other processes (the CLI) work beside the server; FULL makes each
-    // commit durable before anyone is answered.
+    // commit durable before anyone is answered. The writer thread's connection drops to NORMAL
+    // once a thread of its own syncs the log after each commit (see `writer`).
     connection
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
     connection.pragma_update(None, "synchronous", "FULL")?;
@@ -487,6 +510,35 @@ impl Directory for SqliteStore {
                 ))?
                 .query_row([id.as_str()], rows::token)
                 .optional()
+        })
+        .await
+    }
+
+    async fn token_with_user(
+        &self,
+        key: TokenKey<'_>,
+    ) -> Result<Option<(AccessToken, Option<User>)>> {
+        let (column, key) = match key {
+            TokenKey::Digest(digest) => ("digest", rusqlite::types::Value::Blob(digest.to_vec())),
+            TokenKey::Id(id) => ("id", rusqlite::types::Value::Text(id.as_str().to_owned())),
+        };
+        // One trip to a reader for both rows: every authenticated request starts here.
+        self.read("could not look up a token", move |connection| {
+            let token = connection
+                .prepare_cached(&format!(
+                    "SELECT {} FROM tokens WHERE {column} = ?1",
+                    rows::TOKEN_COLUMNS
+                ))?
+                .query_row([key], rows::token)
+                .optional()?;
+            let Some(token) = token else {
+                return Ok(None);
+            };
+            let user = match &token.user_id {
+                Some(id) => user_by_id(connection, id)?,
+                None => None,
+            };
+            Ok(Some((token, user)))
         })
         .await
     }
@@ -1070,10 +1122,18 @@ impl Outbox for SqliteStore {
         self.read("could not list outbox messages", move |connection| {
             connection
                 .prepare_cached(&format!(
-                    "SELECT {} FROM outbox WHERE (?1 IS NULL OR recipient = ?1) AND (?2 IS NULL OR org_id = ?2) \
-                       AND (?4 IS NULL OR user_id = ?4) \
+                    "SELECT {} FROM outbox WHERE {} AND (?1 IS NULL OR recipient = ?1) \
+                       AND (?2 IS NULL OR org_id = ?2) \
                      ORDER BY created_at DESC, rowid DESC LIMIT ?3",
-                    rows::MESSAGE_COLUMNS
+                    rows::MESSAGE_COLUMNS,
+                    // A user's messages come from their index (users ask for their last email
+                    // themselves); the other filters are the command line's, which reads the
+                    // outbox through.
+                    if filter.user_id.is_some() {
+                        "user_id = ?4"
+                    } else {
+                        "?4 IS NULL"
+                    },
                 ))?
                 .query_map(
                     params![

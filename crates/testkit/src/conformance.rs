@@ -21,14 +21,14 @@ use enroll_core::clock::{Clock, ManualClock, Timestamp};
 use enroll_core::code::{CodePurpose, CodeSecret, CodeState};
 use enroll_core::credential::PublicKey;
 use enroll_core::email::EmailAddress;
-use enroll_core::ids::{AppId, MessageId, OrgId, UserId};
+use enroll_core::ids::{AppId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
     CapturedMail, ClaimedMessage, DeliveryOutcome, Locale, MailTemplate, MessageState,
     MessageSummary, Org, Permission, Principal, TokenKind, User, UserKind, UserState,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::policy::Policy;
-use enroll_core::ports::{MessageFilter, NoSignal, Store};
+use enroll_core::ports::{MessageFilter, NoSignal, Store, TokenKey};
 use enroll_core::rules::{
     AppCheck, CodeIssued, CodeUse, CredentialRegistered, ServiceAccountCreated, UserKey,
 };
@@ -600,6 +600,33 @@ pub async fn tokens_round_trip(store: Arc<dyn Store>) {
     assert_eq!(found(&admin_secret).await, Some(admin.token.clone()));
     assert_eq!(found(&personal_secret).await, Some(personal.clone()));
     assert_eq!(found(&TokenSecret::generate()).await, None);
+
+    // The token and the user it acts as, read together, by digest or by id.
+    let with_user = h
+        .store
+        .token_with_user(TokenKey::Digest(&personal_secret.digest()))
+        .await
+        .expect("a token lookup");
+    assert_eq!(
+        with_user,
+        Some((personal.clone(), Some(admin.user.clone())))
+    );
+    let with_user = h
+        .store
+        .token_with_user(TokenKey::Id(&admin.token.id))
+        .await
+        .expect("a token lookup");
+    assert_eq!(
+        with_user,
+        Some((admin.token.clone(), Some(admin.user.clone())))
+    );
+    for unknown in [
+        TokenKey::Digest(&TokenSecret::generate().digest()),
+        TokenKey::Id(&TokenId::generate()),
+    ] {
+        let with_user = h.store.token_with_user(unknown).await;
+        assert_eq!(with_user.expect("a token lookup"), None);
+    }
 
     let caller = h
         .enroll

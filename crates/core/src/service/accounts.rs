@@ -14,7 +14,7 @@ use crate::model::{
     UserState,
 };
 use crate::password::{Password, PasswordHash};
-use crate::ports::MessageFilter;
+use crate::ports::{MessageFilter, TokenKey};
 use crate::rules::{
     Actor, CodeUse, CreateUser, Delivery, EmailUpdate, LoginAttempt, NewCode, PreparedCode,
     PreparedMessage, RequestPasswordReset, ResetPassword, SignUp, SignedUp, UpdateEmail, UserKey,
@@ -309,19 +309,15 @@ impl Enroll {
                 Refused::Expired => Error::TokenExpired,
                 Refused::Invalid => Error::Unauthenticated,
             })?;
-        let token = self
+        let (token, user) = self
             .store
-            .token(&opened.body.session_id)
+            .token_with_user(TokenKey::Id(&opened.body.session_id))
             .await?
-            .filter(|token| {
+            .filter(|(token, _)| {
                 token.is_live(now) && token.user_id.as_ref() == Some(&opened.body.user_id)
             })
             .ok_or(Error::Unauthenticated)?;
-        let user = self
-            .store
-            .user(&opened.body.user_id)
-            .await?
-            .ok_or(Error::UserNotFound)?;
+        let user = user.ok_or(Error::UserNotFound)?;
         Ok(Principal {
             token,
             user,

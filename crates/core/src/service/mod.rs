@@ -32,7 +32,7 @@ use crate::model::{
 };
 use crate::nonce::Nonce;
 use crate::policy::Policy;
-use crate::ports::{InlineHashing, OutboxSignal, PasswordHashing, Store};
+use crate::ports::{InlineHashing, OutboxSignal, PasswordHashing, Store, TokenKey};
 use crate::rules::{
     AppCheck, CodeIssued, CodeUse, CodeVerified, CompleteLogin, CreateServiceAccount, CreateUser,
     CredentialRegistered, IssueCode, NewCode, PreparedCode, RegisterCredential,
@@ -393,17 +393,14 @@ impl Enroll {
             .tokens
             .open::<AccessClaims>(bearer, now)
             .ok_or(Error::Unauthenticated)?;
-        let token = self
+        let digest = TokenSecret::from_presented(bearer.trim()).digest();
+        let (token, user) = self
             .store
-            .token_by_digest(&TokenSecret::from_presented(bearer.trim()).digest())
+            .token_with_user(TokenKey::Digest(&digest))
             .await?
-            .filter(|token| token.is_live(now) && token.id == opened.body.token_id)
+            .filter(|(token, _)| token.is_live(now) && token.id == opened.body.token_id)
             .ok_or(Error::Unauthenticated)?;
-        let user = match &token.user_id {
-            Some(id) => self.store.user(id).await?,
-            None => None,
-        }
-        .ok_or(Error::Unauthenticated)?;
+        let user = user.ok_or(Error::Unauthenticated)?;
         let permissions = match token.kind {
             TokenKind::Session => self.store.user_permissions(&user.id).await?,
             TokenKind::Admin | TokenKind::Personal => token.permissions.clone(),
