@@ -315,7 +315,9 @@ pub async fn drive_split(
             anyhow::Ok(measured)
         }));
     }
-    join(workers, duration).await
+    let mut total = join(workers).await?;
+    total.elapsed = duration;
+    Ok(total)
 }
 
 /// Sends every request of `load` once (each connection until its requests end), timing the
@@ -359,7 +361,10 @@ pub async fn run_through(address: SocketAddr, load: &Load) -> anyhow::Result<Mea
             anyhow::Ok(measured)
         }));
     }
-    join(workers, started.elapsed()).await
+    let mut total = join(workers).await?;
+    // Once every connection is through: the time the whole run took.
+    total.elapsed = started.elapsed();
+    Ok(total)
 }
 
 /// Sends each call once over `connections` connections and returns the answers' bodies in the
@@ -397,16 +402,14 @@ pub async fn fetch_all(
     Ok(bodies)
 }
 
-/// Adds up the connections' measurements, latencies sorted, over `elapsed`.
+/// Adds up the connections' measurements, latencies sorted; the caller sets the time they took.
 async fn join(
     workers: Vec<tokio::task::JoinHandle<anyhow::Result<Measured>>>,
-    elapsed: Duration,
 ) -> anyhow::Result<Measured> {
     let mut total = Measured::default();
     for worker in workers {
         total.absorb(worker.await??);
     }
     total.latencies.sort_unstable();
-    total.elapsed = elapsed;
     Ok(total)
 }
