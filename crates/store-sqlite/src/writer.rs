@@ -174,21 +174,15 @@ fn run(
         if let Err(error) = connection.execute_batch("COMMIT") {
             tracing::error!(%error, requests = completions.len(), "a SQLite commit failed");
             let _ = connection.execute_batch("ROLLBACK");
-            let failure = Arc::new(CommitFailure::Commit(error));
-            for complete in completions {
-                complete(Some(&failure));
-            }
+            fail_all(completions, CommitFailure::Commit(error));
             continue;
         }
         match committed {
             Some(to_sync) => {
                 if let Err(mpsc::SendError(completions)) = to_sync.send(completions) {
-                    let failure = Arc::new(CommitFailure::Sync(std::io::Error::other(
-                        "the thread that syncs the log has stopped",
-                    )));
-                    for complete in completions {
-                        complete(Some(&failure));
-                    }
+                    let stopped =
+                        std::io::Error::other("the thread that syncs the log has stopped");
+                    fail_all(completions, CommitFailure::Sync(stopped));
                 }
             }
             None => {
@@ -197,6 +191,13 @@ fn run(
                 }
             }
         }
+    }
+}
+
+fn fail_all(completions: Vec<Completion>, failure: CommitFailure) {
+    let failure = Arc::new(failure);
+    for complete in completions {
+        complete(Some(&failure));
     }
 }
 
