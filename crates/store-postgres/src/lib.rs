@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_password_accounts.sql"),
     include_str!("../migrations/0005_send_windows.sql"),
     include_str!("../migrations/0006_app_secret_rotation.sql"),
+    include_str!("../migrations/0007_outbox_due_in_claim_order.sql"),
 ];
 
 /// Held while migrating, so that instances starting together migrate one after the other.

@@ -43,8 +43,9 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
             .map(drop),
         Effect::InsertCode(code) => connection
             .prepare_cached(
-                "INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at, seq) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                         (SELECT COALESCE(MAX(seq), 0) + 1 FROM codes WHERE user_id = ?2))",
             )?
             .execute(params![
                 code.id.as_str(),

@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_app_secret_rotation.sql"),
     include_str!("../migrations/0007_clustered_records.sql"),
     include_str!("../migrations/0008_fewer_pages_per_send.sql"),
+    include_str!("../migrations/0009_codes_clustered_by_user.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
@@ -299,7 +300,7 @@ fn latest_code(
     connection
         .prepare_cached(&format!(
             "SELECT {} FROM codes WHERE user_id = ?1 AND purpose = ?2 \
-             ORDER BY state = 'active' DESC, created_at DESC, rowid DESC LIMIT 1",
+             ORDER BY state = 'active' DESC, created_at DESC, seq DESC LIMIT 1",
             rows::CODE_COLUMNS
         ))?
         .query_row([user.as_str(), purpose.as_str()], rows::code)
@@ -614,7 +615,7 @@ impl Directory for SqliteStore {
         self.read("could not list codes", move |connection| {
             connection
                 .prepare_cached(&format!(
-                    "SELECT {} FROM codes WHERE user_id = ?1 ORDER BY created_at, rowid",
+                    "SELECT {} FROM codes WHERE user_id = ?1 ORDER BY created_at, seq",
                     rows::CODE_COLUMNS
                 ))?
                 .query_map([user.as_str()], rows::code)?

@@ -18,3 +18,98 @@ async fn fresh_store() -> Arc<dyn Store> {
 }
 
 enroll_testkit::conformance_suite!(fresh_store);
+
+/// A database made by the schema before codes were clustered on their user (migration 9)
+/// keeps its codes, in the order they were issued, and the rule of one active code per user
+/// and purpose.
+#[tokio::test]
+async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_active_rule() {
+    use enroll_core::clock::Timestamp;
+    use enroll_core::code::CodeState;
+    use enroll_core::ids::{CodeId, OrgId, UserId};
+    use enroll_core::ports::Directory as _;
+
+    const BEFORE_CLUSTERING: [&str; 8] = [
+        include_str!("../migrations/0001_initial.sql"),
+        include_str!("../migrations/0002_credentials.sql"),
+        include_str!("../migrations/0003_email_verification.sql"),
+        include_str!("../migrations/0004_password_accounts.sql"),
+        include_str!("../migrations/0005_send_windows.sql"),
+        include_str!("../migrations/0006_app_secret_rotation.sql"),
+        include_str!("../migrations/0007_clustered_records.sql"),
+        include_str!("../migrations/0008_fewer_pages_per_send.sql"),
+    ];
+    let dir = Box::leak(Box::new(
+        tempfile::tempdir().expect("a temporary directory"),
+    ));
+    let path = dir.path().join("enroll.db");
+    let org = OrgId::generate();
+    let user = UserId::generate();
+    // Two codes of one millisecond, issued in the opposite order of their ids: only the order
+    // of issue (the rowid, before) tells which is newer.
+    let first = CodeId::generate_at(Timestamp::from_millis(1_000));
+    let (mut second, mut third) = (
+        CodeId::generate_at(Timestamp::from_millis(2_000)),
+        CodeId::generate_at(Timestamp::from_millis(2_000)),
+    );
+    if second.as_str() < third.as_str() {
+        std::mem::swap(&mut second, &mut third);
+    }
+    {
+        let old = rusqlite::Connection::open(&path).expect("the old database opens");
+        for sql in BEFORE_CLUSTERING {
+            old.execute_batch(sql).expect("an old migration applies");
+        }
+        old.execute_batch(&format!(
+            "PRAGMA user_version = {};
+             INSERT INTO orgs (id, name, default_locale, created_at) VALUES ('{org}', 'Acme', 'en', 0);
+             INSERT INTO users (id, org_id, username, kind, state, sequence, created_at, updated_at)
+                 VALUES ('{user}', '{org}', 'jane@example.com', 'EndUser', 'Pending', 3, 0, 0);
+             INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at)
+                 VALUES ('{first}', '{user}', 'registration', zeroblob(32), 'superseded', 0, 1000, 9000),
+                        ('{second}', '{user}', 'registration', zeroblob(32), 'superseded', 0, 2000, 9000),
+                        ('{third}', '{user}', 'registration', zeroblob(32), 'active', 0, 2000, 9000);",
+            BEFORE_CLUSTERING.len()
+        ))
+        .expect("the old rows are written");
+    }
+
+    let store = SqliteStore::open(&path)
+        .await
+        .expect("the store opens and migrates");
+    let codes = store.codes(&user).await.expect("the codes are listed");
+    let listed: Vec<(&str, CodeState)> = codes
+        .iter()
+        .map(|code| (code.id.as_str(), code.state))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (first.as_str(), CodeState::Superseded),
+            (second.as_str(), CodeState::Superseded),
+            (third.as_str(), CodeState::Active),
+        ],
+        "every code kept, in the order of issue"
+    );
+    drop(store);
+
+    let migrated = rusqlite::Connection::open(&path).expect("the database opens");
+    let refused = migrated.execute(
+        "INSERT INTO codes (id, user_id, seq, purpose, hash, state, failed_attempts, created_at, expires_at) \
+         VALUES ('cd-extra', ?1, 4, 'registration', x'00', 'active', 0, 3000, 9000)",
+        [user.as_str()],
+    );
+    assert!(
+        matches!(&refused, Err(rusqlite::Error::SqliteFailure(error, _))
+            if error.code == rusqlite::ErrorCode::ConstraintViolation),
+        "a second active code is refused: {refused:?}"
+    );
+    let revived = migrated.execute(
+        "UPDATE codes SET state = 'active' WHERE id = ?1",
+        [first.as_str()],
+    );
+    assert!(
+        revived.is_err(),
+        "nor can an old code become active beside it"
+    );
+}
