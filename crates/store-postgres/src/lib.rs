@@ -225,6 +225,17 @@ async fn migrate(connection: &mut PgConnection) -> Result<()> {
             .fetch_one(&mut *transaction)
             .await
             .map_err(&fail)?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if applied > known {
+        // A newer build changed the tables in ways this one does not know.
+        return Err(Error::internal(
+            "could not migrate the PostgreSQL database",
+            format!(
+                "its schema is version {applied}, newer than this build's {known}: \
+                 it was written by a newer enroll; run that version or newer"
+            ),
+        ));
+    }
     for (version, sql) in (1_i64..).zip(MIGRATIONS) {
         if version <= applied {
             continue;

@@ -140,6 +140,32 @@ async fn instances_starting_together_migrate_once() {
     assert_eq!(versions, expected, "each migration once");
 }
 
+/// A database a newer build migrated further is refused, not half used.
+#[tokio::test]
+async fn a_schema_newer_than_the_build_is_refused() {
+    let url = fresh_database().await;
+    let store = PostgresStore::connect(&url, 2)
+        .await
+        .expect("the store connects and migrates");
+    store.close().await;
+    let mut connection = sqlx::PgConnection::connect(&url).await.expect("connects");
+    sqlx::query(
+        "INSERT INTO schema_migrations (version, applied_at) \
+         SELECT MAX(version) + 1, 0 FROM schema_migrations",
+    )
+    .execute(&mut connection)
+    .await
+    .expect("a newer version is recorded");
+    let refused = PostgresStore::connect(&url, 2).await.map(drop);
+    match refused {
+        Err(error) => assert!(
+            format!("{error:?}").contains("newer than this build"),
+            "{error:#}"
+        ),
+        Ok(()) => panic!("a newer schema was accepted"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_share_cooldowns_and_never_share_claims() {
     let (_url, a, b) = two_instances().await;

@@ -129,7 +129,7 @@ impl SqliteStore {
 
     fn start(connection: Connection) -> Result<Self> {
         configure(&connection).map_err(db_error("could not configure the SQLite connection"))?;
-        migrate(&connection).map_err(db_error("could not migrate the SQLite database"))?;
+        migrate(&connection)?;
         let log = write_ahead_log(&connection)?;
         if log.is_some() {
             // The writer's own thread syncs the log after each commit (see `writer`).
@@ -212,13 +212,29 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn migrate(connection: &Connection) -> rusqlite::Result<()> {
-    let applied: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+fn migrate(connection: &Connection) -> Result<()> {
+    let applied: usize = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(db_error("could not read the SQLite schema version"))?;
+    if applied > MIGRATIONS.len() {
+        // A newer build changed the tables in ways this one does not know: its writes would
+        // fail, or worse, succeed half-understood.
+        return Err(Error::internal(
+            "could not open the SQLite database",
+            format!(
+                "its schema is version {applied}, newer than this build's {}: \
+                 it was written by a newer enroll; run that version or newer",
+                MIGRATIONS.len()
+            ),
+        ));
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        connection.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
-            index + 1
-        ))?;
+        connection
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+                index + 1
+            ))
+            .map_err(db_error("could not migrate the SQLite database"))?;
     }
     Ok(())
 }

@@ -113,3 +113,28 @@ async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_acti
         "nor can an old code become active beside it"
     );
 }
+
+/// A database a newer build migrated further is refused, not half used.
+#[tokio::test]
+async fn a_schema_newer_than_the_build_is_refused() {
+    let dir = Box::leak(Box::new(
+        tempfile::tempdir().expect("a temporary directory"),
+    ));
+    let path = dir.path().join("enroll.db");
+    drop(SqliteStore::open(&path).await.expect("the store opens"));
+    let connection = rusqlite::Connection::open(&path).expect("the database opens");
+    let version: u32 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("a schema version");
+    connection
+        .pragma_update(None, "user_version", version + 1)
+        .expect("a newer version is recorded");
+    drop(connection);
+    match SqliteStore::open(&path).await {
+        Err(error) => assert!(
+            format!("{error:?}").contains("newer than this build"),
+            "{error:#}"
+        ),
+        Ok(_) => panic!("a newer schema was accepted"),
+    }
+}
