@@ -515,6 +515,14 @@ pub enum DeliveryOutcome {
     Superseded,
 }
 
+/// How attempt number `attempt` at message `id` ended, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    pub id: MessageId,
+    pub attempt: u32,
+    pub outcome: DeliveryOutcome,
+}
+
 /// How a finished attempt is written down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryRecord<'a> {

@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::ids::{AppId, TokenId};
 use crate::ids::{MessageId, OrgId, UserId};
 use crate::model::{
-    AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
-    MessageSummary, Org, User,
+    AccessToken, App, AttemptOutcome, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome,
+    Event, MessageSummary, Org, User,
 };
 use crate::model::{Permission, RetiredSecret, SingleUse};
 use crate::nonce::Nonce;
@@ -191,6 +191,19 @@ pub trait Outbox: Send + Sync {
         outcome: DeliveryOutcome,
         now: Timestamp,
     ) -> Result<bool>;
+    /// Records several attempts as [`Self::finish`] records one, answering in their order. A
+    /// store does it in one write, so that a batch of deliveries waits for one commit, not one
+    /// each.
+    async fn finish_all(&self, outcomes: Vec<AttemptOutcome>, now: Timestamp) -> Result<Vec<bool>> {
+        let mut recorded = Vec::with_capacity(outcomes.len());
+        for attempt in outcomes {
+            recorded.push(
+                self.finish(&attempt.id, attempt.attempt, attempt.outcome, now)
+                    .await?,
+            );
+        }
+        Ok(recorded)
+    }
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>>;
     /// Messages not yet finished (queued or sending).
     async fn depth(&self) -> Result<u64>;

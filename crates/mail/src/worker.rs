@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use enroll_core::clock::Clock;
+use enroll_core::clock::{Clock, Timestamp};
 use enroll_core::delivery::{self, FailureKind, RetryPolicy};
-use enroll_core::model::{ClaimedMessage, DeliveryOutcome};
+use enroll_core::model::{AttemptOutcome, ClaimedMessage, DeliveryOutcome};
 use enroll_core::ports::{Outbox, OutboxSignal};
 use enroll_core::secret::Sealer;
 use enroll_core::service::SealedContent;
@@ -23,6 +23,13 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Shortest sleep between empty claims, so a message due "now" that another worker took does
 /// not make this one spin.
 const MIN_PAUSE: Duration = Duration::from_millis(5);
+/// Messages claimed per send at once. A claim is a write, which under load waits behind the
+/// requests' writes: claiming a few rounds of sends at a time keeps the sends going between
+/// claims. A message that waits in hand too long for its send is left for the next claim
+/// (see [`OutboxWorker::deliver`]).
+const CLAIMS_PER_SLOT: u32 = 4;
+/// First pause before recording a batch's outcomes again; it doubles each time.
+const RECORD_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// What the worker did, for `/metrics`.
 #[derive(Debug, Default)]
@@ -101,8 +108,8 @@ impl std::fmt::Debug for OutboxWorker {
 }
 
 impl OutboxWorker {
-    /// Sends up to `concurrency` messages at once and claims as many per batch (see
-    /// [`Self::with_batch_size`]). `wake` is the [`WorkerSignal`]'s `Notify`.
+    /// Sends up to `concurrency` messages at once and claims four times as many per batch
+    /// (see [`Self::with_batch_size`]). `wake` is the [`WorkerSignal`]'s `Notify`.
     #[allow(
         clippy::too_many_arguments,
         reason = "each part is a distinct collaborator"
@@ -128,15 +135,16 @@ impl OutboxWorker {
             clock,
             retry,
             settings,
-            batch_size: concurrency,
+            batch_size: concurrency.saturating_mul(CLAIMS_PER_SLOT),
             concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
             wake,
             stats,
         }
     }
 
-    /// Messages claimed at once (default: the concurrency). More than the concurrency lets
-    /// messages wait in this worker's hands while their lease runs.
+    /// Messages claimed at once (default: four times the concurrency). More than the
+    /// concurrency lets messages wait in this worker's hands while their lease runs; one that
+    /// could not be sent within half its lease is left for the next claim.
     #[must_use]
     pub fn with_batch_size(mut self, batch_size: u32) -> Self {
         self.batch_size = batch_size.max(1);
@@ -147,11 +155,20 @@ impl OutboxWorker {
         &self.stats
     }
 
-    /// Claims what is due now and delivers it, up to the concurrency at once; returns how many
-    /// messages were claimed (0 also when the claim failed, which is logged).
+    /// Claims what is due now and delivers it, up to the concurrency at once, then records
+    /// the outcomes; returns how many messages were claimed (0 also when the claim failed,
+    /// which is logged).
     pub async fn run_once(&self) -> usize {
+        let claimed = self.claim().await;
+        let count = claimed.len();
+        let outcomes = self.deliver_all(claimed).await;
+        self.record(outcomes).await;
+        count
+    }
+
+    async fn claim(&self) -> Vec<ClaimedMessage> {
         let now = self.clock.now();
-        let claimed = match self
+        match self
             .outbox
             .claim(now, now.plus(self.retry.lease), self.batch_size)
             .await
@@ -159,31 +176,95 @@ impl OutboxWorker {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::warn!(%error, "could not claim outbox messages");
-                return 0;
+                Vec::new()
             }
-        };
-        let count = claimed.len();
-        futures_util::stream::iter(claimed)
-            .for_each_concurrent(self.concurrency, |message| async move {
-                let outcome = self.deliver(&message).await;
-                match self
-                    .outbox
-                    .finish(&message.id, message.attempts, outcome, self.clock.now())
-                    .await
-                {
-                    Ok(true) => {}
-                    // Our lease lapsed and another worker holds the message now; its outcome
-                    // is the one that counts.
-                    Ok(false) => tracing::warn!(message = %message.id, "the delivery outcome came after the lease ended"),
-                    // The lease runs out and another attempt follows: at least once.
-                    Err(error) => tracing::error!(%error, message = %message.id, "could not record a delivery"),
-                }
-            })
-            .await;
-        count
+        }
     }
 
-    async fn deliver(&self, message: &ClaimedMessage) -> DeliveryOutcome {
+    /// Sends what was claimed, up to the concurrency at once; the outcomes of the attempts
+    /// made, in no particular order.
+    async fn deliver_all(&self, claimed: Vec<ClaimedMessage>) -> Vec<AttemptOutcome> {
+        let claimed_at = self.clock.now();
+        futures_util::stream::iter(claimed)
+            .map(|message| async move {
+                let outcome = self.deliver(&message, claimed_at).await?;
+                Some(AttemptOutcome {
+                    id: message.id,
+                    attempt: message.attempts,
+                    outcome,
+                })
+            })
+            .buffer_unordered(self.concurrency)
+            .filter_map(std::future::ready)
+            .collect()
+            .await
+    }
+
+    /// Records a batch's outcomes in one write. A failed write is tried again for up to a
+    /// quarter of the lease, so that a short outage of the database does not send the whole
+    /// batch again once its leases lapse.
+    async fn record(&self, outcomes: Vec<AttemptOutcome>) {
+        if outcomes.is_empty() {
+            return;
+        }
+        let ids: Vec<_> = outcomes.iter().map(|attempt| attempt.id.clone()).collect();
+        let give_up_at = tokio::time::Instant::now() + self.retry.lease / 4;
+        let mut pause = RECORD_RETRY_PAUSE;
+        let recorded = loop {
+            match self
+                .outbox
+                .finish_all(outcomes.clone(), self.clock.now())
+                .await
+            {
+                Ok(recorded) => break Ok(recorded),
+                Err(error) if tokio::time::Instant::now() + pause < give_up_at => {
+                    tracing::warn!(%error, messages = ids.len(), "could not record deliveries; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        match recorded {
+            Ok(recorded) => {
+                for (id, recorded) in ids.iter().zip(recorded) {
+                    if !recorded {
+                        // Our lease lapsed and another worker holds the message now; its
+                        // outcome is the one that counts.
+                        tracing::warn!(message = %id, "the delivery outcome came after the lease ended");
+                    }
+                }
+            }
+            // The leases run out and other attempts follow: at least once. One line per
+            // message, so each message that may arrive twice is named.
+            Err(error) => {
+                for id in &ids {
+                    tracing::error!(%error, message = %id, "could not record a delivery");
+                }
+            }
+        }
+    }
+
+    /// One attempt at `message`, claimed at `claimed_at`; `None` when it waited in hand for
+    /// more than a quarter of its lease, so that the lease could run out before the send ends
+    /// (it is then left, untouched, for the claim that follows the lease).
+    async fn deliver(
+        &self,
+        message: &ClaimedMessage,
+        claimed_at: Timestamp,
+    ) -> Option<DeliveryOutcome> {
+        // Half the lease for the whole attempt (waiting for a connection included), so the
+        // outcome is recorded before another worker may take the message.
+        let budget = (self.retry.lease / 2).max(Duration::from_secs(1));
+        // So a send that starts ends within three quarters of the lease.
+        if claimed_at.until(self.clock.now()) > self.retry.lease / 4 {
+            tracing::warn!(message = %message.id, "not sent: it waited too long for a free sender; left for the next claim");
+            return None;
+        }
+        Some(self.attempt(message, budget).await)
+    }
+
+    async fn attempt(&self, message: &ClaimedMessage, budget: Duration) -> DeliveryOutcome {
         let to = message.recipient.masked();
         if !delivery::should_send(message, self.clock.now()) {
             tracing::info!(message = %message.id, %to, "not sent: its code was replaced, used or expired");
@@ -198,9 +279,6 @@ impl OutboxWorker {
                 return DeliveryOutcome::Abandoned { error };
             }
         };
-        // Half the lease for the whole attempt (waiting for a connection included), so the
-        // outcome is recorded before another worker may take the message.
-        let budget = (self.retry.lease / 2).max(Duration::from_secs(1));
         let sent = tokio::time::timeout(budget, self.transport.send(&mail))
             .await
             .unwrap_or_else(|_| {
@@ -667,6 +745,61 @@ pub(crate) mod tests {
         ) -> enroll_core::Result<Vec<CapturedMail>> {
             Ok(self.0.lock().unwrap().clone())
         }
+    }
+
+    /// Takes `took` of the manual clock's time per send.
+    struct SlowTransport {
+        clock: Arc<ManualClock>,
+        took: Duration,
+    }
+
+    #[async_trait]
+    impl MailTransport for SlowTransport {
+        async fn send(&self, _mail: &RenderedMail) -> Result<(), SendError> {
+            // Lets the other senders start first, as a send over the network would.
+            tokio::task::yield_now().await;
+            self.clock.advance(self.took);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_left_waiting_for_a_quarter_of_its_lease_is_not_sent_but_left_for_the_next_claim()
+     {
+        let setup = Setup::new();
+        for n in 1..=8 {
+            setup.enqueue(&format!("ms-{n}"));
+        }
+        let retry = RetryPolicy::default();
+        // Four senders (the setup's concurrency) and eight messages claimed at once: the
+        // first four sends take a third of the lease each, so the other four would start past
+        // a quarter of it.
+        let transport = Arc::new(SlowTransport {
+            clock: setup.clock.clone(),
+            took: retry.lease / 3,
+        });
+        let worker = setup.worker(transport, setup.clock.clone(), retry);
+        assert_eq!(worker.run_once().await, 8, "all claimed");
+        let states: Vec<_> = (1..=8)
+            .map(|n| setup.outbox.state(&format!("ms-{n}")).0)
+            .collect();
+        assert_eq!(
+            states
+                .iter()
+                .filter(|&&state| state == MessageState::Sent)
+                .count(),
+            4,
+            "{states:?}"
+        );
+        assert_eq!(
+            states
+                .iter()
+                .filter(|&&state| state == MessageState::Sending)
+                .count(),
+            4,
+            "the others keep their lease, to be claimed again once it ends: {states:?}"
+        );
+        assert_eq!(count(&setup.stats.sent), 4);
     }
 
     #[tokio::test]

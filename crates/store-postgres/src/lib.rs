@@ -24,8 +24,8 @@ use enroll_core::credential::{Credential, PublicKey};
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
-    AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event,
-    MessageSummary, Org, Permission, RetiredSecret, SingleUse, User,
+    AccessToken, App, AttemptOutcome, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome,
+    Event, MessageSummary, Org, Permission, RetiredSecret, SingleUse, User,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::password::PasswordHash;
@@ -1453,6 +1453,58 @@ impl Outbox for PostgresStore {
         .await
         .map(|done| done.rows_affected() == 1)
         .map_err(db_error("could not record a delivery"))
+    }
+
+    async fn finish_all(&self, outcomes: Vec<AttemptOutcome>, now: Timestamp) -> Result<Vec<bool>> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records: Vec<_> = outcomes
+            .iter()
+            .map(|attempt| attempt.outcome.record())
+            .collect();
+        // One statement for the batch: the outcomes go in as parallel arrays, and the ids
+        // updated come back (an attempt whose lease lapsed updates nothing, as in `finish`).
+        let updated: Vec<String> = sqlx::query_scalar(
+            "UPDATE outbox AS m SET state = f.state, lease_until = NULL, \
+                next_attempt_at = COALESCE(f.next_attempt_at, m.next_attempt_at), \
+                last_error = COALESCE(f.error, m.last_error), \
+                sealed = CASE WHEN f.keep_content THEN m.sealed ELSE NULL END, \
+                sent_at = CASE WHEN f.state = 'sent' THEN $7 ELSE m.sent_at END \
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::BOOLEAN[], $6::BIGINT[]) \
+                 AS f(id, state, next_attempt_at, error, keep_content, attempt) \
+             WHERE m.id = f.id AND m.state = 'sending' AND m.attempts = f.attempt \
+             RETURNING m.id",
+        )
+        .bind(outcomes.iter().map(|attempt| attempt.id.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(records.iter().map(|record| record.state.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(
+            records
+                .iter()
+                .map(|record| record.next_attempt_at.map(Timestamp::as_millis))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|record| record.error.map(str::to_owned))
+                .collect::<Vec<_>>(),
+        )
+        .bind(records.iter().map(|record| record.keep_content).collect::<Vec<_>>())
+        .bind(
+            outcomes
+                .iter()
+                .map(|attempt| i64::from(attempt.attempt))
+                .collect::<Vec<_>>(),
+        )
+        .bind(now.as_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("could not record deliveries"))?;
+        Ok(outcomes
+            .iter()
+            .map(|attempt| updated.iter().any(|id| id == attempt.id.as_str()))
+            .collect())
     }
 
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>> {

@@ -22,8 +22,8 @@ use enroll_core::credential::{Credential, PublicKey};
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
-    AccessToken, App, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome, Event, Locale,
-    MailTemplate, MessageSummary, Org, Permission, RetiredSecret, SingleUse, User,
+    AccessToken, App, AttemptOutcome, CapturedMail, ClaimedMessage, CodeRecord, DeliveryOutcome,
+    Event, Locale, MailTemplate, MessageSummary, Org, Permission, RetiredSecret, SingleUse, User,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::password::PasswordHash;
@@ -1049,6 +1049,36 @@ fn record_nonce(connection: &Connection, nonce: &Nonce, now: Timestamp) -> Resul
     }
 }
 
+/// Writes how attempt number `attempt` ended, if the attempt still holds the message.
+fn record_delivery(
+    connection: &Connection,
+    id: &MessageId,
+    attempt: u32,
+    outcome: &DeliveryOutcome,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
+    let record = outcome.record();
+    connection
+        .prepare_cached(
+            "UPDATE outbox SET state = ?2, lease_until = NULL, \
+                next_attempt_at = COALESCE(?3, next_attempt_at), \
+                last_error = COALESCE(?4, last_error), \
+                sealed = CASE WHEN ?5 THEN sealed ELSE NULL END, \
+                sent_at = CASE WHEN ?2 = 'sent' THEN ?6 ELSE sent_at END \
+             WHERE id = ?1 AND state = 'sending' AND attempts = ?7",
+        )?
+        .execute(params![
+            id.as_str(),
+            record.state.as_str(),
+            record.next_attempt_at.map(Timestamp::as_millis),
+            record.error,
+            record.keep_content,
+            now.as_millis(),
+            attempt
+        ])
+        .map(|updated| updated == 1)
+}
+
 #[async_trait]
 impl Outbox for SqliteStore {
     async fn claim(
@@ -1110,26 +1140,25 @@ impl Outbox for SqliteStore {
     ) -> Result<bool> {
         let id = id.clone();
         self.write("could not record a delivery", move |connection| {
-            let record = outcome.record();
-            connection
-                .prepare_cached(
-                    "UPDATE outbox SET state = ?2, lease_until = NULL, \
-                        next_attempt_at = COALESCE(?3, next_attempt_at), \
-                        last_error = COALESCE(?4, last_error), \
-                        sealed = CASE WHEN ?5 THEN sealed ELSE NULL END, \
-                        sent_at = CASE WHEN ?2 = 'sent' THEN ?6 ELSE sent_at END \
-                     WHERE id = ?1 AND state = 'sending' AND attempts = ?7",
-                )?
-                .execute(params![
-                    id.as_str(),
-                    record.state.as_str(),
-                    record.next_attempt_at.map(Timestamp::as_millis),
-                    record.error,
-                    record.keep_content,
-                    now.as_millis(),
-                    attempt
-                ])
-                .map(|updated| updated == 1)
+            record_delivery(connection, &id, attempt, &outcome, now)
+        })
+        .await
+    }
+
+    async fn finish_all(&self, outcomes: Vec<AttemptOutcome>, now: Timestamp) -> Result<Vec<bool>> {
+        self.write("could not record deliveries", move |connection| {
+            outcomes
+                .iter()
+                .map(|attempt| {
+                    record_delivery(
+                        connection,
+                        &attempt.id,
+                        attempt.attempt,
+                        &attempt.outcome,
+                        now,
+                    )
+                })
+                .collect()
         })
         .await
     }

@@ -29,16 +29,20 @@ async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_acti
     use enroll_core::ids::{CodeId, OrgId, UserId};
     use enroll_core::ports::Directory as _;
 
-    const BEFORE_CLUSTERING: [&str; 8] = [
-        include_str!("../migrations/0001_initial.sql"),
-        include_str!("../migrations/0002_credentials.sql"),
-        include_str!("../migrations/0003_email_verification.sql"),
-        include_str!("../migrations/0004_password_accounts.sql"),
-        include_str!("../migrations/0005_send_windows.sql"),
-        include_str!("../migrations/0006_app_secret_rotation.sql"),
-        include_str!("../migrations/0007_clustered_records.sql"),
-        include_str!("../migrations/0008_fewer_pages_per_send.sql"),
-    ];
+    // The migrations before it, as the files of the directory hold them.
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .expect("the migrations directory")
+        .map(|entry| entry.expect("a migration file").path())
+        .collect();
+    files.sort();
+    let before_clustering: Vec<String> = files[..8]
+        .iter()
+        .map(|path| std::fs::read_to_string(path).expect("a migration"))
+        .collect();
+    assert!(
+        files[8].ends_with("0009_codes_clustered_by_user.sql"),
+        "{files:?}"
+    );
     let dir = Box::leak(Box::new(
         tempfile::tempdir().expect("a temporary directory"),
     ));
@@ -57,7 +61,7 @@ async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_acti
     }
     {
         let old = rusqlite::Connection::open(&path).expect("the old database opens");
-        for sql in BEFORE_CLUSTERING {
+        for sql in &before_clustering {
             old.execute_batch(sql).expect("an old migration applies");
         }
         old.execute_batch(&format!(
@@ -69,7 +73,7 @@ async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_acti
                  VALUES ('{first}', '{user}', 'registration', zeroblob(32), 'superseded', 0, 1000, 9000),
                         ('{second}', '{user}', 'registration', zeroblob(32), 'superseded', 0, 2000, 9000),
                         ('{third}', '{user}', 'registration', zeroblob(32), 'active', 0, 2000, 9000);",
-            BEFORE_CLUSTERING.len()
+            before_clustering.len()
         ))
         .expect("the old rows are written");
     }

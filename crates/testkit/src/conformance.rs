@@ -23,8 +23,8 @@ use enroll_core::credential::PublicKey;
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, MessageId, OrgId, TokenId, UserId};
 use enroll_core::model::{
-    CapturedMail, ClaimedMessage, DeliveryOutcome, Locale, MailTemplate, MessageState,
-    MessageSummary, Org, Permission, Principal, TokenKind, User, UserKind, UserState,
+    AttemptOutcome, CapturedMail, ClaimedMessage, DeliveryOutcome, Locale, MailTemplate,
+    MessageState, MessageSummary, Org, Permission, Principal, TokenKind, User, UserKind, UserState,
 };
 use enroll_core::nonce::Nonce;
 use enroll_core::policy::Policy;
@@ -2176,6 +2176,89 @@ pub async fn depth_and_next_due(store: Arc<dyn Store>) {
     assert_eq!(h.store.next_due().await.expect("next due"), None);
 }
 
+/// A batch's outcomes in one call: each recorded as `finish` would, a stale attempt not.
+pub async fn a_batch_of_outcomes_is_recorded_in_one_call(store: Arc<dyn Store>) {
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let ann = h.user(&acme, "ann").await;
+    let ben = h.user(&acme, "ben").await;
+    let cat = h.user(&acme, "cat").await;
+    let now = h.now();
+    let claimed = h
+        .store
+        .claim(now, now.plus(LEASE), 10)
+        .await
+        .expect("a claim");
+    assert_eq!(claimed.len(), 3);
+    assert!(
+        h.store
+            .finish_all(Vec::new(), now)
+            .await
+            .expect("nothing to record")
+            .is_empty()
+    );
+    h.advance(SECOND);
+    let done_at = h.now();
+    let retry_at = done_at.plus(5 * MINUTE);
+    let recorded = h
+        .store
+        .finish_all(
+            vec![
+                AttemptOutcome {
+                    id: ann.message_id.clone(),
+                    attempt: 1,
+                    outcome: DeliveryOutcome::Sent,
+                },
+                AttemptOutcome {
+                    id: ben.message_id.clone(),
+                    attempt: 1,
+                    outcome: DeliveryOutcome::Retry {
+                        at: retry_at,
+                        error: "timeout".into(),
+                    },
+                },
+                AttemptOutcome {
+                    id: cat.message_id.clone(),
+                    attempt: 2,
+                    outcome: DeliveryOutcome::Sent,
+                },
+            ],
+            done_at,
+        )
+        .await
+        .expect("recorded");
+    assert_eq!(
+        recorded,
+        [true, true, false],
+        "an attempt that does not hold its message records nothing"
+    );
+    let messages = h.all_messages().await;
+    let summary = |id: &MessageId| {
+        messages
+            .iter()
+            .find(|message| &message.id == id)
+            .cloned()
+            .expect("listed")
+    };
+    let ann = summary(&ann.message_id);
+    assert_eq!(
+        (ann.state, ann.sent_at, ann.has_content),
+        (MessageState::Sent, Some(done_at), false)
+    );
+    let ben = summary(&ben.message_id);
+    assert_eq!(
+        (
+            ben.state,
+            ben.next_attempt_at,
+            ben.last_error.as_deref(),
+            ben.has_content
+        ),
+        (MessageState::Queued, retry_at, Some("timeout"), true)
+    );
+    let cat = summary(&cat.message_id);
+    assert_eq!((cat.state, cat.has_content), (MessageState::Sending, true));
+}
+
 pub async fn messages_are_listed_newest_first_and_filtered(store: Arc<dyn Store>) {
     let h = Harness::new(store);
     let acme = h.org("Acme").await;
@@ -2542,6 +2625,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases $factory;
             orgs_round_trip,
             apps_round_trip,
+            a_batch_of_outcomes_is_recorded_in_one_call,
             tokens_round_trip,
             a_key_registers_a_user_once,
             a_resend_voids_a_started_registration,

@@ -76,11 +76,7 @@ pub fn evaluate(report: &mut Report, options: &Options) {
     targets.push(target(
         "PostgreSQL, 2 instances vs 1",
         "≥ 1.7 ×",
-        relative(
-            per_second(at("resend.dfns.postgres2")),
-            postgres,
-            1.7,
-        ),
+        relative(per_second(at("resend.dfns.postgres2")), postgres, 1.7),
     ));
     for (key, reference, name) in [
         (
