@@ -144,7 +144,7 @@ impl OutboxWorker {
 
     /// Messages claimed at once (default: four times the concurrency). More than the
     /// concurrency lets messages wait in this worker's hands while their lease runs; one that
-    /// could not be sent within half its lease is left for the next claim.
+    /// waited for more than a quarter of its lease is left for the next claim.
     #[must_use]
     pub fn with_batch_size(mut self, batch_size: u32) -> Self {
         self.batch_size = batch_size.max(1);
@@ -159,10 +159,11 @@ impl OutboxWorker {
     /// the outcomes; returns how many messages were claimed (0 also when the claim failed,
     /// which is logged).
     pub async fn run_once(&self) -> usize {
+        let lease_ends = tokio::time::Instant::now() + self.retry.lease;
         let claimed = self.claim().await;
         let count = claimed.len();
         let outcomes = self.deliver_all(claimed).await;
-        self.record(outcomes).await;
+        self.record(outcomes, lease_ends).await;
         count
     }
 
@@ -200,15 +201,15 @@ impl OutboxWorker {
             .await
     }
 
-    /// Records a batch's outcomes in one write. A failed write is tried again for up to a
-    /// quarter of the lease, so that a short outage of the database does not send the whole
-    /// batch again once its leases lapse.
-    async fn record(&self, outcomes: Vec<AttemptOutcome>) {
+    /// Records a batch's outcomes in one write. A failed write is tried again until shortly
+    /// before the leases end (`lease_ends`), so that a short outage of the database does not
+    /// send the whole batch again once they lapse.
+    async fn record(&self, outcomes: Vec<AttemptOutcome>, lease_ends: tokio::time::Instant) {
         if outcomes.is_empty() {
             return;
         }
         let ids: Vec<_> = outcomes.iter().map(|attempt| attempt.id.clone()).collect();
-        let give_up_at = tokio::time::Instant::now() + self.retry.lease / 4;
+        let give_up_at = lease_ends - self.retry.lease / 8;
         let mut pause = RECORD_RETRY_PAUSE;
         let recorded = loop {
             match self
