@@ -1433,26 +1433,12 @@ impl Outbox for PostgresStore {
         outcome: DeliveryOutcome,
         now: Timestamp,
     ) -> Result<bool> {
-        let record = outcome.record();
-        sqlx::query(
-            "UPDATE outbox SET state = $2, lease_until = NULL, \
-                next_attempt_at = COALESCE($3, next_attempt_at), \
-                last_error = COALESCE($4, last_error), \
-                sealed = CASE WHEN $5 THEN sealed ELSE NULL END, \
-                sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END \
-             WHERE id = $1 AND state = 'sending' AND attempts = $7",
-        )
-        .bind(id.as_str())
-        .bind(record.state.as_str())
-        .bind(record.next_attempt_at.map(Timestamp::as_millis))
-        .bind(record.error)
-        .bind(record.keep_content)
-        .bind(now.as_millis())
-        .bind(i64::from(attempt))
-        .execute(&self.pool)
-        .await
-        .map(|done| done.rows_affected() == 1)
-        .map_err(db_error("could not record a delivery"))
+        let attempt = AttemptOutcome {
+            id: id.clone(),
+            attempt,
+            outcome,
+        };
+        Ok(self.finish_all(vec![attempt], now).await?.contains(&true))
     }
 
     async fn finish_all(&self, outcomes: Vec<AttemptOutcome>, now: Timestamp) -> Result<Vec<bool>> {
