@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_send_windows.sql"),
     include_str!("../migrations/0006_app_secret_rotation.sql"),
     include_str!("../migrations/0007_outbox_due_in_claim_order.sql"),
+    include_str!("../migrations/0008_outbox_due_at.sql"),
 ];
 
 /// Held while migrating, so that instances starting together migrate one after the other.
@@ -1387,6 +1388,14 @@ impl Registrations for PostgresStore {
     }
 }
 
+/// Begins the transactions of the outbox's due queries. Their index (`outbox_due_at`) is in the
+/// order they ask for, and a walk of it stops at the rows they take; but with statistics from
+/// while the queue was short (it can grow from nothing to thousands between two ANALYZEs), the
+/// planner prefers to read the whole queue and sort it, on every claim. Without scans of the
+/// table, bitmaps or sorts, the walk is the only plan left.
+const BEGIN_WALKING_THE_DUE_INDEX: &str = "BEGIN; SET LOCAL enable_seqscan = off; \
+     SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
+
 #[async_trait]
 impl Outbox for PostgresStore {
     async fn claim(
@@ -1396,16 +1405,23 @@ impl Outbox for PostgresStore {
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>> {
         // One statement: the due rows are locked (rows another claimer holds are skipped, not
-        // waited for), leased and counted, then joined with their org and code.
-        sqlx::query(
+        // waited for), leased and counted, then joined with their org and code. Due is the
+        // expression of the index `outbox_due_at`, written the same so that the index serves.
+        let fail = db_error("could not claim outbox messages");
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WALKING_THE_DUE_INDEX)
+            .await
+            .map_err(&fail)?;
+        let claimed = sqlx::query(
             "WITH claimed AS ( \
                  UPDATE outbox SET state = 'sending', lease_until = $2, attempts = attempts + 1 \
                  WHERE id IN ( \
                      SELECT id FROM outbox \
                      WHERE state IN ('queued', 'sending') \
-                       AND ((state = 'queued' AND next_attempt_at <= $1) \
-                        OR (state = 'sending' AND lease_until < $1)) \
-                     ORDER BY next_attempt_at, seq LIMIT $3 \
+                       AND (CASE WHEN state = 'queued' THEN next_attempt_at ELSE lease_until END) <= $1 \
+                     ORDER BY (CASE WHEN state = 'queued' THEN next_attempt_at ELSE lease_until END), seq \
+                     LIMIT $3 \
                      FOR UPDATE SKIP LOCKED) \
                  RETURNING id, seq, org_id, user_id, code_id, template, locale, recipient, sealed, \
                            attempts, created_at, next_attempt_at) \
@@ -1421,9 +1437,11 @@ impl Outbox for PostgresStore {
         .bind(lease_until.as_millis())
         .bind(i64::from(limit))
         .try_map(|row| rows::claimed(&row))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *transaction)
         .await
-        .map_err(db_error("could not claim outbox messages"))
+        .map_err(&fail)?;
+        transaction.commit().await.map_err(&fail)?;
+        Ok(claimed)
     }
 
     async fn finish(
@@ -1526,13 +1544,20 @@ impl Outbox for PostgresStore {
     }
 
     async fn next_due(&self) -> Result<Option<Timestamp>> {
+        let fail = db_error("could not read the outbox");
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WALKING_THE_DUE_INDEX)
+            .await
+            .map_err(&fail)?;
         let due: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(CASE WHEN state = 'queued' THEN next_attempt_at ELSE lease_until END) \
              FROM outbox WHERE state IN ('queued', 'sending')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *transaction)
         .await
-        .map_err(db_error("could not read the outbox"))?;
+        .map_err(&fail)?;
+        transaction.commit().await.map_err(&fail)?;
         Ok(due.map(Timestamp::from_millis))
     }
 }

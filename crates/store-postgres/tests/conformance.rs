@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use enroll_core::Error;
-use enroll_core::clock::{Clock, ManualClock, SystemClock};
+use enroll_core::clock::{Clock, ManualClock, SystemClock, Timestamp};
 use enroll_core::ids::MessageId;
-use enroll_core::ports::Store;
+use enroll_core::ports::{Outbox as _, Store};
 use enroll_core::random;
 use enroll_core::secret::ServerSecret;
 use enroll_store_postgres::PostgresStore;
@@ -271,6 +271,108 @@ async fn instances_share_cooldowns_and_never_share_claims() {
     );
     let all: HashSet<MessageId> = claimed.iter().flatten().cloned().collect();
     assert_eq!(all, expected, "every message is claimed");
+}
+
+/// Scans of the outbox's due index and the entries they read, once `scans_at_least` are
+/// reported.
+async fn due_index_reads(connection: &mut sqlx::PgConnection, scans_at_least: i64) -> (i64, i64) {
+    for _ in 0..400 {
+        let (scans, read): (i64, i64) = sqlx::query_as(
+            "SELECT idx_scan, idx_tup_read FROM pg_stat_user_indexes \
+             WHERE indexrelname = 'outbox_due_at'",
+        )
+        .fetch_one(&mut *connection)
+        .await
+        .expect("the index's counts");
+        if scans >= scans_at_least {
+            return (scans, read);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (scans, read): (i64, i64) = sqlx::query_as(
+        "SELECT idx_scan, idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'outbox_due_at'",
+    )
+    .fetch_one(&mut *connection)
+    .await
+    .expect("the index's counts");
+    panic!("the claims' index scans were never reported: {scans} scans, {read} entries");
+}
+
+/// The statistics say the outbox is empty, as they do after a quiet spell, and thousands of
+/// messages have been queued since, some of them claimed and in flight: each claim still walks
+/// the due index to its limit, stepping over nothing, and `next_due` reads one entry. (A plan
+/// that sorted the queue, or a walk that stepped over the messages in flight, read the whole
+/// queue on each claim, and delivery fell behind under load.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_read_only_the_messages_they_take() {
+    const QUEUED: i64 = 5_000;
+    const CLAIMS: i64 = 8;
+    const LIMIT: u32 = 8;
+    let url = fresh_database().await;
+    let store = PostgresStore::connect(&url, 1)
+        .await
+        .expect("the store connects and migrates");
+    let mut connection = sqlx::PgConnection::connect(&url).await.expect("connects");
+    sqlx::query("ANALYZE outbox")
+        .execute(&mut connection)
+        .await
+        .expect("the empty outbox's statistics");
+    sqlx::query(
+        "INSERT INTO outbox (id, org_id, user_id, template, locale, recipient, state, attempts, \
+                             next_attempt_at, created_at) \
+         SELECT 'message-' || n, 'org', 'user-' || n, 'registration', 'en', \
+                'user-' || n || '@example.com', 'queued', 0, n, n \
+         FROM generate_series(1, $1) AS n",
+    )
+    .bind(QUEUED)
+    .execute(&mut connection)
+    .await
+    .expect("messages are queued");
+    let now = Timestamp::from_millis(QUEUED + 1);
+    let mut claimed = Vec::new();
+    for _ in 0..CLAIMS {
+        let batch = store
+            .claim(now, now.plus(LEASE), LIMIT)
+            .await
+            .expect("a claim");
+        assert_eq!(batch.len(), LIMIT as usize, "a full claim");
+        claimed.extend(batch.into_iter().map(|message| message.id));
+    }
+    assert_eq!(
+        claimed.iter().collect::<HashSet<_>>().len(),
+        claimed.len(),
+        "no message is claimed twice"
+    );
+    assert_eq!(
+        claimed.first().map(MessageId::as_str),
+        Some("message-1"),
+        "the oldest first"
+    );
+    assert_eq!(
+        store.next_due().await.expect("next due"),
+        Some(Timestamp::from_millis(
+            i64::try_from(claimed.len()).unwrap() + 1
+        )),
+        "the oldest message not in flight"
+    );
+    store.close().await;
+    // A backend reports its counts when idle for a while, or when it ends.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut connection)
+    .await
+    .expect("the store's connections end");
+    let (scans, read) = due_index_reads(&mut connection, CLAIMS + 1).await;
+    // Each claim also steps over the entries its predecessors left behind (a claimed message's
+    // entry moves to its lease's end, and the old one lingers until it is found dead).
+    let taken = i64::try_from(claimed.len()).unwrap();
+    assert!(
+        read <= 4 * taken + 1,
+        "{scans} scans of the due index read {read} entries to take {taken} messages \
+         with {QUEUED} queued"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

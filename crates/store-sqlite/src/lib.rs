@@ -1095,7 +1095,7 @@ impl Outbox for SqliteStore {
                      FROM outbox m LEFT JOIN orgs o ON o.id = m.org_id LEFT JOIN codes c ON c.id = m.code_id \
                      WHERE m.state IN ('queued', 'sending') \
                        AND ((m.state = 'queued' AND m.next_attempt_at <= ?1) \
-                        OR (m.state = 'sending' AND m.lease_until < ?1)) \
+                        OR (m.state = 'sending' AND m.lease_until <= ?1)) \
                      ORDER BY m.next_attempt_at LIMIT ?2",
                 )?
                 .query_map(params![now.as_millis(), limit], |row| {

@@ -1868,14 +1868,19 @@ pub async fn claims_lease_messages(store: Arc<dyn Store>) {
             .is_empty(),
         "nothing while the lease runs"
     );
-    h.advance(2 * SECOND);
+    h.advance(SECOND);
     let lapsed = h.now();
+    assert_eq!(lapsed, now.plus(LEASE));
     let again = h
         .store
         .claim(lapsed, lapsed.plus(LEASE), 10)
         .await
         .expect("a claim");
-    assert_eq!(again.len(), 3, "a lapsed lease frees the messages");
+    assert_eq!(
+        again.len(),
+        3,
+        "a lease frees the messages when it ends, when next_due says they are due"
+    );
     assert!(again.iter().all(|message| message.attempts == 2));
 }
 
