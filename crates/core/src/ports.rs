@@ -45,6 +45,11 @@ pub enum TokenKey<'a> {
 pub trait Directory: Send + Sync {
     /// Reachable and able to answer a query.
     async fn ping(&self) -> Result<()>;
+    /// The store's own counters for the metrics endpoint, as (name, help, value), read when
+    /// the endpoint is scraped.
+    fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+        Vec::new()
+    }
     async fn insert_org(&self, org: &Org) -> Result<()>;
     async fn org(&self, id: &OrgId) -> Result<Option<Org>>;
     /// Whether a password reset for an address without an account emails that address.

@@ -1,5 +1,6 @@
-//! Prometheus metrics: requests by route and status, emails queued, delivered and failed, and
-//! the depth of the outbox.
+//! Prometheus metrics: requests by route and status, emails queued, delivered and failed, the
+//! depth of the outbox, and the store's own counters (the SQLite writer's batches, commits and
+//! syncs).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -29,7 +30,8 @@ struct RouteLabels {
     route: String,
 }
 
-/// Counters read from elsewhere at scrape time (the outbox worker's delivery statistics).
+/// Counters read from elsewhere at scrape time (the outbox worker's delivery statistics, the
+/// store's own).
 pub type CounterSource = Arc<dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync>;
 
 struct SourcedCounters(CounterSource);

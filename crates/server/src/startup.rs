@@ -121,7 +121,12 @@ impl Application {
         let stats = Arc::new(DeliveryStats::default());
         let metrics = Arc::new(Metrics::new({
             let stats = stats.clone();
-            Arc::new(move || stats.counters())
+            let store = store.clone();
+            Arc::new(move || {
+                let mut counters = stats.counters();
+                counters.extend(store.counters());
+                counters
+            })
         }));
         let wake = Arc::new(Notify::new());
         let signal = Arc::new(QueuedSignal {

@@ -362,6 +362,10 @@ impl Directory for SqliteStore {
         .await
     }
 
+    fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.writer.statistics().counters()
+    }
+
     async fn insert_org(&self, org: &Org) -> Result<()> {
         let org = org.clone();
         self.write("could not insert an organisation", move |connection| {

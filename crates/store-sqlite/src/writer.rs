@@ -14,8 +14,9 @@
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::Instant;
 
 use enroll_core::{Error, Result};
 use rusqlite::Connection;
@@ -66,6 +67,63 @@ pub struct Writer {
     jobs: mpsc::Sender<Job>,
     /// Set once a sync of the log fails; see [`CommitFailure::to_error`].
     sync_failed: Arc<AtomicBool>,
+    statistics: Arc<Statistics>,
+}
+
+/// What the writer and the sync thread have done since the start, for the metrics endpoint:
+/// the batch size, how busy the writer is and what a commit and a sync cost follow from these.
+#[derive(Debug, Default)]
+pub struct Statistics {
+    batches: AtomicU64,
+    requests: AtomicU64,
+    busy_micros: AtomicU64,
+    commit_micros: AtomicU64,
+    syncs: AtomicU64,
+    sync_micros: AtomicU64,
+}
+
+impl Statistics {
+    /// Each counter as (name, help, value).
+    pub fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        vec![
+            (
+                "sqlite_write_batches",
+                "Transactions of the SQLite writer, each holding the write requests that waited together",
+                load(&self.batches),
+            ),
+            (
+                "sqlite_write_requests",
+                "Write requests run by the SQLite writer",
+                load(&self.requests),
+            ),
+            (
+                "sqlite_writer_busy_microseconds",
+                "Time the SQLite writer spent running and committing batches",
+                load(&self.busy_micros),
+            ),
+            (
+                "sqlite_commit_microseconds",
+                "Time the SQLite writer spent committing batches to the log",
+                load(&self.commit_micros),
+            ),
+            (
+                "sqlite_log_syncs",
+                "Syncs of the SQLite log to disk, each covering the batches committed before it",
+                load(&self.syncs),
+            ),
+            (
+                "sqlite_log_sync_microseconds",
+                "Time spent syncing the SQLite log to disk",
+                load(&self.sync_micros),
+            ),
+        ]
+    }
+}
+
+fn add_elapsed(counter: &AtomicU64, since: Instant) {
+    let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+    counter.fetch_add(micros, Ordering::Relaxed);
 }
 
 impl Writer {
@@ -75,21 +133,34 @@ impl Writer {
     pub fn start(connection: Connection, log: Option<File>) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let sync_failed = Arc::new(AtomicBool::new(false));
+        let statistics = Arc::new(Statistics::default());
         let committed = match log {
             Some(log) => {
                 let (committed, to_sync) = mpsc::channel::<Vec<Completion>>();
                 let sync_failed = sync_failed.clone();
+                let statistics = statistics.clone();
                 std::thread::Builder::new()
                     .name("enroll-sqlite-sync".into())
-                    .spawn(move || sync_then_answer(&log, &to_sync, &sync_failed))?;
+                    .spawn(move || sync_then_answer(&log, &to_sync, &sync_failed, &statistics))?;
                 Some(committed)
             }
             None => None,
         };
         std::thread::Builder::new()
             .name("enroll-sqlite-writer".into())
-            .spawn(move || run(&connection, &queue, committed.as_ref()))?;
-        Ok(Self { jobs, sync_failed })
+            .spawn({
+                let statistics = statistics.clone();
+                move || run(&connection, &queue, committed.as_ref(), &statistics)
+            })?;
+        Ok(Self {
+            jobs,
+            sync_failed,
+            statistics,
+        })
+    }
+
+    pub fn statistics(&self) -> &Statistics {
+        &self.statistics
     }
 
     /// Runs `work` in the next batch. An `Err` rolls back its writes; an `Ok` is answered once
@@ -133,8 +204,10 @@ fn run(
     connection: &Connection,
     queue: &mpsc::Receiver<Job>,
     committed: Option<&mpsc::Sender<Vec<Completion>>>,
+    statistics: &Statistics,
 ) {
     while let Ok(first) = queue.recv() {
+        let started = Instant::now();
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -171,12 +244,21 @@ fn run(
                 }
             }
         }
-        if let Err(error) = connection.execute_batch("COMMIT") {
+        let committing = Instant::now();
+        let commit = connection.execute_batch("COMMIT");
+        add_elapsed(&statistics.commit_micros, committing);
+        add_elapsed(&statistics.busy_micros, started);
+        if let Err(error) = commit {
             tracing::error!(%error, requests = completions.len(), "a SQLite commit failed");
             let _ = connection.execute_batch("ROLLBACK");
             fail_all(completions, CommitFailure::Commit(error));
             continue;
         }
+        statistics.batches.fetch_add(1, Ordering::Relaxed);
+        statistics.requests.fetch_add(
+            u64::try_from(completions.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         match committed {
             Some(to_sync) => {
                 if let Err(mpsc::SendError(completions)) = to_sync.send(completions) {
@@ -206,11 +288,13 @@ fn sync_then_answer(
     log: &File,
     to_sync: &mpsc::Receiver<Vec<Completion>>,
     sync_failed: &AtomicBool,
+    statistics: &Statistics,
 ) {
     let mut failure: Option<Arc<CommitFailure>> = None;
     while let Ok(first) = to_sync.recv() {
         let mut batches = vec![first];
         batches.extend(to_sync.try_iter());
+        let syncing = Instant::now();
         if failure.is_none()
             && let Err(error) = log.sync_data()
         {
@@ -218,6 +302,8 @@ fn sync_then_answer(
             sync_failed.store(true, Ordering::Release);
             failure = Some(Arc::new(CommitFailure::Sync(error)));
         }
+        add_elapsed(&statistics.sync_micros, syncing);
+        statistics.syncs.fetch_add(1, Ordering::Relaxed);
         for complete in batches.into_iter().flatten() {
             complete(failure.as_ref());
         }
@@ -284,5 +370,23 @@ mod tests {
             let answer = request.await.expect("the request completes");
             assert_eq!(answer.expect("a synced answer"), n);
         }
+        let counters: std::collections::HashMap<_, _> = writer
+            .statistics()
+            .counters()
+            .into_iter()
+            .map(|(name, _, value)| (name, value))
+            .collect();
+        assert_eq!(counters["sqlite_write_requests"], 50);
+        let batches = counters["sqlite_write_batches"];
+        assert!((1..=50).contains(&batches), "{counters:?}");
+        let syncs = counters["sqlite_log_syncs"];
+        assert!(
+            (1..=batches).contains(&syncs),
+            "a sync covers one batch or more: {counters:?}"
+        );
+        assert!(
+            counters["sqlite_writer_busy_microseconds"] >= counters["sqlite_commit_microseconds"],
+            "{counters:?}"
+        );
     }
 }

@@ -184,6 +184,28 @@ impl TestApp {
         }
     }
 
+    /// Waits until the outbox records `count` messages to `to` as sent. The SMTP server holds a
+    /// message a moment before the worker has recorded the server's answer.
+    pub async fn recorded_sent(&self, to: &str, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let sent = self
+                .delivery_log()
+                .await
+                .iter()
+                .filter(|message| {
+                    message.recipient.as_str() == to
+                        && message.state == enroll_core::model::MessageState::Sent
+                })
+                .count();
+            if sent >= count || tokio::time::Instant::now() > deadline {
+                assert_eq!(sent, count, "messages to {to} recorded as sent");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The registration code in the latest mail to `to`, once `count` mails have arrived.
     pub async fn code_in_mail(&self, to: &str, count: usize) -> String {
         let mails = self.mails_to(to, count).await;

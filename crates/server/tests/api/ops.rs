@@ -41,6 +41,30 @@ async fn metrics_count_requests_and_emails() {
     assert!(text.contains("outbox_depth 0"), "{text}");
     // The user created through the core counts as queued too; the resend went through HTTP.
     assert!(text.contains("emails_queued_total 2"), "{text}");
+    // The SQLite writer's own: the creation, the resend, and the outbox's claims and records.
+    let counter = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix("_total "))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    let (requests, batches) = (
+        counter("sqlite_write_requests"),
+        counter("sqlite_write_batches"),
+    );
+    assert!(requests >= 6 && (1..=requests).contains(&batches), "{text}");
+    assert!(
+        (1..=batches).contains(&counter("sqlite_log_syncs")),
+        "{text}"
+    );
+    assert!(
+        counter("sqlite_writer_busy_microseconds") >= counter("sqlite_commit_microseconds"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP sqlite_log_sync_microseconds"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -221,7 +221,7 @@ async fn a_resend_inside_the_cooldown_is_refused_then_voids_the_old_link() {
 async fn the_cooldown_endpoint_tells_the_time_left_and_how_the_last_email_fared() {
     let app = TestApp::spawn().await;
     let (access, _) = signed_in(&app, "jane@example.com").await;
-    app.mails_to("jane@example.com", 1).await;
+    app.recorded_sent("jane@example.com", 1).await;
     app.clock.advance(Duration::from_secs(15));
     let reply = app
         .get_with(
