@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use enroll_core::clock::Timestamp;
-use enroll_core::code::CodePurpose;
+use enroll_core::code::{CodePurpose, CodeState};
 use enroll_core::credential::{Credential, PublicKey};
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_clustered_records.sql"),
     include_str!("../migrations/0008_fewer_pages_per_send.sql"),
     include_str!("../migrations/0009_codes_clustered_by_user.sql"),
+    include_str!("../migrations/0010_newest_code_is_current.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
@@ -298,16 +299,12 @@ fn active_code(
     user: &UserId,
     purpose: CodePurpose,
 ) -> rusqlite::Result<Option<CodeRecord>> {
-    connection
-        .prepare_cached(&format!(
-            "SELECT {} FROM codes WHERE user_id = ?1 AND purpose = ?2 AND state = 'active'",
-            rows::CODE_COLUMNS
-        ))?
-        .query_row([user.as_str(), purpose.as_str()], rows::code)
-        .optional()
+    Ok(latest_code(connection, user, purpose)?.filter(|code| code.state == CodeState::Active))
 }
 
-/// The active code if there is one, else the newest.
+/// The active code if there is one, else the newest: the newest either way, as the schema's
+/// rule keeps an active code the newest of its purpose (migration 0010). Read walking the
+/// user's codes back from the last, so it costs the same however many codes the user has had.
 fn latest_code(
     connection: &Connection,
     user: &UserId,
@@ -315,8 +312,7 @@ fn latest_code(
 ) -> rusqlite::Result<Option<CodeRecord>> {
     connection
         .prepare_cached(&format!(
-            "SELECT {} FROM codes WHERE user_id = ?1 AND purpose = ?2 \
-             ORDER BY state = 'active' DESC, created_at DESC, seq DESC LIMIT 1",
+            "SELECT {} FROM codes WHERE user_id = ?1 AND purpose = ?2 ORDER BY seq DESC LIMIT 1",
             rows::CODE_COLUMNS
         ))?
         .query_row([user.as_str(), purpose.as_str()], rows::code)

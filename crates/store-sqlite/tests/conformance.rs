@@ -116,6 +116,46 @@ async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_acti
         revived.is_err(),
         "nor can an old code become active beside it"
     );
+    migrated
+        .execute(
+            "UPDATE codes SET state = 'used' WHERE id = ?1",
+            [third.as_str()],
+        )
+        .expect("the active code is used");
+    let revived = migrated.execute(
+        "UPDATE codes SET state = 'active' WHERE id = ?1",
+        [first.as_str()],
+    );
+    assert!(
+        revived.is_err(),
+        "a code is active only from its issue, so the newest is the only one that can be"
+    );
+    let behind = migrated.execute(
+        "INSERT INTO codes (id, user_id, seq, purpose, hash, state, failed_attempts, created_at, expires_at) \
+         VALUES ('cd-behind', ?1, 0, 'email_verification', x'00', 'active', 0, 3000, 9000)",
+        [user.as_str()],
+    );
+    assert!(
+        behind.is_err(),
+        "an active code goes in as the user's newest: {behind:?}"
+    );
+    // The current code is read walking the user's codes back from the newest: no sort.
+    let plan: Vec<String> = migrated
+        .prepare(
+            "EXPLAIN QUERY PLAN \
+             SELECT id FROM codes WHERE user_id = ?1 AND purpose = ?2 ORDER BY seq DESC LIMIT 1",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([user.as_str(), "registration"], |row| row.get(3))?
+                .collect()
+        })
+        .expect("the plan");
+    assert!(
+        plan.iter().any(|step| step.contains("PRIMARY KEY"))
+            && !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+        "{plan:?}"
+    );
 }
 
 /// A database a newer build migrated further is refused, not half used.
