@@ -401,25 +401,39 @@ async fn app_by_id(connection: &mut PgConnection, id: &str) -> sqlx::Result<Opti
     .await
 }
 
-/// The user's code for `purpose` that a command works on: the active one when `only_active`,
-/// else the newest whatever its state (the active one, when there is one, is the newest).
+/// The query of a user's code for a purpose that a command works on: the active one, or when
+/// there is none and `only_active` is false, the newest whatever its state. `user`, `purpose`
+/// and `only_active` are SQL for the three. Two probes of an index, each a row at most (the
+/// active code through `codes_one_active`, the newest from the end of `codes_by_user`), so the
+/// cost does not grow with the user's codes; the active one goes first, which keeps the answer
+/// right when instances' clocks disagree about which code is newer.
+fn current_code_sql(user: &str, purpose: &str, only_active: &str) -> String {
+    let columns = rows::CODE_COLUMNS;
+    format!(
+        "(SELECT {columns} FROM codes \
+          WHERE user_id = {user} AND purpose = {purpose} AND state = 'active') \
+         UNION ALL \
+         (SELECT {columns} FROM codes \
+          WHERE user_id = {user} AND purpose = {purpose} AND NOT {only_active} \
+          ORDER BY created_at DESC, seq DESC LIMIT 1) \
+         LIMIT 1"
+    )
+}
+
+/// The user's code for `purpose` that a command works on; see [`current_code_sql`].
 async fn current_code(
     connection: &mut PgConnection,
     user: &UserId,
     purpose: CodePurpose,
     only_active: bool,
 ) -> sqlx::Result<Option<CodeRecord>> {
-    sqlx::query(&format!(
-        "SELECT {} FROM codes WHERE user_id = $1 AND purpose = $2 AND (NOT $3 OR state = 'active') \
-         ORDER BY state = 'active' DESC, created_at DESC, seq DESC LIMIT 1",
-        rows::CODE_COLUMNS
-    ))
-    .bind(user.as_str())
-    .bind(purpose.as_str())
-    .bind(only_active)
-    .try_map(|row| rows::code(&row))
-    .fetch_optional(connection)
-    .await
+    sqlx::query(&current_code_sql("$1", "$2", "$3"))
+        .bind(user.as_str())
+        .bind(purpose.as_str())
+        .bind(only_active)
+        .try_map(|row| rows::code(&row))
+        .fetch_optional(connection)
+        .await
 }
 
 async fn code_by_id(
@@ -493,12 +507,7 @@ static CODE_OF_USER: LazyLock<Prepared> = LazyLock::new(|| {
     Prepared::new(
         "enroll_code_of_user",
         "text, text, boolean",
-        format!(
-            "SELECT {} FROM codes WHERE user_id = $1 AND purpose = $2 \
-               AND (NOT $3 OR state = 'active') \
-             ORDER BY state = 'active' DESC, created_at DESC, seq DESC LIMIT 1",
-            rows::CODE_COLUMNS
-        ),
+        current_code_sql("$1", "$2", "$3"),
     )
 });
 
@@ -508,12 +517,10 @@ static CODE_OF_NAMED_USER: LazyLock<Prepared> = LazyLock::new(|| {
     Prepared::new(
         "enroll_code_of_named_user",
         "text, text, text, boolean",
-        format!(
-            "SELECT {} FROM codes \
-             WHERE user_id = (SELECT id FROM users WHERE org_id = $1 AND username = $2) \
-               AND purpose = $3 AND (NOT $4 OR state = 'active') \
-             ORDER BY state = 'active' DESC, created_at DESC, seq DESC LIMIT 1",
-            rows::CODE_COLUMNS
+        current_code_sql(
+            "(SELECT id FROM users WHERE org_id = $1 AND username = $2)",
+            "$3",
+            "$4",
         ),
     )
 });
@@ -1388,13 +1395,23 @@ impl Registrations for PostgresStore {
     }
 }
 
-/// Begins the transactions of the outbox's due queries. Their index (`outbox_due_at`) is in the
-/// order they ask for, and a walk of it stops at the rows they take; but with statistics from
-/// while the queue was short (it can grow from nothing to thousands between two ANALYZEs), the
-/// planner prefers to read the whole queue and sort it, on every claim. Without scans of the
-/// table, bitmaps or sorts, the walk is the only plan left.
-const BEGIN_WALKING_THE_DUE_INDEX: &str = "BEGIN; SET LOCAL enable_seqscan = off; \
-     SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
+impl PostgresStore {
+    /// Begins a transaction for the outbox's due queries. Their index (`outbox_due_at`) is in
+    /// the order they ask for, and a walk of it stops at the rows they take; but with
+    /// statistics from while the queue was short (it can grow from nothing to thousands between
+    /// two ANALYZEs), the planner prefers to read the whole queue and sort it, on every claim.
+    /// Without scans of the table, bitmaps or sorts, the walk is the only plan left.
+    async fn walking_the_due_index(
+        &self,
+    ) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool
+            .begin_with(
+                "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+                 SET LOCAL enable_sort = off",
+            )
+            .await
+    }
+}
 
 #[async_trait]
 impl Outbox for PostgresStore {
@@ -1408,11 +1425,7 @@ impl Outbox for PostgresStore {
         // waited for), leased and counted, then joined with their org and code. Due is the
         // expression of the index `outbox_due_at`, written the same so that the index serves.
         let fail = db_error("could not claim outbox messages");
-        let mut transaction = self
-            .pool
-            .begin_with(BEGIN_WALKING_THE_DUE_INDEX)
-            .await
-            .map_err(&fail)?;
+        let mut transaction = self.walking_the_due_index().await.map_err(&fail)?;
         let claimed = sqlx::query(
             "WITH claimed AS ( \
                  UPDATE outbox SET state = 'sending', lease_until = $2, attempts = attempts + 1 \
@@ -1545,11 +1558,7 @@ impl Outbox for PostgresStore {
 
     async fn next_due(&self) -> Result<Option<Timestamp>> {
         let fail = db_error("could not read the outbox");
-        let mut transaction = self
-            .pool
-            .begin_with(BEGIN_WALKING_THE_DUE_INDEX)
-            .await
-            .map_err(&fail)?;
+        let mut transaction = self.walking_the_due_index().await.map_err(&fail)?;
         let due: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(CASE WHEN state = 'queued' THEN next_attempt_at ELSE lease_until END) \
              FROM outbox WHERE state IN ('queued', 'sending')",
