@@ -413,3 +413,96 @@ async fn join(
     total.latencies.sort_unstable();
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    const DELAY: Duration = Duration::from_millis(30);
+
+    /// An HTTP/1.1 server that answers every request `DELAY` late: 204, or 500 for `/fail`.
+    async fn slow_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let address = listener.local_addr().expect("its address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut received = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while let Ok(read) = stream.read(&mut buffer).await {
+                        if read == 0 {
+                            return;
+                        }
+                        received.extend_from_slice(&buffer[..read]);
+                        while let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let request: Vec<u8> = received.drain(..end + 4).collect();
+                            tokio::time::sleep(DELAY).await;
+                            let status = if request.starts_with(b"GET /fail ") {
+                                "500 Internal Server Error"
+                            } else {
+                                "204 No Content"
+                            };
+                            let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                            if stream.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    /// Each connection's calls go one after the other, so the run lasts as long as its longest
+    /// connection: the elapsed time is taken once every connection is through, and the rate
+    /// is the requests over it (a run timed from when its connections started once reported
+    /// rounds that never added up).
+    #[tokio::test]
+    async fn a_run_through_lasts_until_every_connection_is_through() {
+        let address = slow_server().await;
+        let load = Load {
+            protocol: Protocol::Http1,
+            check: Check::Success,
+            connections: 3,
+            requests: Arc::new(|connection, sequence| {
+                let path = if connection == 2 && sequence == 0 {
+                    "/fail"
+                } else {
+                    "/ok"
+                };
+                (sequence < 4).then(|| Call::new(Method::GET, path))
+            }),
+        };
+        let measured = run_through(address, &load).await.expect("a run");
+        assert_eq!(measured.requests, 12);
+        assert_eq!(measured.failures, 1);
+        assert_eq!(measured.successes_total, 11);
+        assert!(
+            measured
+                .first_failure
+                .as_deref()
+                .is_some_and(|failure| failure.contains("/fail")),
+            "{:?}",
+            measured.first_failure
+        );
+        assert_eq!(measured.latencies.len(), 12);
+        assert!(
+            measured.latencies.iter().all(|&micros| micros >= 30_000),
+            "{:?}",
+            measured.latencies
+        );
+        assert!(
+            measured.elapsed >= 4 * DELAY && measured.elapsed < 40 * DELAY,
+            "{:?}",
+            measured.elapsed
+        );
+        let rate = measured.per_second();
+        assert!(
+            rate > 0.0 && rate <= 12.0 / (4.0 * DELAY.as_secs_f64()),
+            "{rate}"
+        );
+    }
+}
