@@ -25,22 +25,31 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
                 user.name
             ])
             .map(drop),
-        Effect::UpdateUser(user) => connection
-            .prepare_cached(
-                "UPDATE users SET state = ?2, locale = ?3, sequence = ?4, updated_at = ?5, \
-                 username = ?6, email_verified_at = ?7, name = ?8 WHERE id = ?1",
-            )?
-            .execute(params![
-                user.id.as_str(),
-                user.state.as_str(),
-                user.locale.as_ref().map(|locale| locale.as_str()),
-                user.sequence,
-                user.updated_at.as_millis(),
-                user.username.as_str(),
-                user.email_verified_at.map(|at| at.as_millis()),
-                user.name
-            ])
-            .map(drop),
+        Effect::UpdateUser(user) => {
+            connection
+                .prepare_cached(
+                    "UPDATE users SET state = ?2, locale = ?3, sequence = ?4, updated_at = ?5, \
+                     email_verified_at = ?6, name = ?7 WHERE id = ?1",
+                )?
+                .execute(params![
+                    user.id.as_str(),
+                    user.state.as_str(),
+                    user.locale.as_ref().map(|locale| locale.as_str()),
+                    user.sequence,
+                    user.updated_at.as_millis(),
+                    user.email_verified_at.map(|at| at.as_millis()),
+                    user.name
+                ])?;
+            // SQLite rewrites the entry of every index on a column the statement sets, changed
+            // or not: setting the username only when it changed spares the username index a
+            // page on every write to a user (a resend's included).
+            connection
+                .prepare_cached(
+                    "UPDATE users SET username = ?2 WHERE id = ?1 AND username IS NOT ?2",
+                )?
+                .execute(params![user.id.as_str(), user.username.as_str()])
+                .map(drop)
+        }
         Effect::InsertCode(code) => connection
             .prepare_cached(
                 "INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at, seq) \
@@ -195,4 +204,86 @@ pub fn insert_token(connection: &Connection, token: &AccessToken) -> rusqlite::R
             token.revoked_at.map(|at| at.as_millis())
         ])
         .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use enroll_core::email::EmailAddress;
+    use enroll_core::ids::UserId;
+    use enroll_core::rules::Effect;
+    use rusqlite::Connection;
+
+    use super::apply;
+
+    const FRAME_HEADER: u64 = 24;
+    const LOG_HEADER: u64 = 32;
+
+    /// Frames the log holds: one per page a commit wrote.
+    fn frames(connection: &Connection, log: &std::path::Path) -> u64 {
+        let page_size: u64 = connection
+            .pragma_query_value(None, "page_size", |row| row.get(0))
+            .expect("the page size");
+        let length = std::fs::metadata(log).map_or(0, |metadata| metadata.len());
+        length.saturating_sub(LOG_HEADER) / (page_size + FRAME_HEADER)
+    }
+
+    /// The pages one committed effect wrote.
+    fn pages_written(connection: &Connection, log: &std::path::Path, effect: &Effect) -> u64 {
+        connection
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .expect("a checkpoint");
+        let before = frames(connection, log);
+        connection.execute_batch("BEGIN").expect("a transaction");
+        apply(connection, effect).expect("the effect applies");
+        connection.execute_batch("COMMIT").expect("the commit");
+        frames(connection, log) - before
+    }
+
+    /// A write to a user that keeps its address leaves the username index alone: a resend
+    /// writes one page fewer.
+    #[test]
+    fn a_user_written_without_a_new_address_writes_only_its_row() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("enroll.db");
+        let connection = Connection::open(&path).expect("the database opens");
+        crate::configure(&connection).expect("configured");
+        crate::migrate(&connection).expect("migrated");
+        connection
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .expect("no automatic checkpoint");
+        // Enough users that their rows and the username index take pages of their own.
+        connection
+            .execute_batch(
+                "INSERT INTO orgs (id, name, default_locale, created_at) VALUES ('or-1', 'Org', 'en', 0);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+                 INSERT INTO users (id, org_id, username, kind, state, sequence, created_at, updated_at)
+                 SELECT printf('us-%08d', i), 'or-1', printf('user%d@example.com', (i * 7919) % 2000),
+                        'EndUser', 'Registered', 10, 1700000000000, 1700000000000
+                 FROM n;",
+            )
+            .expect("users inserted");
+        let log = dir.path().join("enroll.db-wal");
+        let id = UserId::from_trusted("us-00001000".to_owned());
+        let mut user = crate::user_by_id(&connection, &id)
+            .expect("the user reads")
+            .expect("the user exists");
+
+        user.sequence += 1;
+        assert_eq!(
+            pages_written(&connection, &log, &Effect::UpdateUser(user.clone())),
+            1
+        );
+
+        user.username = EmailAddress::parse("moved@example.com").expect("an address");
+        user.sequence += 1;
+        assert_eq!(
+            pages_written(&connection, &log, &Effect::UpdateUser(user.clone())),
+            2
+        );
+        let stored = crate::user_by_id(&connection, &id)
+            .expect("the user reads")
+            .expect("the user exists");
+        assert_eq!(stored.username.as_str(), "moved@example.com");
+        assert_eq!(stored.sequence, 12);
+    }
 }
