@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::load::Measured;
-use crate::server::Memory;
+use crate::server::{Counters, Memory};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -27,6 +27,63 @@ pub struct Row {
     pub memory: Memory,
     /// What else to know: the first failure, emails queued, sizes.
     pub notes: Vec<String>,
+    /// How the SQLite writer thread fared, for rows on SQLite.
+    pub writer: Option<WriterLoad>,
+}
+
+/// The SQLite writer thread across a row's load (warm-up included), from its counters on
+/// `/metrics`: what bounds a write-heavy row on SQLite.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriterLoad {
+    /// The share of the time the thread was running requests or committing them.
+    pub busy: f64,
+    pub requests_per_batch: f64,
+    /// The thread's time per request, and the part of it spent committing.
+    pub micros_per_request: f64,
+    pub commit_micros_per_request: f64,
+}
+
+impl WriterLoad {
+    /// From the counters before and after `elapsed`; `None` when nothing was written.
+    pub fn between(before: &Counters, after: &Counters, elapsed: Duration) -> Option<Self> {
+        let delta = |name: &str| {
+            after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
+        };
+        let requests = delta("sqlite_write_requests");
+        let batches = delta("sqlite_write_batches");
+        if requests < 1.0 || batches < 1.0 || elapsed.is_zero() {
+            return None;
+        }
+        let busy_micros = delta("sqlite_writer_busy_microseconds");
+        Some(Self {
+            busy: busy_micros / 1e6 / elapsed.as_secs_f64(),
+            requests_per_batch: requests / batches,
+            micros_per_request: busy_micros / requests,
+            commit_micros_per_request: delta("sqlite_commit_microseconds") / requests,
+        })
+    }
+
+    fn to_json(self) -> Value {
+        json!({
+            "busy": self.busy,
+            "requestsPerBatch": self.requests_per_batch,
+            "microsPerRequest": self.micros_per_request,
+            "commitMicrosPerRequest": self.commit_micros_per_request,
+        })
+    }
+}
+
+impl std::fmt::Display for WriterLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SQLite writer busy {:.0}%, {:.1} requests a batch, {:.0} µs a request ({:.0} committing)",
+            self.busy * 100.0,
+            self.requests_per_batch,
+            self.micros_per_request,
+            self.commit_micros_per_request
+        )
+    }
 }
 
 impl Row {
@@ -55,6 +112,7 @@ impl Row {
             failures: measured.failures,
             memory,
             notes,
+            writer: None,
         }
     }
 }
@@ -174,14 +232,22 @@ impl Report {
     /// The notes of the rows that have some.
     pub fn notes(&self) -> String {
         let mut out = String::new();
-        for row in self.rows.iter().filter(|row| !row.notes.is_empty()) {
-            let _ = writeln!(
-                out,
-                "- {} ({}): {}",
-                row.operation,
-                row.store,
-                row.notes.join("; ")
-            );
+        for row in &self.rows {
+            let notes: Vec<String> = row
+                .writer
+                .iter()
+                .map(ToString::to_string)
+                .chain(row.notes.iter().cloned())
+                .collect();
+            if !notes.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "- {} ({}): {}",
+                    row.operation,
+                    row.store,
+                    notes.join("; ")
+                );
+            }
         }
         out
     }
@@ -227,6 +293,7 @@ impl Report {
                     "rssBytes": row.memory.rss,
                     "peakRssBytes": row.memory.peak,
                     "notes": row.notes,
+                    "sqliteWriter": row.writer.map(WriterLoad::to_json),
                 })
             })
             .collect();
@@ -260,5 +327,57 @@ impl Report {
             "facts": facts,
             "warnings": self.warnings,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(values: &[(&str, f64)]) -> Counters {
+        values
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), *value))
+            .collect()
+    }
+
+    #[test]
+    fn the_writer_load_is_read_from_the_counters_across_the_row() {
+        let before = counters(&[
+            ("sqlite_write_requests", 1_000.0),
+            ("sqlite_write_batches", 100.0),
+            ("sqlite_writer_busy_microseconds", 5_000_000.0),
+            ("sqlite_commit_microseconds", 2_000_000.0),
+        ]);
+        let after = counters(&[
+            ("sqlite_write_requests", 21_000.0),
+            ("sqlite_write_batches", 1_100.0),
+            ("sqlite_writer_busy_microseconds", 6_800_000.0),
+            ("sqlite_commit_microseconds", 2_900_000.0),
+        ]);
+        let load = WriterLoad::between(&before, &after, Duration::from_secs(2))
+            .expect("requests were written");
+        assert_eq!(
+            load,
+            WriterLoad {
+                busy: 0.9,
+                requests_per_batch: 20.0,
+                micros_per_request: 90.0,
+                commit_micros_per_request: 45.0,
+            }
+        );
+        assert_eq!(
+            load.to_string(),
+            "SQLite writer busy 90%, 20.0 requests a batch, 90 µs a request (45 committing)"
+        );
+        // PostgreSQL rows, and rows that wrote nothing, have no writer to tell of.
+        assert_eq!(
+            WriterLoad::between(&after, &after, Duration::from_secs(2)),
+            None
+        );
+        assert_eq!(
+            WriterLoad::between(&Counters::new(), &Counters::new(), Duration::from_secs(2)),
+            None
+        );
     }
 }

@@ -50,6 +50,9 @@ impl Drop for Server {
     }
 }
 
+/// Counters of `/metrics` by name.
+pub type Counters = std::collections::BTreeMap<String, f64>;
+
 fn free_port() -> anyhow::Result<SocketAddr> {
     let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(probe.local_addr()?)
@@ -117,16 +120,26 @@ impl Server {
         Memory::of(self.pid)
     }
 
-    /// Counters of `GET /metrics` (no labels), by name.
+    /// A counter of `GET /metrics` (no labels), by name.
     pub async fn counter(&self, name: &str) -> anyhow::Result<f64> {
+        Ok(self.counters().await?.get(name).copied().unwrap_or(0.0))
+    }
+
+    /// The counters of `GET /metrics` without labels, by name without `_total`.
+    pub async fn counters(&self) -> anyhow::Result<Counters> {
         let text = get(self.address, "/metrics").await?;
-        Ok(text
+        let mut counters = Counters::new();
+        for (metric, value) in text
             .lines()
             .filter(|line| !line.starts_with('#'))
             .filter_map(|line| line.split_once(' '))
-            .filter(|(metric, _)| *metric == name || *metric == format!("{name}_total"))
-            .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
-            .sum())
+        {
+            if let Ok(value) = value.trim().parse::<f64>() {
+                let name = metric.strip_suffix("_total").unwrap_or(metric);
+                *counters.entry(name.to_owned()).or_default() += value;
+            }
+        }
+        Ok(counters)
     }
 
     /// Asks the server to stop (SIGTERM) and waits for it, killing it after 10 s.

@@ -50,6 +50,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
             "{expected} emails queued before the start, {} received by the sink (about {average} bytes each), timed from the server's first answer; worker counters {counters}",
             received.len()
         )],
+        writer: None,
     });
 
     let sink = SmtpSink::start().await;
@@ -74,6 +75,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
             "{taken} messages of {} bytes from a lean client, one command at a time as lettre sends",
             average.max(1_000)
         )],
+        writer: None,
     });
     // The ratio column compares to /healthz, which means nothing here.
     Ok(())

@@ -19,9 +19,9 @@ use enroll_testkit::smtp::SmtpSink;
 use crate::db::{Instance, StoreKind, Template};
 use crate::load::{self, Load, Measured};
 use crate::options::Options;
-use crate::report::{Report, Row};
+use crate::report::{Report, Row, WriterLoad};
 use crate::requests;
-use crate::server::{Memory, Server, ServerConfig, temp_dir};
+use crate::server::{Counters, Memory, Server, ServerConfig, temp_dir};
 
 pub use sweep::chart;
 pub use targets::evaluate as evaluate_targets;
@@ -78,11 +78,13 @@ impl Running {
             .fold(Memory::default(), Memory::max)
     }
 
-    /// A counter of `/metrics`, summed over the servers.
-    pub async fn counter(&self, name: &str) -> anyhow::Result<f64> {
-        let mut total = 0.0;
+    /// The counters of `/metrics`, summed over the servers.
+    pub async fn counters(&self) -> anyhow::Result<Counters> {
+        let mut total = Counters::new();
         for server in &self.servers {
-            total += server.counter(name).await?;
+            for (name, value) in server.counters().await? {
+                *total.entry(name).or_default() += value;
+            }
         }
         Ok(total)
     }
@@ -243,8 +245,9 @@ impl Suite {
         let running = Running::start(&self.options, instance, instances).await?;
         let result = self.measure(&running, &load, emails).await;
         running.finish().await;
-        let (measured, memory, notes) = result?;
+        let (measured, memory, writer, notes) = result?;
         let mut row = Row::measured(key, operation, store, load.connections, &measured, memory);
+        row.writer = writer;
         row.notes.extend(notes);
         self.push(row);
         Ok(())
@@ -256,8 +259,9 @@ impl Suite {
         running: &Running,
         load: &Load,
         emails: Emails,
-    ) -> anyhow::Result<(Measured, Memory, Vec<String>)> {
-        let queued_before = running.counter("emails_queued").await?;
+    ) -> anyhow::Result<(Measured, Memory, Option<WriterLoad>, Vec<String>)> {
+        let before = running.counters().await?;
+        let started = Instant::now();
         let measured = load::drive_split(
             &running.addresses(),
             load,
@@ -265,8 +269,12 @@ impl Suite {
             self.options.duration,
         )
         .await?;
+        let elapsed = started.elapsed();
         let memory = running.memory();
-        let queued = running.counter("emails_queued").await? - queued_before;
+        let after = running.counters().await?;
+        let writer = WriterLoad::between(&before, &after, elapsed);
+        let queued = after.get("emails_queued").copied().unwrap_or(0.0)
+            - before.get("emails_queued").copied().unwrap_or(0.0);
         let mut notes = Vec::new();
         if emails == Emails::OnePerSuccess {
             let successes = measured.successes_total as f64;
@@ -278,7 +286,7 @@ impl Suite {
                 notes.push(warning);
             }
         }
-        Ok((measured, memory, notes))
+        Ok((measured, memory, writer, notes))
     }
 }
 

@@ -136,7 +136,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
         let load = requests::dfns_resend(&seeded, &sample(size, seeded.dfns_users), connections);
         let result = suite.measure(&running, &load, Emails::OnePerSuccess).await;
         running.finish().await;
-        let (measured, memory, notes) = result?;
+        let (measured, memory, writer, notes) = result?;
         let mut row = Row::measured(
             format!("resend.dfns.{}.size", key_store(kind)),
             "resend, Dfns (PUT /auth/registration/code)",
@@ -145,6 +145,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
             &measured,
             memory,
         );
+        row.writer = writer;
         row.notes.push(format!(
             "{} users addressed, spread over all {size}",
             seeded.dfns_users

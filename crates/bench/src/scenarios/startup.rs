@@ -47,6 +47,7 @@ pub async fn time_starts(
         failures: 0,
         memory,
         notes: vec![format!("starts in ms, sorted: {}", shown.join(", "))],
+        writer: None,
     })
 }
 
