@@ -40,14 +40,28 @@ pub enum TokenKey<'a> {
     Id(&'a TokenId),
 }
 
+/// A counter of a part beside the core (the store, the outbox worker), read for the metrics
+/// endpoint when it is scraped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterValue {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: u64,
+}
+
+impl CounterValue {
+    pub const fn new(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self { name, help, value }
+    }
+}
+
 /// Organisations, users, apps and tokens.
 #[async_trait]
 pub trait Directory: Send + Sync {
     /// Reachable and able to answer a query.
     async fn ping(&self) -> Result<()>;
-    /// The store's own counters for the metrics endpoint, as (name, help, value), read when
-    /// the endpoint is scraped.
-    fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+    /// The store's own counters for the metrics endpoint, read when the endpoint is scraped.
+    fn counters(&self) -> Vec<CounterValue> {
         Vec::new()
     }
     async fn insert_org(&self, org: &Org) -> Result<()>;

@@ -1,6 +1,7 @@
 //! The outbox worker: claims due messages, renders and sends them, and records each outcome.
 //! Several workers, on any number of instances, may run on one database: a claim is a lease.
 
+use enroll_core::ports::CounterValue;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,26 +46,25 @@ pub struct DeliveryStats {
 }
 
 impl DeliveryStats {
-    /// `(name, help, value)` of each counter.
-    pub fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+    pub fn counters(&self) -> Vec<CounterValue> {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         vec![
-            (
+            CounterValue::new(
                 "emails_sent",
                 "Emails accepted by the SMTP relay or the inbox",
                 load(&self.sent),
             ),
-            (
+            CounterValue::new(
                 "emails_retried",
                 "Delivery attempts that failed and will be retried",
                 load(&self.retried),
             ),
-            (
+            CounterValue::new(
                 "emails_failed",
                 "Emails abandoned after a permanent failure or too many attempts",
                 load(&self.abandoned),
             ),
-            (
+            CounterValue::new(
                 "emails_superseded",
                 "Emails not sent because their code was replaced, used or expired first",
                 load(&self.superseded),

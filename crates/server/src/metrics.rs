@@ -2,6 +2,7 @@
 //! depth of the outbox, and the store's own counters (the SQLite writer's batches, commits and
 //! syncs).
 
+use enroll_core::ports::CounterValue;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::Instant;
@@ -32,7 +33,7 @@ struct RouteLabels {
 
 /// Counters read from elsewhere at scrape time (the outbox worker's delivery statistics, the
 /// store's own).
-pub type CounterSource = Arc<dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync>;
+pub type CounterSource = Arc<dyn Fn() -> Vec<CounterValue> + Send + Sync>;
 
 struct SourcedCounters(CounterSource);
 
@@ -44,7 +45,7 @@ impl std::fmt::Debug for SourcedCounters {
 
 impl Collector for SourcedCounters {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for (name, help, value) in (self.0)() {
+        for CounterValue { name, help, value } in (self.0)() {
             let counter = ConstCounter::new(value);
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;

@@ -358,7 +358,7 @@ impl Directory for SqliteStore {
         .await
     }
 
-    fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+    fn counters(&self) -> Vec<enroll_core::ports::CounterValue> {
         self.writer.statistics().counters()
     }
 

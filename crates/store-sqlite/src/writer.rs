@@ -11,6 +11,7 @@
 //! leaves the server on such a read alone: mail is claimed by a write, whose answer waits for a
 //! sync that covers the claimed messages.
 
+use enroll_core::ports::CounterValue;
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -83,36 +84,35 @@ pub struct Statistics {
 }
 
 impl Statistics {
-    /// Each counter as (name, help, value).
-    pub fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+    pub fn counters(&self) -> Vec<CounterValue> {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         vec![
-            (
+            CounterValue::new(
                 "sqlite_write_batches",
                 "Transactions of the SQLite writer, each holding the write requests that waited together",
                 load(&self.batches),
             ),
-            (
+            CounterValue::new(
                 "sqlite_write_requests",
                 "Write requests run by the SQLite writer",
                 load(&self.requests),
             ),
-            (
+            CounterValue::new(
                 "sqlite_writer_busy_microseconds",
                 "Time the SQLite writer spent running and committing batches",
                 load(&self.busy_micros),
             ),
-            (
+            CounterValue::new(
                 "sqlite_commit_microseconds",
                 "Time the SQLite writer spent committing batches to the log",
                 load(&self.commit_micros),
             ),
-            (
+            CounterValue::new(
                 "sqlite_log_syncs",
                 "Syncs of the SQLite log to disk, each covering the batches committed before it",
                 load(&self.syncs),
             ),
-            (
+            CounterValue::new(
                 "sqlite_log_sync_microseconds",
                 "Time spent syncing the SQLite log to disk",
                 load(&self.sync_micros),
@@ -374,7 +374,7 @@ mod tests {
             .statistics()
             .counters()
             .into_iter()
-            .map(|(name, _, value)| (name, value))
+            .map(|counter| (counter.name, counter.value))
             .collect();
         assert_eq!(counters["sqlite_write_requests"], 50);
         let batches = counters["sqlite_write_batches"];
