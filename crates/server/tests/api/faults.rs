@@ -1110,8 +1110,9 @@ async fn a_postgres_restart_answers_503_and_loses_nothing() {
 /// The SQLite volume full (F7): a 64 MiB tmpfs filled up while the clients load the server,
 /// held, then freed. Writes refused for want of space answer 503 at once, nothing refused was
 /// acknowledged, the database stays intact, and the server serves again without a restart. (The
-/// WAL grew to fill the volume again after the episode, until checkpoints empty a WAL past
-/// 16 MiB even when readers keep using it.)
+/// WAL once grew to fill the volume again after the episode; the writer now completes a
+/// checkpoint once the log passes 4,096 frames, so that it restarts from its beginning, and a
+/// restarted log is cut back to 32 MiB.)
 #[tokio::test]
 async fn a_full_disk_answers_503_and_loses_nothing() {
     let full = Fault::DiskFull {
