@@ -1,7 +1,6 @@
 //! The outbox worker: claims due messages, renders and sends them, and records each outcome.
 //! Several workers, on any number of instances, may run on one database: a claim is a lease.
 
-use enroll_core::ports::CounterValue;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +9,7 @@ use std::time::Duration;
 use enroll_core::clock::{Clock, Timestamp};
 use enroll_core::delivery::{self, FailureKind, RetryPolicy};
 use enroll_core::model::{AttemptOutcome, ClaimedMessage, DeliveryOutcome};
-use enroll_core::ports::{Outbox, OutboxSignal};
+use enroll_core::ports::{CounterValue, Outbox, OutboxSignal};
 use enroll_core::secret::Sealer;
 use enroll_core::service::SealedContent;
 use futures_util::StreamExt as _;

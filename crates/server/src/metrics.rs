@@ -2,7 +2,6 @@
 //! depth of the outbox, and the store's own counters (the SQLite writer's batches, commits and
 //! syncs).
 
-use enroll_core::ports::CounterValue;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::Instant;
@@ -10,7 +9,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use enroll_core::ports::OutboxSignal;
+use enroll_core::ports::{CounterValue, OutboxSignal};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};

@@ -11,7 +11,6 @@
 //! leaves the server on such a read alone: mail is claimed by a write, whose answer waits for a
 //! sync that covers the claimed messages.
 
-use enroll_core::ports::CounterValue;
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
+use enroll_core::ports::CounterValue;
 use enroll_core::{Error, Result};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
