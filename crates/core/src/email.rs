@@ -67,7 +67,13 @@ impl EmailAddress {
         if !labels_ok || !domain.contains('.') {
             return Err(EmailError::Domain);
         }
-        Ok(Self(format!("{local}@{domain}")))
+        // Lowercasing can lengthen a domain (`Ⱥ` is two bytes, `ⱥ` three): the limit holds for
+        // the address as stored and sent, not only as typed.
+        let address = format!("{local}@{domain}");
+        if address.len() > 254 {
+            return Err(EmailError::TooLong);
+        }
+        Ok(Self(address))
     }
 
     /// For values read back from storage, which were parsed when written.
@@ -127,6 +133,23 @@ mod tests {
             EmailAddress::parse(&format!("a@{domain}")),
             Err(EmailError::TooLong)
         );
+    }
+
+    #[test]
+    fn the_length_limit_holds_after_the_domain_is_lowercased() {
+        // Each `Ⱥ` (two bytes) lowercases to `ⱥ` (three): five labels of 21 are 220 bytes as
+        // typed and 325 once lowercased.
+        let label = "Ⱥ".repeat(21);
+        let typed = format!("a@{}.com", [label.as_str(); 5].join("."));
+        assert_eq!(typed.len(), 220);
+        assert_eq!(EmailAddress::parse(&typed), Err(EmailError::TooLong));
+        let shorter = format!("a@{}.com", [label.as_str(); 3].join("."));
+        let address = EmailAddress::parse(&shorter).expect("within the limit once lowercased");
+        assert_eq!(
+            address.as_str(),
+            format!("a@{}.com", vec!["ⱥ".repeat(21); 3].join("."))
+        );
+        assert_eq!(EmailAddress::parse(address.as_str()), Ok(address));
     }
 
     #[test]
