@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::load::Measured;
-use crate::server::{Counters, Memory};
+use crate::server::{Counters, Memory, increase};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -46,9 +46,7 @@ pub struct WriterLoad {
 impl WriterLoad {
     /// From the counters before and after `elapsed`; `None` when nothing was written.
     pub fn between(before: &Counters, after: &Counters, elapsed: Duration) -> Option<Self> {
-        let delta = |name: &str| {
-            after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
-        };
+        let delta = |name: &str| increase(before, after, name);
         let requests = delta("sqlite_write_requests");
         let batches = delta("sqlite_write_batches");
         if requests < 1.0 || batches < 1.0 || elapsed.is_zero() {

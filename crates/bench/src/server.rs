@@ -53,6 +53,12 @@ impl Drop for Server {
 /// Counters of `/metrics` by name.
 pub type Counters = std::collections::BTreeMap<String, f64>;
 
+/// How much the counter `name` grew from `before` to `after` (a counter not yet written is 0).
+pub fn increase(before: &Counters, after: &Counters, name: &str) -> f64 {
+    let read = |counters: &Counters| counters.get(name).copied().unwrap_or(0.0);
+    read(after) - read(before)
+}
+
 fn free_port() -> anyhow::Result<SocketAddr> {
     let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(probe.local_addr()?)

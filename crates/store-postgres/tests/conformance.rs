@@ -296,9 +296,8 @@ async fn due_index_reads(connection: &mut sqlx::PgConnection, scans_at_least: i6
 /// The statistics say the outbox is empty, as they do after a quiet spell, and thousands of
 /// messages have been queued since, some of them claimed and in flight: each claim still walks
 /// the due index to its limit, stepping over none of the messages in flight, and `next_due`
-/// reads one entry. (A plan
-/// that sorted the queue, or a walk that stepped over the messages in flight, read the whole
-/// queue on each claim, and delivery fell behind under load.)
+/// reads one entry. (A plan that sorted the queue, or a walk that stepped over the messages in
+/// flight, read the whole queue on each claim, and delivery fell behind under load.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_read_only_the_messages_they_take() {
     const QUEUED: i64 = 5_000;

@@ -101,15 +101,16 @@ async fn deliver(config: &ServerConfig, expected: usize) -> anyhow::Result<(f64,
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
-    let mut counters = Vec::new();
-    for name in [
+    let read = server.counters().await?;
+    let counters: Vec<String> = [
         "emails_sent",
         "emails_retried",
         "emails_failed",
         "emails_superseded",
-    ] {
-        counters.push(format!("{name} {}", server.counter(name).await?));
-    }
+    ]
+    .iter()
+    .map(|name| format!("{name} {}", read.get(*name).copied().unwrap_or(0.0)))
+    .collect();
     drop(server);
     Ok((
         (expected as f64 - already) / elapsed.as_secs_f64(),

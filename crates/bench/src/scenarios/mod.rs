@@ -21,7 +21,7 @@ use crate::load::{self, Load, Measured};
 use crate::options::Options;
 use crate::report::{Report, Row, WriterLoad};
 use crate::requests;
-use crate::server::{Counters, Memory, Server, ServerConfig, temp_dir};
+use crate::server::{Counters, Memory, Server, ServerConfig, increase, temp_dir};
 
 pub use sweep::chart;
 pub use targets::evaluate as evaluate_targets;
@@ -273,8 +273,7 @@ impl Suite {
         let memory = running.memory();
         let after = running.counters().await?;
         let writer = WriterLoad::between(&before, &after, elapsed);
-        let queued = after.get("emails_queued").copied().unwrap_or(0.0)
-            - before.get("emails_queued").copied().unwrap_or(0.0);
+        let queued = increase(&before, &after, "emails_queued");
         let mut notes = Vec::new();
         if emails == Emails::OnePerSuccess {
             let successes = measured.successes_total as f64;
