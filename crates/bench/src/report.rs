@@ -41,6 +41,15 @@ pub struct WriterLoad {
     /// The thread's time per request, and the part of it spent committing.
     pub micros_per_request: f64,
     pub commit_micros_per_request: f64,
+    /// How long a sync of the log took, and how many batches one covered, as the requests
+    /// waited for it after their commit; `None` without syncs (a database in memory).
+    pub sync: Option<LogSync>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogSync {
+    pub micros: f64,
+    pub batches: f64,
 }
 
 impl WriterLoad {
@@ -58,6 +67,13 @@ impl WriterLoad {
             requests_per_batch: requests / batches,
             micros_per_request: busy_micros / requests,
             commit_micros_per_request: delta("sqlite_commit_microseconds") / requests,
+            sync: match delta("sqlite_log_syncs") {
+                syncs if syncs >= 1.0 => Some(LogSync {
+                    micros: delta("sqlite_log_sync_microseconds") / syncs,
+                    batches: batches / syncs,
+                }),
+                _ => None,
+            },
         })
     }
 
@@ -67,6 +83,8 @@ impl WriterLoad {
             "requestsPerBatch": self.requests_per_batch,
             "microsPerRequest": self.micros_per_request,
             "commitMicrosPerRequest": self.commit_micros_per_request,
+            "syncMicros": self.sync.map(|sync| sync.micros),
+            "batchesPerSync": self.sync.map(|sync| sync.batches),
         })
     }
 }
@@ -80,7 +98,15 @@ impl std::fmt::Display for WriterLoad {
             self.requests_per_batch,
             self.micros_per_request,
             self.commit_micros_per_request
-        )
+        )?;
+        if let Some(sync) = self.sync {
+            write!(
+                f,
+                "; log synced in {:.0} µs, every {:.1} batches",
+                sync.micros, sync.batches
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -346,12 +372,16 @@ mod tests {
             ("sqlite_write_batches", 100.0),
             ("sqlite_writer_busy_microseconds", 5_000_000.0),
             ("sqlite_commit_microseconds", 2_000_000.0),
+            ("sqlite_log_syncs", 50.0),
+            ("sqlite_log_sync_microseconds", 40_000.0),
         ]);
         let after = counters(&[
             ("sqlite_write_requests", 21_000.0),
             ("sqlite_write_batches", 1_100.0),
             ("sqlite_writer_busy_microseconds", 6_800_000.0),
             ("sqlite_commit_microseconds", 2_900_000.0),
+            ("sqlite_log_syncs", 550.0),
+            ("sqlite_log_sync_microseconds", 440_000.0),
         ]);
         let load = WriterLoad::between(&before, &after, Duration::from_secs(2))
             .expect("requests were written");
@@ -362,8 +392,32 @@ mod tests {
                 requests_per_batch: 20.0,
                 micros_per_request: 90.0,
                 commit_micros_per_request: 45.0,
+                sync: Some(LogSync {
+                    micros: 800.0,
+                    batches: 2.0,
+                }),
             }
         );
+        assert_eq!(
+            load.to_string(),
+            "SQLite writer busy 90%, 20.0 requests a batch, 90 µs a request (45 committing); \
+             log synced in 800 µs, every 2.0 batches"
+        );
+        // A database in memory commits without syncs.
+        let unsynced = |counters: &Counters| -> Counters {
+            counters
+                .iter()
+                .filter(|(name, _)| !name.starts_with("sqlite_log_sync"))
+                .map(|(name, value)| (name.clone(), *value))
+                .collect()
+        };
+        let load = WriterLoad::between(
+            &unsynced(&before),
+            &unsynced(&after),
+            Duration::from_secs(2),
+        )
+        .expect("requests were written");
+        assert_eq!(load.sync, None);
         assert_eq!(
             load.to_string(),
             "SQLite writer busy 90%, 20.0 requests a batch, 90 µs a request (45 committing)"
