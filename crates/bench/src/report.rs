@@ -46,6 +46,7 @@ pub struct WriterLoad {
     pub sync: Option<LogSync>,
 }
 
+/// The syncs of the log across a row: the mean time of one, and the batches one covered.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogSync {
     pub micros: f64,
