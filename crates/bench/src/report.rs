@@ -63,18 +63,16 @@ impl WriterLoad {
             return None;
         }
         let busy_micros = delta("sqlite_writer_busy_microseconds");
+        let syncs = delta("sqlite_log_syncs");
         Some(Self {
             busy: busy_micros / 1e6 / elapsed.as_secs_f64(),
             requests_per_batch: requests / batches,
             micros_per_request: busy_micros / requests,
             commit_micros_per_request: delta("sqlite_commit_microseconds") / requests,
-            sync: match delta("sqlite_log_syncs") {
-                syncs if syncs >= 1.0 => Some(LogSync {
-                    micros: delta("sqlite_log_sync_microseconds") / syncs,
-                    batches: batches / syncs,
-                }),
-                _ => None,
-            },
+            sync: (syncs >= 1.0).then(|| LogSync {
+                micros: delta("sqlite_log_sync_microseconds") / syncs,
+                batches: batches / syncs,
+            }),
         })
     }
 

@@ -53,10 +53,14 @@ impl Drop for Server {
 /// Counters of `/metrics` by name.
 pub type Counters = std::collections::BTreeMap<String, f64>;
 
-/// How much the counter `name` grew from `before` to `after` (a counter not yet written is 0).
+/// The counter `name`; one not yet written is 0.
+pub fn counter_value(counters: &Counters, name: &str) -> f64 {
+    counters.get(name).copied().unwrap_or(0.0)
+}
+
+/// How much the counter `name` grew from `before` to `after`.
 pub fn increase(before: &Counters, after: &Counters, name: &str) -> f64 {
-    let read = |counters: &Counters| counters.get(name).copied().unwrap_or(0.0);
-    read(after) - read(before)
+    counter_value(after, name) - counter_value(before, name)
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {
@@ -128,7 +132,7 @@ impl Server {
 
     /// A counter of `GET /metrics` (no labels), by name.
     pub async fn counter(&self, name: &str) -> anyhow::Result<f64> {
-        Ok(self.counters().await?.get(name).copied().unwrap_or(0.0))
+        Ok(counter_value(&self.counters().await?, name))
     }
 
     /// The counters of `GET /metrics` without labels, by name without `_total`.

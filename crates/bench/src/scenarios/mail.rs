@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use super::Suite;
 use crate::report::Row;
-use crate::server::{Memory, Server, ServerConfig};
+use crate::server::{Memory, Server, ServerConfig, counter_value};
 
 /// Connections of the sink baseline: the server's default `mail_concurrency`.
 const SINK_CONNECTIONS: usize = 8;
@@ -109,7 +109,7 @@ async fn deliver(config: &ServerConfig, expected: usize) -> anyhow::Result<(f64,
         "emails_superseded",
     ]
     .iter()
-    .map(|name| format!("{name} {}", read.get(*name).copied().unwrap_or(0.0)))
+    .map(|name| format!("{name} {}", counter_value(&read, name)))
     .collect();
     drop(server);
     Ok((
