@@ -1,9 +1,9 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
 //! Every write runs on one writer thread ([`writer`]), which commits the requests waiting
-//! at that moment in one transaction, each in its own savepoint, and answers each only once
-//! the commit is synced to disk: durable replies at a fraction of the cost of one commit per
-//! request. Queries that write nothing run beside it on read-only connections ([`readers`]).
+//! at that moment in one transaction, undoes a failed one's writes alone, and answers each only
+//! once the commit is synced to disk: durable replies at a fraction of the cost of one commit
+//! per request. Queries that write nothing run beside it on read-only connections ([`readers`]).
 
 mod checkpoint;
 mod effects;
@@ -151,7 +151,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, context: &'static str, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         self.writer
             .run(move |connection| work(connection).map_err(db_error(context)))
@@ -162,7 +162,7 @@ impl SqliteStore {
     async fn read<T, F>(&self, context: &'static str, query: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         match &self.readers {
             Some(readers) => readers.run(context, query).await,
@@ -198,7 +198,7 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
     // The writer thread is the only one using this connection: its page cache keeps the hot
     // pages of the indexes it writes (16 MiB: the operating system caches the rest of the
     // file, and the server's whole resident set stays within 64 MiB under load), and
-    // savepoint journals need not touch the disk.
+    // statement and savepoint journals need not touch the disk.
     connection.pragma_update(None, "cache_size", -16_384)?;
     connection.pragma_update(None, "temp_store", "MEMORY")?;
     // The checkpointer thread (see `checkpoint`) copies the log back as it grows; the writer
@@ -430,7 +430,7 @@ impl Directory for SqliteStore {
                     "SELECT {} FROM apps WHERE ?1 IS NULL OR org_id = ?1 ORDER BY created_at, id",
                     rows::APP_COLUMNS
                 ))?
-                .query_map([org], rows::app)?
+                .query_map([&org], rows::app)?
                 .collect()
         })
         .await
@@ -546,7 +546,7 @@ impl Directory for SqliteStore {
                     "SELECT {} FROM tokens WHERE {column} = ?1",
                     rows::TOKEN_COLUMNS
                 ))?
-                .query_row([key], rows::token)
+                .query_row([&key], rows::token)
                 .optional()?;
             let Some(token) = token else {
                 return Ok(None);
@@ -620,7 +620,7 @@ impl Directory for SqliteStore {
                     "SELECT {} FROM users WHERE ?1 IS NULL OR org_id = ?1 ORDER BY created_at, id",
                     rows::USER_COLUMNS
                 ))?
-                .query_map([org], rows::user)?
+                .query_map([&org], rows::user)?
                 .collect()
         })
         .await
@@ -684,7 +684,7 @@ impl Directory for SqliteStore {
                     "SELECT {} FROM events WHERE aggregate_id = ?1 ORDER BY sequence",
                     rows::EVENT_COLUMNS
                 ))?
-                .query_map([aggregate_id], rows::event)?
+                .query_map([&aggregate_id], rows::event)?
                 .collect()
         })
         .await
@@ -1250,7 +1250,7 @@ impl Inbox for SqliteStore {
                     "SELECT {} FROM captured_mail WHERE ?1 IS NULL OR recipient = ?1 ORDER BY created_at DESC, rowid DESC",
                     rows::CAPTURED_COLUMNS
                 ))?
-                .query_map([recipient], rows::captured)?
+                .query_map([&recipient], rows::captured)?
                 .collect()
         })
         .await

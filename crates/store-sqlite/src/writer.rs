@@ -1,5 +1,12 @@
-//! One thread owns the connection and commits the requests that wait together (group commit):
-//! each request runs in its own savepoint, and each is answered only once its batch is on disk.
+//! One thread owns the connection and commits the requests that wait together (group commit),
+//! and each is answered only once its batch is on disk.
+//!
+//! The requests of a batch run one after the other in its transaction, with nothing between
+//! them: a request that fails without having written anything (a replayed nonce, an error of a
+//! read) leaves nothing to undo. Only when one fails after writing, or panics, is the batch
+//! rolled back and run again with each request in a savepoint of its own, so that the failed
+//! one's writes alone are undone. A savepoint makes SQLite copy every page a request changes
+//! before changing it; in the common case the batch does without those copies.
 //!
 //! Getting a batch on disk is split in two. The writer thread commits it to the write-ahead log
 //! (`synchronous=NORMAL`: a write, no sync) and goes straight on with the next batch, while a
@@ -59,9 +66,50 @@ impl CommitFailure {
     }
 }
 
-type Completion = Box<dyn FnOnce(Option<&Arc<CommitFailure>>) + Send>;
-/// Runs a request inside its savepoint: whether to keep its writes, and how to answer it.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// A request waiting for the writer: its work, which may run twice (see the module's
+/// documentation), and the caller to answer with the result of its last run.
+trait Request: Send {
+    /// Runs the work on `connection`; `false` if its writes must be undone.
+    fn run(&mut self, connection: &Connection) -> bool;
+    /// Answers the caller: the result of the last run, or `failure` if the batch holding the
+    /// kept result could not be made durable.
+    fn answer(self: Box<Self>, failure: Option<&Arc<CommitFailure>>);
+}
+
+struct Pending<T, F> {
+    work: F,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Request for Pending<T, F>
+where
+    T: Send,
+    F: Fn(&Connection) -> Result<T> + Send,
+{
+    fn run(&mut self, connection: &Connection) -> bool {
+        let result = (self.work)(connection);
+        let keep = result.is_ok();
+        self.result = Some(result);
+        keep
+    }
+
+    fn answer(self: Box<Self>, failure: Option<&Arc<CommitFailure>>) {
+        let answer = match (self.result, failure) {
+            (Some(Ok(value)), None) => Ok(value),
+            (Some(Ok(_)), Some(failure)) => Err(failure.to_error()),
+            (Some(Err(error)), _) => Err(error),
+            (None, _) => Err(Error::internal(
+                "a write request was answered before it ran",
+                "the SQLite writer skipped it",
+            )),
+        };
+        // The caller may have gone away (client disconnected); the work is done either way.
+        let _ = self.reply.send(answer);
+    }
+}
+
+type Job = Box<dyn Request>;
 
 #[derive(Clone)]
 pub struct Writer {
@@ -136,7 +184,7 @@ impl Writer {
         let statistics = Arc::new(Statistics::default());
         let committed = match log {
             Some(log) => {
-                let (committed, to_sync) = mpsc::channel::<Vec<Completion>>();
+                let (committed, to_sync) = mpsc::channel::<Vec<Job>>();
                 let sync_failed = sync_failed.clone();
                 let statistics = statistics.clone();
                 std::thread::Builder::new()
@@ -164,11 +212,12 @@ impl Writer {
     }
 
     /// Runs `work` in the next batch. An `Err` rolls back its writes; an `Ok` is answered once
-    /// the batch is committed and on disk.
+    /// the batch is committed and on disk. `work` may run a second time, on the state as it was
+    /// before its first run, if another request of its batch fails halfway.
     pub async fn run<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + 'static,
     {
         if self.sync_failed.load(Ordering::Acquire) {
             return Err(Error::Unavailable(
@@ -177,19 +226,10 @@ impl Writer {
             ));
         }
         let (reply, answer) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |connection| {
-            let result = work(connection);
-            let keep = result.is_ok();
-            let complete: Completion = Box::new(move |failure| {
-                let answer = match (result, failure) {
-                    (Ok(value), None) => Ok(value),
-                    (Ok(_), Some(failure)) => Err(failure.to_error()),
-                    (Err(error), _) => Err(error),
-                };
-                // The caller may have gone away (client disconnected); the work is done either way.
-                let _ = reply.send(answer);
-            });
-            (keep, complete)
+        let job: Job = Box::new(Pending {
+            work,
+            result: None,
+            reply,
         });
         self.jobs
             .send(job)
@@ -203,7 +243,7 @@ impl Writer {
 fn run(
     connection: &Connection,
     queue: &mpsc::Receiver<Job>,
-    committed: Option<&mpsc::Sender<Vec<Completion>>>,
+    committed: Option<&mpsc::Sender<Vec<Job>>>,
     statistics: &Statistics,
 ) {
     while let Ok(first) = queue.recv() {
@@ -216,77 +256,115 @@ fn run(
                 Err(_) => break,
             }
         }
-        if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
-            tracing::error!(%error, dropped = batch.len(), "could not begin a SQLite transaction");
+        let Some(batch) = run_batch(connection, batch) else {
             continue;
-        }
-        let mut completions = Vec::with_capacity(batch.len());
-        for job in batch {
-            if let Err(error) = connection.execute_batch("SAVEPOINT request") {
-                tracing::error!(%error, "could not open a savepoint; the request is dropped");
-                continue;
-            }
-            match catch_unwind(AssertUnwindSafe(|| job(connection))) {
-                Ok((keep, complete)) => {
-                    let closed = if keep {
-                        connection.execute_batch("RELEASE request")
-                    } else {
-                        connection.execute_batch("ROLLBACK TO request; RELEASE request")
-                    };
-                    if let Err(error) = closed {
-                        tracing::error!(%error, "could not close a savepoint");
-                    }
-                    completions.push(complete);
-                }
-                Err(_) => {
-                    tracing::error!("a store request panicked; its writes are rolled back");
-                    let _ = connection.execute_batch("ROLLBACK TO request; RELEASE request");
-                }
-            }
-        }
+        };
         let committing = Instant::now();
         let commit = connection.execute_batch("COMMIT");
         add_elapsed(&statistics.commit_micros, committing);
         add_elapsed(&statistics.busy_micros, started);
         if let Err(error) = commit {
-            tracing::error!(%error, requests = completions.len(), "a SQLite commit failed");
+            tracing::error!(%error, requests = batch.len(), "a SQLite commit failed");
             let _ = connection.execute_batch("ROLLBACK");
-            fail_all(completions, CommitFailure::Commit(error));
+            fail_all(batch, CommitFailure::Commit(error));
             continue;
         }
         statistics.batches.fetch_add(1, Ordering::Relaxed);
         statistics.requests.fetch_add(
-            u64::try_from(completions.len()).unwrap_or(u64::MAX),
+            u64::try_from(batch.len()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
         match committed {
             Some(to_sync) => {
-                if let Err(mpsc::SendError(completions)) = to_sync.send(completions) {
+                if let Err(mpsc::SendError(batch)) = to_sync.send(batch) {
                     let stopped =
                         std::io::Error::other("the thread that syncs the log has stopped");
-                    fail_all(completions, CommitFailure::Sync(stopped));
+                    fail_all(batch, CommitFailure::Sync(stopped));
                 }
             }
             None => {
-                for complete in completions {
-                    complete(None);
+                for job in batch {
+                    job.answer(None);
                 }
             }
         }
     }
 }
 
-fn fail_all(completions: Vec<Completion>, failure: CommitFailure) {
+/// Runs a batch's requests in a transaction left open for the commit, and hands back the ones
+/// to answer; `None` if no transaction could begin (the requests are dropped, and their callers
+/// told so).
+fn run_batch(connection: &Connection, mut batch: Vec<Job>) -> Option<Vec<Job>> {
+    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+        tracing::error!(%error, dropped = batch.len(), "could not begin a SQLite transaction");
+        return None;
+    }
+    if run_together(connection, &mut batch) {
+        return Some(batch);
+    }
+    // One request wrote and then failed: only a savepoint around each request can undo its
+    // writes and keep the others'. The state is back to the batch's start, so every request
+    // runs again.
+    if let Err(error) = connection.execute_batch("ROLLBACK; BEGIN IMMEDIATE") {
+        tracing::error!(%error, dropped = batch.len(), "could not restart a SQLite transaction");
+        return None;
+    }
+    Some(run_apart(connection, batch))
+}
+
+/// Runs every request with nothing between them; `false`, with the batch's writes still to roll
+/// back, as soon as one fails after writing or panics.
+fn run_together(connection: &Connection, batch: &mut [Job]) -> bool {
+    batch.iter_mut().all(|job| {
+        let changes = connection.total_changes();
+        match catch_unwind(AssertUnwindSafe(|| job.run(connection))) {
+            Ok(keep) => keep || connection.total_changes() == changes,
+            Err(_) => false,
+        }
+    })
+}
+
+/// Runs each request in a savepoint of its own, which undoes its writes if it fails. A request
+/// that panics is dropped.
+fn run_apart(connection: &Connection, batch: Vec<Job>) -> Vec<Job> {
+    let mut kept = Vec::with_capacity(batch.len());
+    for mut job in batch {
+        if let Err(error) = connection.execute_batch("SAVEPOINT request") {
+            tracing::error!(%error, "could not open a savepoint; the request is dropped");
+            continue;
+        }
+        match catch_unwind(AssertUnwindSafe(|| job.run(connection))) {
+            Ok(keep) => {
+                let closed = if keep {
+                    connection.execute_batch("RELEASE request")
+                } else {
+                    connection.execute_batch("ROLLBACK TO request; RELEASE request")
+                };
+                if let Err(error) = closed {
+                    tracing::error!(%error, "could not close a savepoint");
+                }
+                kept.push(job);
+            }
+            Err(_) => {
+                tracing::error!("a store request panicked; its writes are rolled back");
+                let _ = connection.execute_batch("ROLLBACK TO request; RELEASE request");
+            }
+        }
+    }
+    kept
+}
+
+fn fail_all(batch: Vec<Job>, failure: CommitFailure) {
     let failure = Arc::new(failure);
-    for complete in completions {
-        complete(Some(&failure));
+    for job in batch {
+        job.answer(Some(&failure));
     }
 }
 
 /// Syncs the log once for every batch committed since the last sync, then answers them.
 fn sync_then_answer(
     log: &File,
-    to_sync: &mpsc::Receiver<Vec<Completion>>,
+    to_sync: &mpsc::Receiver<Vec<Job>>,
     sync_failed: &AtomicBool,
     statistics: &Statistics,
 ) {
@@ -304,8 +382,8 @@ fn sync_then_answer(
         }
         add_elapsed(&statistics.sync_micros, syncing);
         statistics.syncs.fetch_add(1, Ordering::Relaxed);
-        for complete in batches.into_iter().flatten() {
-            complete(failure.as_ref());
+        for job in batches.into_iter().flatten() {
+            job.answer(failure.as_ref());
         }
     }
 }
@@ -352,6 +430,174 @@ mod tests {
             1,
             "a later write is not run at all"
         );
+    }
+
+    /// Holds the writer thread in a batch of its own until released, so that the requests sent
+    /// meanwhile wait together and make up the next batch.
+    async fn hold_the_writer(
+        writer: &Writer,
+    ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = std::sync::Mutex::new(released);
+        let (started, running) = oneshot::channel::<()>();
+        let started = std::sync::Mutex::new(Some(started));
+        let writer = writer.clone();
+        let held = tokio::spawn(async move {
+            writer
+                .run(move |_| {
+                    if let Some(started) = started.lock().expect("not poisoned").take() {
+                        let _ = started.send(());
+                    }
+                    let _ = released.lock().expect("not poisoned").recv();
+                    Ok(())
+                })
+                .await
+                .expect("the holding request succeeds");
+        });
+        running.await.expect("the writer runs the holding request");
+        (release, held)
+    }
+
+    /// A request of the next batch: inserts `name` into `t` unless `write` is false, then
+    /// succeeds or fails; counts its runs.
+    fn request(
+        writer: &Writer,
+        name: &'static str,
+        write: bool,
+        succeed: bool,
+        runs: &Arc<AtomicUsize>,
+    ) -> tokio::task::JoinHandle<Result<()>> {
+        let (writer, runs) = (writer.clone(), runs.clone());
+        tokio::spawn(async move {
+            writer
+                .run(move |connection| {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    if write {
+                        connection
+                            .execute("INSERT INTO t VALUES (?1)", [name])
+                            .map_err(|error| Error::internal("test write", error))?;
+                    }
+                    if succeed {
+                        Ok(())
+                    } else {
+                        Err(Error::internal("test failure", name))
+                    }
+                })
+                .await
+        })
+    }
+
+    async fn names_in_t(writer: &Writer) -> Vec<String> {
+        writer
+            .run(|connection| {
+                let mut statement = connection
+                    .prepare("SELECT x FROM t ORDER BY x")
+                    .map_err(|error| Error::internal("test read", error))?;
+                statement
+                    .query_map([], |row| row.get(0))
+                    .and_then(Iterator::collect)
+                    .map_err(|error| Error::internal("test read", error))
+            })
+            .await
+            .expect("the table reads")
+    }
+
+    async fn writer_with_table() -> Writer {
+        let connection = Connection::open_in_memory().expect("an in-memory database");
+        let writer = Writer::start(connection, None).expect("the writer starts");
+        writer
+            .run(|connection| {
+                connection
+                    .execute_batch("CREATE TABLE t (x TEXT PRIMARY KEY)")
+                    .map_err(|error| Error::internal("test table", error))
+            })
+            .await
+            .expect("the table is created");
+        writer
+    }
+
+    #[tokio::test]
+    async fn a_request_that_fails_after_writing_is_undone_alone() {
+        let writer = writer_with_table().await;
+        let (release, held) = hold_the_writer(&writer).await;
+        let runs: Vec<_> = (0..4).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        let kept_before = request(&writer, "a", true, true, &runs[0]);
+        let failed_after_writing = request(&writer, "b", true, false, &runs[1]);
+        let kept_after = request(&writer, "c", true, true, &runs[2]);
+        let failed_without_writing = request(&writer, "d", false, false, &runs[3]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        release.send(()).expect("the holding request waits");
+        held.await.expect("the holding request completes");
+
+        assert!(kept_before.await.expect("answered").is_ok());
+        assert!(failed_after_writing.await.expect("answered").is_err());
+        assert!(kept_after.await.expect("answered").is_ok());
+        assert!(failed_without_writing.await.expect("answered").is_err());
+        assert_eq!(names_in_t(&writer).await, ["a", "c"]);
+        let runs: Vec<_> = runs
+            .iter()
+            .map(|runs| runs.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(
+            runs,
+            [2, 2, 1, 1],
+            "the batch ran together up to the failure, then apart from its start"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_that_fails_without_writing_costs_its_batch_nothing() {
+        let writer = writer_with_table().await;
+        let (release, held) = hold_the_writer(&writer).await;
+        let runs: Vec<_> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        let kept_before = request(&writer, "a", true, true, &runs[0]);
+        let failed_without_writing = request(&writer, "b", false, false, &runs[1]);
+        let kept_after = request(&writer, "c", true, true, &runs[2]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        release.send(()).expect("the holding request waits");
+        held.await.expect("the holding request completes");
+
+        assert!(kept_before.await.expect("answered").is_ok());
+        assert!(failed_without_writing.await.expect("answered").is_err());
+        assert!(kept_after.await.expect("answered").is_ok());
+        assert_eq!(names_in_t(&writer).await, ["a", "c"]);
+        let runs: Vec<_> = runs
+            .iter()
+            .map(|runs| runs.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(runs, [1, 1, 1], "each request ran once");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_request_is_dropped_and_its_batch_kept() {
+        let writer = writer_with_table().await;
+        let (release, held) = hold_the_writer(&writer).await;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let kept = request(&writer, "a", true, true, &runs);
+        let panicking = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .run(|connection| -> Result<()> {
+                        let _ = connection.execute("INSERT INTO t VALUES ('p')", []);
+                        panic!("a request panics after writing");
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        release.send(()).expect("the holding request waits");
+        held.await.expect("the holding request completes");
+
+        assert!(kept.await.expect("answered").is_ok());
+        assert!(
+            matches!(
+                panicking.await.expect("answered"),
+                Err(Error::Unavailable(_))
+            ),
+            "the panicking request is dropped"
+        );
+        assert_eq!(names_in_t(&writer).await, ["a"]);
     }
 
     #[tokio::test]
