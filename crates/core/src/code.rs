@@ -192,12 +192,7 @@ impl CodeHasher {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
         }
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .take(16)
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        crate::hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
     /// Constant-time: how much of a guess is right must not show in the time it takes.

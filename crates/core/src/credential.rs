@@ -206,10 +206,6 @@ struct Fingerprint<'a> {
     public_key: &'a str,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 fn unhex(field: &str, text: &str) -> Result<Vec<u8>, Error> {
     let invalid = || Error::Invalid(format!("{field} is not hexadecimal"));
     if !text.len().is_multiple_of(2) || !text.is_ascii() {
@@ -240,7 +236,7 @@ pub fn verify_attestation(
     let key = PublicKey::from_pem(&attestation.public_key)?;
     let signature = unhex("attestationData.signature", attestation.signature.trim())?;
     let fingerprint = serde_json::to_vec(&Fingerprint {
-        client_data_hash: hex(&Sha256::digest(&client_data)),
+        client_data_hash: crate::hex::encode(&Sha256::digest(&client_data)),
         public_key: &attestation.public_key,
     })
     .unwrap_or_else(|_| unreachable!("two strings serialise"));

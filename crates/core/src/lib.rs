@@ -12,6 +12,7 @@ pub mod credential;
 pub mod delivery;
 pub mod email;
 pub mod error;
+pub mod hex;
 pub mod ids;
 pub mod model;
 pub mod nonce;

@@ -46,7 +46,7 @@ impl ServerSecret {
     }
 
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::encode(&self.0)
     }
 
     fn derive(&self, purpose: &str) -> [u8; 32] {

@@ -88,10 +88,7 @@ impl SignedRequest {
         Self {
             method: method.to_ascii_uppercase(),
             path: path.to_owned(),
-            payload_sha256: Sha256::digest(payload)
-                .iter()
-                .map(|byte| format!("{byte:02x}"))
-                .collect(),
+            payload_sha256: crate::hex::encode(&Sha256::digest(payload)),
         }
     }
 }
