@@ -516,30 +516,60 @@ mod tests {
         writer
     }
 
-    #[tokio::test]
-    async fn a_request_that_fails_after_writing_is_undone_alone() {
+    /// What a held batch of requests answered, how often each ran, and the writer.
+    struct HeldBatch {
+        writer: Writer,
+        answers: Vec<Result<()>>,
+        runs: Vec<usize>,
+    }
+
+    /// Sends `requests` (name, whether it writes, whether it succeeds) while the writer is held,
+    /// so that they make up one batch, and waits for their answers.
+    async fn run_held_batch(requests: &[(&'static str, bool, bool)]) -> HeldBatch {
         let writer = writer_with_table().await;
         let (release, held) = hold_the_writer(&writer).await;
-        let runs: Vec<_> = (0..4).map(|_| Arc::new(AtomicUsize::new(0))).collect();
-        let kept_before = request(&writer, "a", true, true, &runs[0]);
-        let failed_after_writing = request(&writer, "b", true, false, &runs[1]);
-        let kept_after = request(&writer, "c", true, true, &runs[2]);
-        let failed_without_writing = request(&writer, "d", false, false, &runs[3]);
+        let runs: Vec<_> = requests
+            .iter()
+            .map(|_| Arc::new(AtomicUsize::new(0)))
+            .collect();
+        let pending: Vec<_> = requests
+            .iter()
+            .zip(&runs)
+            .map(|(&(name, write, succeed), runs)| request(&writer, name, write, succeed, runs))
+            .collect();
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         release.send(()).expect("the holding request waits");
         held.await.expect("the holding request completes");
-
-        assert!(kept_before.await.expect("answered").is_ok());
-        assert!(failed_after_writing.await.expect("answered").is_err());
-        assert!(kept_after.await.expect("answered").is_ok());
-        assert!(failed_without_writing.await.expect("answered").is_err());
-        assert_eq!(names_in_t(&writer).await, ["a", "c"]);
-        let runs: Vec<_> = runs
+        let mut answers = Vec::new();
+        for answer in pending {
+            answers.push(answer.await.expect("answered"));
+        }
+        let runs = runs
             .iter()
             .map(|runs| runs.load(Ordering::SeqCst))
             .collect();
-        assert_eq!(
+        HeldBatch {
+            writer,
+            answers,
             runs,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_that_fails_after_writing_is_undone_alone() {
+        let batch = run_held_batch(&[
+            ("a", true, true),
+            ("b", true, false),
+            ("c", true, true),
+            ("d", false, false),
+        ])
+        .await;
+
+        let succeeded: Vec<_> = batch.answers.iter().map(Result::is_ok).collect();
+        assert_eq!(succeeded, [true, false, true, false]);
+        assert_eq!(names_in_t(&batch.writer).await, ["a", "c"]);
+        assert_eq!(
+            batch.runs,
             [2, 2, 1, 1],
             "the batch ran together up to the failure, then apart from its start"
         );
@@ -547,25 +577,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_that_fails_without_writing_costs_its_batch_nothing() {
-        let writer = writer_with_table().await;
-        let (release, held) = hold_the_writer(&writer).await;
-        let runs: Vec<_> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
-        let kept_before = request(&writer, "a", true, true, &runs[0]);
-        let failed_without_writing = request(&writer, "b", false, false, &runs[1]);
-        let kept_after = request(&writer, "c", true, true, &runs[2]);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        release.send(()).expect("the holding request waits");
-        held.await.expect("the holding request completes");
+        let batch =
+            run_held_batch(&[("a", true, true), ("b", false, false), ("c", true, true)]).await;
 
-        assert!(kept_before.await.expect("answered").is_ok());
-        assert!(failed_without_writing.await.expect("answered").is_err());
-        assert!(kept_after.await.expect("answered").is_ok());
-        assert_eq!(names_in_t(&writer).await, ["a", "c"]);
-        let runs: Vec<_> = runs
-            .iter()
-            .map(|runs| runs.load(Ordering::SeqCst))
-            .collect();
-        assert_eq!(runs, [1, 1, 1], "each request ran once");
+        let succeeded: Vec<_> = batch.answers.iter().map(Result::is_ok).collect();
+        assert_eq!(succeeded, [true, false, true]);
+        assert_eq!(names_in_t(&batch.writer).await, ["a", "c"]);
+        assert_eq!(batch.runs, [1, 1, 1], "each request ran once");
     }
 
     #[tokio::test]
