@@ -2,6 +2,12 @@ use clap::Parser as _;
 use enroll::cli::Cli;
 use enroll::config::Settings;
 
+/// Every request allocates (headers, JSON, rows, the email): with mimalloc instead of the
+/// system allocator the server runs about 7% fewer instructions per resend
+/// (docs/performance.md, change 22).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
