@@ -147,7 +147,7 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `work`, which may write, on the writer thread.
+    /// Runs `work`, which may write, on the writer thread; it may run twice (see [`writer`]).
     async fn write<T, F>(&self, context: &'static str, work: F) -> Result<T>
     where
         T: Send + 'static,
