@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::load::Measured;
-use crate::server::{Counters, Memory, increase};
+use crate::server::{Counters, CpuTime, Memory, increase};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -29,6 +29,63 @@ pub struct Row {
     pub notes: Vec<String>,
     /// How the SQLite writer thread fared, for rows on SQLite.
     pub writer: Option<WriterLoad>,
+    /// What the servers spent of the CPU, for rows that drive a load at them.
+    pub cpu: Option<ServerCpu>,
+}
+
+/// The CPU time the servers took across a row's load (warm-up included), from the kernel's
+/// accounting: what a request costs the box whatever else shares it, the load generator
+/// included.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerCpu {
+    /// CPU seconds per second: how many of the machine's cores the servers kept busy.
+    pub cores: f64,
+    pub micros_per_request: f64,
+    /// The share of that time spent in the kernel (sockets, file writes, syncs, wake-ups).
+    pub kernel_share: f64,
+}
+
+impl ServerCpu {
+    /// From the servers' CPU time before and after `elapsed` in which `requests` completed;
+    /// `None` when none did.
+    pub fn between(
+        before: CpuTime,
+        after: CpuTime,
+        elapsed: Duration,
+        requests: u64,
+    ) -> Option<Self> {
+        let user = after.user.saturating_sub(before.user).as_secs_f64();
+        let kernel = after.kernel.saturating_sub(before.kernel).as_secs_f64();
+        let total = user + kernel;
+        if requests == 0 || elapsed.is_zero() || total <= 0.0 {
+            return None;
+        }
+        Some(Self {
+            cores: total / elapsed.as_secs_f64(),
+            micros_per_request: total * 1e6 / requests as f64,
+            kernel_share: kernel / total,
+        })
+    }
+
+    fn to_json(self) -> Value {
+        json!({
+            "cores": self.cores,
+            "microsPerRequest": self.micros_per_request,
+            "kernelShare": self.kernel_share,
+        })
+    }
+}
+
+impl std::fmt::Display for ServerCpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server CPU {:.2} cores, {:.0} µs a request ({:.0}% in the kernel)",
+            self.cores,
+            self.micros_per_request,
+            self.kernel_share * 100.0
+        )
+    }
 }
 
 /// The SQLite writer thread across a row's load (warm-up included), from its counters on
@@ -136,6 +193,7 @@ impl Row {
             memory,
             notes,
             writer: None,
+            cpu: None,
         }
     }
 }
@@ -257,9 +315,10 @@ impl Report {
         let mut out = String::new();
         for row in &self.rows {
             let notes: Vec<String> = row
-                .writer
+                .cpu
                 .iter()
                 .map(ToString::to_string)
+                .chain(row.writer.iter().map(ToString::to_string))
                 .chain(row.notes.iter().cloned())
                 .collect();
             if !notes.is_empty() {
@@ -317,6 +376,7 @@ impl Report {
                     "peakRssBytes": row.memory.peak,
                     "notes": row.notes,
                     "sqliteWriter": row.writer.map(WriterLoad::to_json),
+                    "serverCpu": row.cpu.map(ServerCpu::to_json),
                 })
             })
             .collect();
@@ -362,6 +422,35 @@ mod tests {
             .iter()
             .map(|(name, value)| ((*name).to_owned(), *value))
             .collect()
+    }
+
+    #[test]
+    fn the_servers_cpu_is_told_per_request_and_per_second() {
+        let before = CpuTime {
+            user: Duration::from_secs(10),
+            kernel: Duration::from_secs(4),
+        };
+        let after = CpuTime {
+            user: Duration::from_millis(11_500),
+            kernel: Duration::from_millis(5_000),
+        };
+        let cpu = ServerCpu::between(before, after, Duration::from_secs(2), 12_500)
+            .expect("requests were served");
+        assert_eq!(
+            cpu.to_string(),
+            "server CPU 1.25 cores, 200 µs a request (40% in the kernel)"
+        );
+        assert_eq!(cpu.to_json()["microsPerRequest"], json!(200.0));
+        assert_eq!(
+            ServerCpu::between(before, after, Duration::from_secs(2), 0),
+            None,
+            "no request, no cost per request"
+        );
+        assert_eq!(
+            ServerCpu::between(before, before, Duration::from_secs(2), 10),
+            None,
+            "a server that is gone reads as no time"
+        );
     }
 
     #[test]

@@ -130,6 +130,11 @@ impl Server {
         Memory::of(self.pid)
     }
 
+    /// The CPU time the server has taken so far, its threads' together.
+    pub fn cpu_time(&self) -> CpuTime {
+        CpuTime::of(self.pid)
+    }
+
     /// A counter of `GET /metrics` (no labels), by name.
     pub async fn counter(&self, name: &str) -> anyhow::Result<f64> {
         Ok(counter_value(&self.counters().await?, name))
@@ -164,6 +169,56 @@ impl Server {
             .is_err()
         {
             let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// The CPU time a process has taken, in user space and in the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    pub user: Duration,
+    pub kernel: Duration,
+}
+
+/// The unit of `/proc/<pid>/stat`'s times, in milliseconds: `USER_HZ`, which the kernel's
+/// interface fixes at 100 a second.
+const CLOCK_TICK_MILLIS: u64 = 10;
+
+impl CpuTime {
+    /// From `/proc/<pid>/stat` (`utime` and `stime`, exited threads included); zero if the
+    /// process is gone.
+    pub fn of(pid: u32) -> Self {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| Self::parse(&stat))
+            .unwrap_or_default()
+    }
+
+    fn parse(stat: &str) -> Option<Self> {
+        // The command name, in parentheses, may hold spaces; the fields after it are fixed:
+        // state is the 3rd of the line, utime the 14th, stime the 15th.
+        let (_, fields) = stat.rsplit_once(')')?;
+        let mut fields = fields.split_whitespace().skip(11);
+        let mut time = || {
+            let ticks = fields.next()?.parse::<u64>().ok()?;
+            Some(Duration::from_millis(
+                ticks.saturating_mul(CLOCK_TICK_MILLIS),
+            ))
+        };
+        Some(Self {
+            user: time()?,
+            kernel: time()?,
+        })
+    }
+}
+
+impl std::ops::Add for CpuTime {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            user: self.user + other.user,
+            kernel: self.kernel + other.kernel,
         }
     }
 }
@@ -274,4 +329,24 @@ pub fn remove_own_dirs() {
 /// Removes a directory made by [`temp_dir`], ignoring errors.
 pub fn remove_dir(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (enroll (a) b) S 1 4242 4242 0 -1 4194560 5319 0 0 0 \
+                    1234 567 0 0 20 0 9 0 1742 1060409344 9728 18446744073709551615";
+        assert_eq!(
+            CpuTime::parse(stat),
+            Some(CpuTime {
+                user: Duration::from_millis(12_340),
+                kernel: Duration::from_millis(5_670),
+            })
+        );
+        assert_eq!(CpuTime::parse("4242 (enroll) S 1"), None);
+        assert_eq!(CpuTime::of(u32::MAX), CpuTime::default());
+    }
 }

@@ -51,6 +51,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
             received.len()
         )],
         writer: None,
+        cpu: None,
     });
 
     let sink = SmtpSink::start().await;
@@ -76,6 +77,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
             average.max(1_000)
         )],
         writer: None,
+        cpu: None,
     });
     // The ratio column compares to /healthz, which means nothing here.
     Ok(())

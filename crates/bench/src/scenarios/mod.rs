@@ -19,9 +19,9 @@ use enroll_testkit::smtp::SmtpSink;
 use crate::db::{Instance, StoreKind, Template};
 use crate::load::{self, Load, Measured};
 use crate::options::Options;
-use crate::report::{Report, Row, WriterLoad};
+use crate::report::{Report, Row, ServerCpu, WriterLoad};
 use crate::requests;
-use crate::server::{Counters, Memory, Server, ServerConfig, increase, temp_dir};
+use crate::server::{Counters, CpuTime, Memory, Server, ServerConfig, increase, temp_dir};
 
 pub use sweep::chart;
 pub use targets::evaluate as evaluate_targets;
@@ -78,6 +78,14 @@ impl Running {
             .fold(Memory::default(), Memory::max)
     }
 
+    /// The CPU time the servers have taken so far, summed.
+    pub fn cpu_time(&self) -> CpuTime {
+        self.servers
+            .iter()
+            .map(Server::cpu_time)
+            .fold(CpuTime::default(), |total, time| total + time)
+    }
+
     /// The counters of `/metrics`, summed over the servers.
     pub async fn counters(&self) -> anyhow::Result<Counters> {
         let mut total = Counters::new();
@@ -102,6 +110,38 @@ impl Running {
 pub enum Emails {
     /// Every success queues one.
     OnePerSuccess,
+}
+
+/// What a load at running servers measured, before it becomes a row.
+pub struct Measurement {
+    measured: Measured,
+    memory: Memory,
+    writer: Option<WriterLoad>,
+    cpu: Option<ServerCpu>,
+    notes: Vec<String>,
+}
+
+impl Measurement {
+    pub fn into_row(
+        self,
+        key: impl Into<String>,
+        operation: impl Into<String>,
+        store: impl Into<String>,
+        connections: usize,
+    ) -> Row {
+        let mut row = Row::measured(
+            key,
+            operation,
+            store,
+            connections,
+            &self.measured,
+            self.memory,
+        );
+        row.writer = self.writer;
+        row.cpu = self.cpu;
+        row.notes.extend(self.notes);
+        row
+    }
 }
 
 impl Suite {
@@ -245,10 +285,7 @@ impl Suite {
         let running = Running::start(&self.options, instance, instances).await?;
         let result = self.measure(&running, &load, emails).await;
         running.finish().await;
-        let (measured, memory, writer, notes) = result?;
-        let mut row = Row::measured(key, operation, store, load.connections, &measured, memory);
-        row.writer = writer;
-        row.notes.extend(notes);
+        let row = result?.into_row(key, operation, store, load.connections);
         self.push(row);
         Ok(())
     }
@@ -259,8 +296,9 @@ impl Suite {
         running: &Running,
         load: &Load,
         emails: Emails,
-    ) -> anyhow::Result<(Measured, Memory, Option<WriterLoad>, Vec<String>)> {
+    ) -> anyhow::Result<Measurement> {
         let before = running.counters().await?;
+        let cpu_before = running.cpu_time();
         let started = Instant::now();
         let measured = load::drive_split(
             &running.addresses(),
@@ -270,6 +308,12 @@ impl Suite {
         )
         .await?;
         let elapsed = started.elapsed();
+        let cpu = ServerCpu::between(
+            cpu_before,
+            running.cpu_time(),
+            elapsed,
+            measured.successes_total + measured.failures,
+        );
         let memory = running.memory();
         let after = running.counters().await?;
         let writer = WriterLoad::between(&before, &after, elapsed);
@@ -285,7 +329,13 @@ impl Suite {
                 notes.push(warning);
             }
         }
-        Ok((measured, memory, writer, notes))
+        Ok(Measurement {
+            measured,
+            memory,
+            writer,
+            cpu,
+            notes,
+        })
     }
 }
 

@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use super::{Emails, Running, Suite, startup};
 use crate::bulk;
 use crate::db::StoreKind;
-use crate::report::Row;
 use crate::requests;
 
 /// `count` user indexes spread at random over `0..size`.
@@ -136,21 +135,16 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
         let load = requests::dfns_resend(&seeded, &sample(size, seeded.dfns_users), connections);
         let result = suite.measure(&running, &load, Emails::OnePerSuccess).await;
         running.finish().await;
-        let (measured, memory, writer, notes) = result?;
-        let mut row = Row::measured(
+        let mut row = result?.into_row(
             format!("resend.dfns.{}.size", key_store(kind)),
             "resend, Dfns (PUT /auth/registration/code)",
             store,
             connections,
-            &measured,
-            memory,
         );
-        row.writer = writer;
         row.notes.push(format!(
             "{} users addressed, spread over all {size}",
             seeded.dfns_users
         ));
-        row.notes.extend(notes);
         suite.push(row);
     }
     Ok(())

@@ -48,6 +48,7 @@ pub async fn time_starts(
         memory,
         notes: vec![format!("starts in ms, sorted: {}", shown.join(", "))],
         writer: None,
+        cpu: None,
     })
 }
 
