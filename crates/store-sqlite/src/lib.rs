@@ -158,6 +158,18 @@ impl SqliteStore {
             .await
     }
 
+    /// Runs `query`, a small read that every request of some kind makes, on the writer before
+    /// its next batch's writes (see [`Writer::read`]).
+    async fn look_up<T, F>(&self, context: &'static str, query: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.writer
+            .read(move |connection| query(connection).map_err(db_error(context)))
+            .await
+    }
+
     /// Runs `query`, which writes nothing, on a reader connection beside the writer.
     async fn read<T, F>(&self, context: &'static str, query: F) -> Result<T>
     where
@@ -539,8 +551,8 @@ impl Directory for SqliteStore {
             TokenKey::Digest(digest) => ("digest", rusqlite::types::Value::Blob(digest.to_vec())),
             TokenKey::Id(id) => ("id", rusqlite::types::Value::Text(id.as_str().to_owned())),
         };
-        // One trip to a reader for both rows: every authenticated request starts here.
-        self.read("could not look up a token", move |connection| {
+        // One trip to the writer for both rows: every authenticated request starts here.
+        self.look_up("could not look up a token", move |connection| {
             let token = connection
                 .prepare_cached(&format!(
                     "SELECT {} FROM tokens WHERE {column} = ?1",

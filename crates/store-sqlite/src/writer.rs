@@ -17,6 +17,10 @@
 //! The price: other connections may read a batch a sync's length before it is durable. Nothing
 //! leaves the server on such a read alone: mail is claimed by a write, whose answer waits for a
 //! sync that covers the claimed messages.
+//!
+//! Small reads can ride along ([`Writer::read`]): they run at the start of the next batch,
+//! before its writes, and are answered at once, seeing the last commit as a reader connection
+//! would.
 
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -69,6 +73,8 @@ impl CommitFailure {
 /// A request waiting for the writer: its work, which may run twice (see the module's
 /// documentation), and the caller to answer with the result of its last run.
 trait Request: Send {
+    /// Whether the work only reads: it runs before the batch's writes and is answered at once.
+    fn reads_only(&self) -> bool;
     /// Runs the work on `connection`; `false` if its writes must be undone.
     fn run(&mut self, connection: &Connection) -> bool;
     /// Answers the caller: the result of the last run, or `failure` if the batch holding the
@@ -78,6 +84,7 @@ trait Request: Send {
 
 struct Pending<T, F> {
     work: F,
+    reads_only: bool,
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
 }
@@ -87,6 +94,10 @@ where
     T: Send,
     F: Fn(&Connection) -> Result<T> + Send,
 {
+    fn reads_only(&self) -> bool {
+        self.reads_only
+    }
+
     fn run(&mut self, connection: &Connection) -> bool {
         let result = (self.work)(connection);
         let keep = result.is_ok();
@@ -125,6 +136,7 @@ pub struct Writer {
 pub struct Statistics {
     batches: AtomicU64,
     requests: AtomicU64,
+    reads: AtomicU64,
     busy_micros: AtomicU64,
     commit_micros: AtomicU64,
     syncs: AtomicU64,
@@ -144,6 +156,11 @@ impl Statistics {
                 "sqlite_write_requests",
                 "Write requests run by the SQLite writer",
                 load(&self.requests),
+            ),
+            CounterValue::new(
+                "sqlite_writer_reads",
+                "Reads run by the SQLite writer before the writes of its batches",
+                load(&self.reads),
             ),
             CounterValue::new(
                 "sqlite_writer_busy_microseconds",
@@ -219,7 +236,29 @@ impl Writer {
         T: Send + 'static,
         F: Fn(&Connection) -> Result<T> + Send + 'static,
     {
-        if self.sync_failed.load(Ordering::Acquire) {
+        self.queue(work, false).await
+    }
+
+    /// Runs `work`, which only reads, at the start of the next batch, before its writes, and
+    /// answers at once: it sees the last commit, as a reader connection would. For the small
+    /// reads every request makes: the writer has their pages in its cache and its locks
+    /// already, where a reader connection under a steady write load re-reads every page (the
+    /// log changed since its last read) and is handed to a blocking thread and back. A write
+    /// by `work` fails (`query_only`).
+    pub async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.queue(work, true).await
+    }
+
+    async fn queue<T, F>(&self, work: F, reads_only: bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + 'static,
+    {
+        if !reads_only && self.sync_failed.load(Ordering::Acquire) {
             return Err(Error::Unavailable(
                 "a sync of the SQLite log failed earlier; restart the server once the disk is sound"
                     .into(),
@@ -228,6 +267,7 @@ impl Writer {
         let (reply, answer) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(Pending {
             work,
+            reads_only,
             result: None,
             reply,
         });
@@ -256,7 +296,18 @@ fn run(
                 Err(_) => break,
             }
         }
-        let Some(batch) = run_batch(connection, batch) else {
+        let (reads, batch): (Vec<Job>, Vec<Job>) =
+            batch.into_iter().partition(|job| job.reads_only());
+        statistics.reads.fetch_add(
+            u64::try_from(reads.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        if batch.is_empty() {
+            read_alone(connection, reads);
+            add_elapsed(&statistics.busy_micros, started);
+            continue;
+        }
+        let Some(batch) = run_batch(connection, reads, batch) else {
             continue;
         };
         let committing = Instant::now();
@@ -294,11 +345,16 @@ fn run(
 /// Runs a batch's requests in a transaction left open for the commit, and hands back the ones
 /// to answer; `None` if no transaction could begin (the requests are dropped, and their callers
 /// told so).
-fn run_batch(connection: &Connection, mut batch: Vec<Job>) -> Option<Vec<Job>> {
+fn run_batch(connection: &Connection, reads: Vec<Job>, mut batch: Vec<Job>) -> Option<Vec<Job>> {
     if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
-        tracing::error!(%error, dropped = batch.len(), "could not begin a SQLite transaction");
+        tracing::error!(
+            %error,
+            dropped = batch.len() + reads.len(),
+            "could not begin a SQLite transaction"
+        );
         return None;
     }
+    run_reads(connection, reads);
     if run_together(connection, &mut batch) {
         return Some(batch);
     }
@@ -310,6 +366,40 @@ fn run_batch(connection: &Connection, mut batch: Vec<Job>) -> Option<Vec<Job>> {
         return None;
     }
     Some(run_apart(connection, batch))
+}
+
+/// Runs the reads of a batch that has no writes, in a transaction of their own.
+fn read_alone(connection: &Connection, reads: Vec<Job>) {
+    if let Err(error) = connection.execute_batch("BEGIN") {
+        tracing::error!(%error, dropped = reads.len(), "could not begin a SQLite transaction");
+        return;
+    }
+    run_reads(connection, reads);
+    if let Err(error) = connection.execute_batch("COMMIT") {
+        tracing::error!(%error, "could not end a SQLite read transaction");
+        let _ = connection.execute_batch("ROLLBACK");
+    }
+}
+
+/// Runs each read, with writes refused, and answers it at once: nothing it saw waits for a
+/// commit, since the transaction has written nothing yet. A read that panics is dropped.
+fn run_reads(connection: &Connection, reads: Vec<Job>) {
+    if reads.is_empty() {
+        return;
+    }
+    if let Err(error) = connection.execute_batch("PRAGMA query_only = ON") {
+        tracing::error!(%error, dropped = reads.len(), "could not refuse writes to the reads");
+        return;
+    }
+    for mut job in reads {
+        match catch_unwind(AssertUnwindSafe(|| job.run(connection))) {
+            Ok(_) => job.answer(None),
+            Err(_) => tracing::error!("a store read panicked"),
+        }
+    }
+    if let Err(error) = connection.execute_batch("PRAGMA query_only = OFF") {
+        tracing::error!(%error, "could not let the writer write again");
+    }
 }
 
 /// Runs every request with nothing between them; `false`, with the batch's writes still to roll
@@ -430,6 +520,14 @@ mod tests {
             1,
             "a later write is not run at all"
         );
+        let read = writer
+            .read(|connection| {
+                connection
+                    .query_row("SELECT count(*) FROM t", [], |row| row.get::<_, i64>(0))
+                    .map_err(|error| Error::internal("test read", error))
+            })
+            .await;
+        assert_eq!(read.ok(), Some(1), "reads go on: they wait for no sync");
     }
 
     /// Holds the writer thread in a batch of its own until released, so that the requests sent
@@ -616,6 +714,100 @@ mod tests {
             "the panicking request is dropped"
         );
         assert_eq!(names_in_t(&writer).await, ["a"]);
+    }
+
+    async fn names_read_in_t(writer: &Writer) -> Result<Vec<String>> {
+        writer
+            .read(|connection| {
+                let mut statement = connection
+                    .prepare("SELECT x FROM t ORDER BY x")
+                    .map_err(|error| Error::internal("test read", error))?;
+                statement
+                    .query_map([], |row| row.get(0))
+                    .and_then(Iterator::collect)
+                    .map_err(|error| Error::internal("test read", error))
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_read_sees_the_last_commit_and_is_answered_before_its_batch_commits() {
+        let writer = writer_with_table().await;
+        let runs = Arc::new(AtomicUsize::new(0));
+        request(&writer, "a", true, true, &runs)
+            .await
+            .expect("answered")
+            .expect("committed");
+        let (release, held) = hold_the_writer(&writer).await;
+        // A write queued before the read, which holds its batch open until the read is answered
+        // (or 5 s pass): the read runs first and does not wait for the batch's commit.
+        let (read_answered, answered) = std::sync::mpsc::channel::<()>();
+        let answered = std::sync::Mutex::new(answered);
+        let write = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .run(move |connection| {
+                        connection
+                            .execute("INSERT INTO t VALUES ('b')", [])
+                            .map_err(|error| Error::internal("test write", error))?;
+                        let waited = answered
+                            .lock()
+                            .expect("not poisoned")
+                            .recv_timeout(std::time::Duration::from_secs(5));
+                        Ok(waited.is_ok())
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let read = {
+            let writer = writer.clone();
+            tokio::spawn(async move { names_read_in_t(&writer).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        release.send(()).expect("the holding request waits");
+        held.await.expect("the holding request completes");
+
+        let names = read.await.expect("answered").expect("the read succeeds");
+        assert_eq!(
+            names,
+            ["a"],
+            "the read sees the last commit, not its batch's writes"
+        );
+        read_answered.send(()).expect("the write waits");
+        assert_eq!(
+            write.await.expect("answered").ok(),
+            Some(true),
+            "the read was answered while its batch was still open"
+        );
+        assert_eq!(names_in_t(&writer).await, ["a", "b"]);
+        let counters: std::collections::HashMap<_, _> = writer
+            .statistics()
+            .counters()
+            .into_iter()
+            .map(|counter| (counter.name, counter.value))
+            .collect();
+        assert_eq!(counters["sqlite_writer_reads"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_writes_is_refused_and_the_writer_goes_on_writing() {
+        let writer = writer_with_table().await;
+        let written = writer
+            .read(|connection| {
+                connection
+                    .execute("INSERT INTO t VALUES ('r')", [])
+                    .map_err(|error| Error::internal("test write", error))
+            })
+            .await;
+        assert!(written.is_err(), "{written:?}");
+        let runs = Arc::new(AtomicUsize::new(0));
+        request(&writer, "w", true, true, &runs)
+            .await
+            .expect("answered")
+            .expect("a write after it succeeds");
+        assert_eq!(names_read_in_t(&writer).await.expect("read"), ["w"]);
     }
 
     #[tokio::test]
