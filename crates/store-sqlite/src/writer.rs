@@ -585,19 +585,27 @@ mod tests {
         })
     }
 
-    async fn names_in_t(writer: &Writer) -> Vec<String> {
+    fn counters_of(writer: &Writer) -> std::collections::HashMap<&'static str, u64> {
         writer
-            .run(|connection| {
-                let mut statement = connection
-                    .prepare("SELECT x FROM t ORDER BY x")
-                    .map_err(|error| Error::internal("test read", error))?;
-                statement
-                    .query_map([], |row| row.get(0))
-                    .and_then(Iterator::collect)
-                    .map_err(|error| Error::internal("test read", error))
-            })
-            .await
-            .expect("the table reads")
+            .statistics()
+            .counters()
+            .into_iter()
+            .map(|counter| (counter.name, counter.value))
+            .collect()
+    }
+
+    fn select_names(connection: &Connection) -> Result<Vec<String>> {
+        let mut statement = connection
+            .prepare("SELECT x FROM t ORDER BY x")
+            .map_err(|error| Error::internal("test read", error))?;
+        statement
+            .query_map([], |row| row.get(0))
+            .and_then(Iterator::collect)
+            .map_err(|error| Error::internal("test read", error))
+    }
+
+    async fn names_in_t(writer: &Writer) -> Vec<String> {
+        writer.run(select_names).await.expect("the table reads")
     }
 
     async fn writer_with_table() -> Writer {
@@ -717,17 +725,7 @@ mod tests {
     }
 
     async fn names_read_in_t(writer: &Writer) -> Result<Vec<String>> {
-        writer
-            .read(|connection| {
-                let mut statement = connection
-                    .prepare("SELECT x FROM t ORDER BY x")
-                    .map_err(|error| Error::internal("test read", error))?;
-                statement
-                    .query_map([], |row| row.get(0))
-                    .and_then(Iterator::collect)
-                    .map_err(|error| Error::internal("test read", error))
-            })
-            .await
+        writer.read(select_names).await
     }
 
     #[tokio::test]
@@ -782,12 +780,7 @@ mod tests {
             "the read was answered while its batch was still open"
         );
         assert_eq!(names_in_t(&writer).await, ["a", "b"]);
-        let counters: std::collections::HashMap<_, _> = writer
-            .statistics()
-            .counters()
-            .into_iter()
-            .map(|counter| (counter.name, counter.value))
-            .collect();
+        let counters = counters_of(&writer);
         assert_eq!(counters["sqlite_writer_reads"], 1);
     }
 
@@ -826,12 +819,7 @@ mod tests {
             let answer = request.await.expect("the request completes");
             assert_eq!(answer.expect("a synced answer"), n);
         }
-        let counters: std::collections::HashMap<_, _> = writer
-            .statistics()
-            .counters()
-            .into_iter()
-            .map(|counter| (counter.name, counter.value))
-            .collect();
+        let counters = counters_of(&writer);
         assert_eq!(counters["sqlite_write_requests"], 50);
         let batches = counters["sqlite_write_batches"];
         assert!((1..=50).contains(&batches), "{counters:?}");
