@@ -551,13 +551,15 @@ impl Directory for SqliteStore {
             TokenKey::Digest(digest) => ("digest", rusqlite::types::Value::Blob(digest.to_vec())),
             TokenKey::Id(id) => ("id", rusqlite::types::Value::Text(id.as_str().to_owned())),
         };
+        // Written here rather than in the lookup, which runs on the writer thread.
+        let query = format!(
+            "SELECT {} FROM tokens WHERE {column} = ?1",
+            rows::TOKEN_COLUMNS
+        );
         // One trip to the writer for both rows: every authenticated request starts here.
         self.look_up("could not look up a token", move |connection| {
             let token = connection
-                .prepare_cached(&format!(
-                    "SELECT {} FROM tokens WHERE {column} = ?1",
-                    rows::TOKEN_COLUMNS
-                ))?
+                .prepare_cached(&query)?
                 .query_row([&key], rows::token)
                 .optional()?;
             let Some(token) = token else {
