@@ -3,7 +3,9 @@
 //! transaction, as `user<n>@bench.example` for every missing `n`.
 //!
 //! Every row that names the template user is copied: its `users` row, its code, its events,
-//! its outbox message (settled) and its cooldown. Each column is copied as it is, except that
+//! its outbox message (settled) and its cooldown. Each column is copied as it is (but rowids
+//! and identity columns, which the database numbers, and on SQLite the chain of a user's
+//! events, rebuilt for the copies), except that
 //! in text the template's user id, username, code id, message id and cooldown subject become
 //! the copy's, and a code's `hash` is random bytes. So the copies have the shape the store
 //! writes, whatever columns it has. Ids are well formed (`us-xxxxx-xxxxx-<16>`, lowercase
@@ -169,17 +171,28 @@ pub fn sqlite(file: &Path, org_id: &str, from: usize, to: usize) -> anyhow::Resu
     let mut tables = Vec::new();
     for (table, reference) in TABLES {
         let mut statement = connection.prepare(&format!("PRAGMA table_info({table})"))?;
-        let columns = statement
+        let described = statement
             .query_map([], |row| {
                 let name: String = row.get(1)?;
                 let kind: String = row.get(2)?;
-                Ok(Column {
-                    name,
-                    text: kind.eq_ignore_ascii_case("TEXT"),
-                    blob: kind.eq_ignore_ascii_case("BLOB"),
-                })
+                let key_position: i64 = row.get(5)?;
+                Ok((name, kind, key_position))
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        // A table's `INTEGER PRIMARY KEY` is its rowid: SQLite numbers the copies itself, as
+        // PostgreSQL does its identity columns (left out below).
+        let keys = described.iter().filter(|(_, _, key)| *key > 0).count();
+        let columns: Vec<Column> = described
+            .into_iter()
+            .filter(|(_, kind, key)| {
+                !(keys == 1 && *key == 1 && kind.eq_ignore_ascii_case("INTEGER"))
+            })
+            .map(|(name, kind, _)| Column {
+                text: kind.eq_ignore_ascii_case("TEXT"),
+                blob: kind.eq_ignore_ascii_case("BLOB"),
+                name,
+            })
+            .collect();
         tables.push(copy_statement(
             Dialect::Sqlite,
             table,
@@ -212,6 +225,20 @@ pub fn sqlite(file: &Path, org_id: &str, from: usize, to: usize) -> anyhow::Resu
             .execute(statement, [])
             .with_context(|| format!("bulk copy failed: {statement}"))?;
     }
+    // The copies' events chained as the store chains a user's events (its migration 0011):
+    // each to the copy's event before it, the copy's row to its newest.
+    transaction.execute_batch(
+        "CREATE TEMP TABLE bulk_events AS
+             SELECT e.id, e.aggregate_id,
+                    LAG(e.id) OVER (PARTITION BY e.aggregate_id ORDER BY e.sequence) AS previous,
+                    ROW_NUMBER() OVER (PARTITION BY e.aggregate_id ORDER BY e.sequence DESC) AS rank
+             FROM events e JOIN bulk_ids b ON e.aggregate_id = b.user_id;
+         UPDATE events SET previous = chained.previous FROM bulk_events AS chained
+             WHERE events.id = chained.id;
+         UPDATE users SET last_event = newest.id FROM bulk_events AS newest
+             WHERE newest.rank = 1 AND users.id = newest.aggregate_id;
+         DROP TABLE bulk_events;",
+    )?;
     transaction.execute_batch("DROP TABLE bulk_ids; DROP TABLE bulk_random;")?;
     transaction.commit()?;
     // No ANALYZE: the server never runs it, so its databases have no statistics either.

@@ -102,19 +102,27 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
             .prepare_cached("UPDATE codes SET state = ?2, failed_attempts = ?3 WHERE id = ?1")?
             .execute(params![id.as_str(), state.as_str(), failed_attempts])
             .map(drop),
-        Effect::AppendEvent(event) => connection
-            .prepare_cached(
-                "INSERT INTO events (aggregate_id, sequence, kind, payload, org_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                event.aggregate_id,
-                event.sequence,
-                event.kind,
-                event.payload.to_string(),
-                event.org_id.as_str(),
-                event.at.as_millis()
-            ])
-            .map(drop),
+        // Appended in the order events happen, chained to the user's newest (migration 0011):
+        // the user's row, written in every event's transaction, names the new one.
+        Effect::AppendEvent(event) => {
+            connection
+                .prepare_cached(
+                    "INSERT INTO events (aggregate_id, sequence, kind, payload, org_id, at, previous) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT last_event FROM users WHERE id = ?1))",
+                )?
+                .execute(params![
+                    event.aggregate_id,
+                    event.sequence,
+                    event.kind,
+                    event.payload.to_string(),
+                    event.org_id.as_str(),
+                    event.at.as_millis()
+                ])?;
+            connection
+                .prepare_cached("UPDATE users SET last_event = last_insert_rowid() WHERE id = ?1")?
+                .execute([&event.aggregate_id])
+                .map(drop)
+        }
         Effect::EnqueueMessage(message) => connection
             .prepare_cached(
                 "INSERT INTO outbox (id, org_id, user_id, code_id, template, locale, recipient, sealed, state, \

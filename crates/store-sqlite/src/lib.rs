@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_fewer_pages_per_send.sql"),
     include_str!("../migrations/0009_codes_clustered_by_user.sql"),
     include_str!("../migrations/0010_newest_code_is_current.sql"),
+    include_str!("../migrations/0011_events_in_order.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
@@ -693,9 +694,16 @@ impl Directory for SqliteStore {
     async fn events(&self, aggregate_id: &str) -> Result<Vec<Event>> {
         let aggregate_id = aggregate_id.to_owned();
         self.read("could not list events", move |connection| {
+            // Back along the user's chain, from the newest event its row names (migration 0011).
             connection
                 .prepare_cached(&format!(
-                    "SELECT {} FROM events WHERE aggregate_id = ?1 ORDER BY sequence",
+                    "WITH RECURSIVE chain (id) AS ( \
+                         SELECT last_event FROM users WHERE id = ?1 \
+                         UNION ALL \
+                         SELECT events.previous FROM events JOIN chain ON events.id = chain.id \
+                         WHERE events.previous IS NOT NULL \
+                     ) \
+                     SELECT {} FROM events WHERE id IN (SELECT id FROM chain) ORDER BY sequence",
                     rows::EVENT_COLUMNS
                 ))?
                 .query_map([&aggregate_id], rows::event)?

@@ -158,6 +158,110 @@ async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_acti
     );
 }
 
+/// A database made by the schema that kept events clustered on their user (before migration
+/// 11) keeps every user's events, in their order, and lists them with those written after.
+#[tokio::test]
+async fn upgrading_to_events_in_order_keeps_each_users_events() {
+    use enroll_core::ids::{OrgId, UserId};
+    use enroll_core::model::Event;
+    use enroll_core::ports::Directory as _;
+
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .expect("the migrations directory")
+        .map(|entry| entry.expect("a migration file").path())
+        .collect();
+    files.sort();
+    assert!(files[10].ends_with("0011_events_in_order.sql"), "{files:?}");
+    let before: Vec<String> = files[..10]
+        .iter()
+        .map(|path| std::fs::read_to_string(path).expect("a migration"))
+        .collect();
+    let dir = Box::leak(Box::new(
+        tempfile::tempdir().expect("a temporary directory"),
+    ));
+    let path = dir.path().join("enroll.db");
+    let org = OrgId::generate();
+    let (jane, john, nobody) = (UserId::generate(), UserId::generate(), UserId::generate());
+    {
+        let old = rusqlite::Connection::open(&path).expect("the old database opens");
+        for sql in &before {
+            old.execute_batch(sql).expect("an old migration applies");
+        }
+        // Interleaved in time, one of them out of order against its sequence (a clock set back).
+        old.execute_batch(&format!(
+            "PRAGMA user_version = {};
+             INSERT INTO orgs (id, name, default_locale, created_at) VALUES ('{org}', 'Acme', 'en', 0);
+             INSERT INTO users (id, org_id, username, kind, state, sequence, created_at, updated_at)
+                 VALUES ('{jane}', '{org}', 'jane@example.com', 'EndUser', 'Pending', 3, 0, 0),
+                        ('{john}', '{org}', 'john@example.com', 'EndUser', 'Pending', 2, 0, 0),
+                        ('{nobody}', '{org}', 'nobody@example.com', 'EndUser', 'Pending', 0, 0, 0);
+             INSERT INTO events (aggregate_id, sequence, kind, payload, org_id, at) VALUES
+                 ('{jane}', 1, 'user.created', '{{}}', '{org}', 100),
+                 ('{john}', 1, 'user.created', '{{}}', '{org}', 200),
+                 ('{jane}', 2, 'user.code.issued', '{{}}', '{org}', 300),
+                 ('{john}', 2, 'user.code.issued', '{{}}', '{org}', 400),
+                 ('{jane}', 3, 'user.code.issued', '{{}}', '{org}', 250);",
+            before.len()
+        ))
+        .expect("the old rows are written");
+    }
+
+    let store = SqliteStore::open(&path)
+        .await
+        .expect("the store opens and migrates");
+    let listed = |events: Vec<Event>| -> Vec<(i64, String)> {
+        events
+            .into_iter()
+            .map(|event| (event.sequence, event.kind))
+            .collect()
+    };
+    let jane_events = listed(store.events(jane.as_str()).await.expect("jane's events"));
+    assert_eq!(
+        jane_events,
+        [
+            (1, "user.created".to_owned()),
+            (2, "user.code.issued".to_owned()),
+            (3, "user.code.issued".to_owned()),
+        ]
+    );
+    let john_events = listed(store.events(john.as_str()).await.expect("john's events"));
+    assert_eq!(
+        john_events,
+        [
+            (1, "user.created".to_owned()),
+            (2, "user.code.issued".to_owned())
+        ]
+    );
+    assert!(
+        store
+            .events(nobody.as_str())
+            .await
+            .expect("no events")
+            .is_empty()
+    );
+    drop(store);
+
+    // The next event a user's transaction appends chains on to the newest the row names.
+    let connection = rusqlite::Connection::open(&path).expect("the database opens");
+    let newest: (i64, Option<i64>) = connection
+        .query_row(
+            "SELECT events.sequence, users.last_event FROM users JOIN events ON events.id = users.last_event \
+             WHERE users.id = ?1",
+            [jane.as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("jane's row names an event");
+    assert_eq!(newest.0, 3, "the newest by sequence, not by time");
+    let unchained: i64 = connection
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE previous IS NULL",
+            [],
+            |row| row.get(0),
+        )
+        .expect("a count");
+    assert_eq!(unchained, 2, "only each user's first event starts a chain");
+}
+
 /// A database a newer build migrated further is refused, not half used.
 #[tokio::test]
 async fn a_schema_newer_than_the_build_is_refused() {
