@@ -694,14 +694,15 @@ impl Directory for SqliteStore {
     async fn events(&self, aggregate_id: &str) -> Result<Vec<Event>> {
         let aggregate_id = aggregate_id.to_owned();
         self.read("could not list events", move |connection| {
-            // Back along the user's chain, from the newest event its row names (migration 0011).
+            // Back along the user's chain, from the newest event its row names (migration 0011);
+            // each link points to an earlier rowid, so a damaged chain cannot loop.
             connection
                 .prepare_cached(&format!(
                     "WITH RECURSIVE chain (id) AS ( \
                          SELECT last_event FROM users WHERE id = ?1 \
                          UNION ALL \
                          SELECT events.previous FROM events JOIN chain ON events.id = chain.id \
-                         WHERE events.previous IS NOT NULL \
+                         WHERE events.previous < events.id \
                      ) \
                      SELECT {} FROM events WHERE id IN (SELECT id FROM chain) ORDER BY sequence",
                     rows::EVENT_COLUMNS
