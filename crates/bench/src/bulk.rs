@@ -230,13 +230,13 @@ pub fn sqlite(file: &Path, org_id: &str, from: usize, to: usize) -> anyhow::Resu
     transaction.execute_batch(
         "CREATE TEMP TABLE bulk_events AS
              SELECT e.id, e.aggregate_id,
-                    LAG(e.id) OVER (PARTITION BY e.aggregate_id ORDER BY e.sequence) AS previous,
-                    ROW_NUMBER() OVER (PARTITION BY e.aggregate_id ORDER BY e.sequence DESC) AS rank
+                    LAG(e.id) OVER (PARTITION BY e.aggregate_id ORDER BY e.id) AS previous
              FROM events e JOIN bulk_ids b ON e.aggregate_id = b.user_id;
          UPDATE events SET previous = chained.previous FROM bulk_events AS chained
              WHERE events.id = chained.id;
-         UPDATE users SET last_event = newest.id FROM bulk_events AS newest
-             WHERE newest.rank = 1 AND users.id = newest.aggregate_id;
+         UPDATE users SET last_event = newest.id
+             FROM (SELECT aggregate_id, MAX(id) AS id FROM bulk_events GROUP BY aggregate_id) AS newest
+             WHERE users.id = newest.aggregate_id;
          DROP TABLE bulk_events;",
     )?;
     transaction.execute_batch("DROP TABLE bulk_ids; DROP TABLE bulk_random;")?;

@@ -14,22 +14,20 @@ CREATE TABLE events_in_order (
     at           INTEGER NOT NULL,
     previous     INTEGER
 ) STRICT;
+-- Each user's events in their order, so that every link points to an earlier rowid, as those
+-- appended from now on do.
 INSERT INTO events_in_order (aggregate_id, sequence, kind, payload, org_id, at)
     SELECT aggregate_id, sequence, kind, payload, org_id, at FROM events
-    ORDER BY at, aggregate_id, sequence;
+    ORDER BY aggregate_id, sequence;
 UPDATE events_in_order SET previous = chained.previous
     FROM (
-        SELECT id, LAG(id) OVER (PARTITION BY aggregate_id ORDER BY sequence) AS previous
+        SELECT id, LAG(id) OVER (PARTITION BY aggregate_id ORDER BY id) AS previous
         FROM events_in_order
     ) AS chained
     WHERE events_in_order.id = chained.id;
 ALTER TABLE users ADD COLUMN last_event INTEGER;
 UPDATE users SET last_event = newest.id
-    FROM (
-        SELECT aggregate_id, id,
-               ROW_NUMBER() OVER (PARTITION BY aggregate_id ORDER BY sequence DESC) AS rank
-        FROM events_in_order
-    ) AS newest
-    WHERE newest.rank = 1 AND users.id = newest.aggregate_id;
+    FROM (SELECT aggregate_id, MAX(id) AS id FROM events_in_order GROUP BY aggregate_id) AS newest
+    WHERE users.id = newest.aggregate_id;
 DROP TABLE events;
 ALTER TABLE events_in_order RENAME TO events;

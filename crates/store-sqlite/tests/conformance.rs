@@ -252,6 +252,14 @@ async fn upgrading_to_events_in_order_keeps_each_users_events() {
         )
         .expect("jane's row names an event");
     assert_eq!(newest.0, 3, "the newest by sequence, not by time");
+    let backwards: i64 = connection
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE previous >= id",
+            [],
+            |row| row.get(0),
+        )
+        .expect("a count");
+    assert_eq!(backwards, 0, "every link points to an earlier event");
     let unchained: i64 = connection
         .query_row(
             "SELECT COUNT(*) FROM events WHERE previous IS NULL",
