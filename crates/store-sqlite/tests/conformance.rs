@@ -19,6 +19,29 @@ async fn fresh_store() -> Arc<dyn Store> {
 
 enroll_testkit::conformance_suite!(fresh_store);
 
+/// A new database file and the migrations before `next` (a file of `migrations/`), as the
+/// directory holds them: a database of the schema before `next` is made with them.
+fn migrations_before(next: &str) -> (std::path::PathBuf, Vec<String>) {
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .expect("the migrations directory")
+        .map(|entry| entry.expect("a migration file").path())
+        .collect();
+    files.sort();
+    let position = files
+        .iter()
+        .position(|path| path.ends_with(next))
+        .unwrap_or_else(|| panic!("{next} in {files:?}"));
+    let before = files[..position]
+        .iter()
+        .map(|path| std::fs::read_to_string(path).expect("a migration"))
+        .collect();
+    // Leaked on purpose: the directory must outlive the store's writer thread.
+    let dir = Box::leak(Box::new(
+        tempfile::tempdir().expect("a temporary directory"),
+    ));
+    (dir.path().join("enroll.db"), before)
+}
+
 /// A database made by the schema before codes were clustered on their user (migration 9)
 /// keeps its codes, in the order they were issued, and the rule of one active code per user
 /// and purpose.
@@ -29,24 +52,7 @@ async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_acti
     use enroll_core::ids::{CodeId, OrgId, UserId};
     use enroll_core::ports::Directory as _;
 
-    // The migrations before it, as the files of the directory hold them.
-    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
-        .expect("the migrations directory")
-        .map(|entry| entry.expect("a migration file").path())
-        .collect();
-    files.sort();
-    let before_clustering: Vec<String> = files[..8]
-        .iter()
-        .map(|path| std::fs::read_to_string(path).expect("a migration"))
-        .collect();
-    assert!(
-        files[8].ends_with("0009_codes_clustered_by_user.sql"),
-        "{files:?}"
-    );
-    let dir = Box::leak(Box::new(
-        tempfile::tempdir().expect("a temporary directory"),
-    ));
-    let path = dir.path().join("enroll.db");
+    let (path, before_clustering) = migrations_before("0009_codes_clustered_by_user.sql");
     let org = OrgId::generate();
     let user = UserId::generate();
     // Two codes of one millisecond, issued in the opposite order of their ids: only the order
@@ -159,27 +165,15 @@ async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_acti
 }
 
 /// A database made by the schema that kept events clustered on their user (before migration
-/// 11) keeps every user's events, in their order, and lists them with those written after.
+/// 11) keeps every user's events, listed in their order, and chains them for those written
+/// after: the user's row names its newest, and every link points to an earlier event.
 #[tokio::test]
 async fn upgrading_to_events_in_order_keeps_each_users_events() {
     use enroll_core::ids::{OrgId, UserId};
     use enroll_core::model::Event;
     use enroll_core::ports::Directory as _;
 
-    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
-        .expect("the migrations directory")
-        .map(|entry| entry.expect("a migration file").path())
-        .collect();
-    files.sort();
-    assert!(files[10].ends_with("0011_events_in_order.sql"), "{files:?}");
-    let before: Vec<String> = files[..10]
-        .iter()
-        .map(|path| std::fs::read_to_string(path).expect("a migration"))
-        .collect();
-    let dir = Box::leak(Box::new(
-        tempfile::tempdir().expect("a temporary directory"),
-    ));
-    let path = dir.path().join("enroll.db");
+    let (path, before) = migrations_before("0011_events_in_order.sql");
     let org = OrgId::generate();
     let (jane, john, nobody) = (UserId::generate(), UserId::generate(), UserId::generate());
     {
