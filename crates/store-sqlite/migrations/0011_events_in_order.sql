@@ -14,8 +14,8 @@ CREATE TABLE events_in_order (
     at           INTEGER NOT NULL,
     previous     INTEGER
 ) STRICT;
--- Each user's events in their order, so that every link points to an earlier rowid, as those
--- appended from now on do.
+-- Each user's events together and in their order: a chain in rowid order (every link points
+-- to an earlier event, as for those appended from now on) then follows their sequence.
 INSERT INTO events_in_order (aggregate_id, sequence, kind, payload, org_id, at)
     SELECT aggregate_id, sequence, kind, payload, org_id, at FROM events
     ORDER BY aggregate_id, sequence;
