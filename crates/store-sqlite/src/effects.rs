@@ -123,24 +123,34 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
                 .execute([&event.aggregate_id])
                 .map(drop)
         }
-        Effect::EnqueueMessage(message) => connection
-            .prepare_cached(
-                "INSERT INTO outbox (id, org_id, user_id, code_id, template, locale, recipient, sealed, state, \
-                                     attempts, next_attempt_at, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?9)",
-            )?
-            .execute(params![
-                message.id.as_str(),
-                message.org_id.as_str(),
-                message.user_id.as_ref().map(|id| id.as_str()),
-                message.code_id.as_ref().map(|id| id.as_str()),
-                message.template.as_str(),
-                message.locale.as_str(),
-                message.recipient.as_str(),
-                message.sealed,
-                message.created_at.as_millis()
-            ])
-            .map(drop),
+        // Chained to the user's newest message, as events are (migration 0012).
+        Effect::EnqueueMessage(message) => {
+            let user_id = message.user_id.as_ref().map(|id| id.as_str());
+            connection
+                .prepare_cached(
+                    "INSERT INTO outbox (id, org_id, user_id, code_id, template, locale, recipient, sealed, state, \
+                                         attempts, next_attempt_at, created_at, previous_for_user) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9, ?9, \
+                             (SELECT last_message FROM users WHERE id = ?3))",
+                )?
+                .execute(params![
+                    message.id.as_str(),
+                    message.org_id.as_str(),
+                    user_id,
+                    message.code_id.as_ref().map(|id| id.as_str()),
+                    message.template.as_str(),
+                    message.locale.as_str(),
+                    message.recipient.as_str(),
+                    message.sealed,
+                    message.created_at.as_millis()
+                ])?;
+            if let Some(user_id) = user_id {
+                connection
+                    .prepare_cached("UPDATE users SET last_message = ?2 WHERE id = ?1")?
+                    .execute(params![user_id, message.id.as_str()])?;
+            }
+            Ok(())
+        }
         Effect::SetCooldown {
             subject,
             purpose,
@@ -216,8 +226,10 @@ pub fn insert_token(connection: &Connection, token: &AccessToken) -> rusqlite::R
 
 #[cfg(test)]
 mod tests {
+    use enroll_core::clock::Timestamp;
     use enroll_core::email::EmailAddress;
-    use enroll_core::ids::UserId;
+    use enroll_core::ids::{MessageId, OrgId, UserId};
+    use enroll_core::model::{Locale, MailTemplate, NewMessage};
     use enroll_core::rules::Effect;
     use rusqlite::Connection;
 
@@ -235,31 +247,31 @@ mod tests {
         length.saturating_sub(LOG_HEADER) / (page_size + FRAME_HEADER)
     }
 
-    /// The pages one committed effect wrote.
-    fn pages_written(connection: &Connection, log: &std::path::Path, effect: &Effect) -> u64 {
+    /// The pages one transaction of `effects` wrote.
+    fn pages_written(connection: &Connection, log: &std::path::Path, effects: &[Effect]) -> u64 {
         connection
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
             .expect("a checkpoint");
         let before = frames(connection, log);
         connection.execute_batch("BEGIN").expect("a transaction");
-        apply(connection, effect).expect("the effect applies");
+        for effect in effects {
+            apply(connection, effect).expect("the effect applies");
+        }
         connection.execute_batch("COMMIT").expect("the commit");
         frames(connection, log) - before
     }
 
-    /// A write to a user that keeps its address leaves the username index alone: a resend
-    /// writes one page fewer.
-    #[test]
-    fn a_user_written_without_a_new_address_writes_only_its_row() {
+    /// A migrated database with 2,000 users, enough that their rows and the username index
+    /// take pages of their own, and no automatic checkpoint.
+    fn users_in_a_database() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("enroll.db");
-        let connection = Connection::open(&path).expect("the database opens");
+        let connection =
+            Connection::open(dir.path().join("enroll.db")).expect("the database opens");
         crate::configure(&connection).expect("configured");
         crate::migrate(&connection).expect("migrated");
         connection
             .pragma_update(None, "wal_autocheckpoint", 0)
             .expect("no automatic checkpoint");
-        // Enough users that their rows and the username index take pages of their own.
         connection
             .execute_batch(
                 "INSERT INTO orgs (id, name, default_locale, created_at) VALUES ('or-1', 'Org', 'en', 0);
@@ -270,6 +282,68 @@ mod tests {
                  FROM n;",
             )
             .expect("users inserted");
+        (dir, connection)
+    }
+
+    /// A user's message is appended to the outbox and named in the user's row: nothing is
+    /// written at the user's place in an index of the outbox (migration 0012).
+    #[test]
+    fn a_message_for_a_user_is_appended_and_named_in_their_row() {
+        let (dir, connection) = users_in_a_database();
+        let log = dir.path().join("enroll.db-wal");
+        // A message for every user, in the order of their ids' time, as the server writes them.
+        let message = |n: u32, user: u32| NewMessage {
+            id: MessageId::generate_at(Timestamp::from_millis(1_700_000_000_000 + i64::from(n))),
+            org_id: OrgId::from_trusted("or-1".to_owned()),
+            user_id: Some(UserId::from_trusted(format!("us-{user:08}"))),
+            code_id: None,
+            template: MailTemplate::Registration,
+            locale: Locale::parse("en").expect("a locale"),
+            recipient: EmailAddress::parse("user@example.com").expect("an address"),
+            sealed: vec![7; 120],
+            created_at: Timestamp::from_millis(1_700_000_000_000 + i64::from(n)),
+        };
+        connection.execute_batch("BEGIN").expect("a transaction");
+        for n in 1..=2000 {
+            apply(
+                &connection,
+                &Effect::EnqueueMessage(message(n, (n * 7919) % 2000 + 1)),
+            )
+            .expect("queued");
+        }
+        connection.execute_batch("COMMIT").expect("the commit");
+        // Written beside the user's row, as a resend does: the message adds the outbox's
+        // last page, its id's and its due time's (three), not one at the user's place.
+        let user = UserId::from_trusted("us-00001000".to_owned());
+        let newest = message(2001, 1000);
+        let pages = pages_written(
+            &connection,
+            &log,
+            &[
+                Effect::UpdateUser(
+                    crate::user_by_id(&connection, &user)
+                        .expect("the user reads")
+                        .expect("the user exists"),
+                ),
+                Effect::EnqueueMessage(newest.clone()),
+            ],
+        );
+        assert_eq!(pages, 1 + 3);
+        let named: Option<String> = connection
+            .query_row(
+                "SELECT last_message FROM users WHERE id = ?1",
+                [user.as_str()],
+                |row| row.get(0),
+            )
+            .expect("the user's row");
+        assert_eq!(named.as_deref(), Some(newest.id.as_str()));
+    }
+
+    /// A write to a user that keeps its address leaves the username index alone: a resend
+    /// writes one page fewer.
+    #[test]
+    fn a_user_written_without_a_new_address_writes_only_its_row() {
+        let (dir, connection) = users_in_a_database();
         let log = dir.path().join("enroll.db-wal");
         let id = UserId::from_trusted("us-00001000".to_owned());
         let mut user = crate::user_by_id(&connection, &id)
@@ -278,14 +352,14 @@ mod tests {
 
         user.sequence += 1;
         assert_eq!(
-            pages_written(&connection, &log, &Effect::UpdateUser(user.clone())),
+            pages_written(&connection, &log, &[Effect::UpdateUser(user.clone())]),
             1
         );
 
         user.username = EmailAddress::parse("moved@example.com").expect("an address");
         user.sequence += 1;
         assert_eq!(
-            pages_written(&connection, &log, &Effect::UpdateUser(user.clone())),
+            pages_written(&connection, &log, &[Effect::UpdateUser(user.clone())]),
             2
         );
         let stored = crate::user_by_id(&connection, &id)

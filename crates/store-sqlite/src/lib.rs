@@ -55,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_codes_clustered_by_user.sql"),
     include_str!("../migrations/0010_newest_code_is_current.sql"),
     include_str!("../migrations/0011_events_in_order.sql"),
+    include_str!("../migrations/0012_messages_chained_by_user.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
@@ -1188,21 +1189,29 @@ impl Outbox for SqliteStore {
 
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>> {
         let filter = filter.clone();
+        // A user's messages come back along their chain, from the newest their row names
+        // (migration 0012). UNION, not UNION ALL: a damaged chain that loops ends where it
+        // meets a message already read. The other filters are the command line's, which reads
+        // the outbox through.
+        let (chain, of_user) = if filter.user_id.is_some() {
+            (
+                "WITH RECURSIVE chain (id) AS ( \
+                     SELECT last_message FROM users WHERE id = ?4 \
+                     UNION \
+                     SELECT outbox.previous_for_user FROM outbox JOIN chain ON outbox.id = chain.id \
+                 )",
+                "id IN (SELECT id FROM chain) AND user_id = ?4",
+            )
+        } else {
+            ("", "?4 IS NULL")
+        };
         self.read("could not list outbox messages", move |connection| {
             connection
                 .prepare_cached(&format!(
-                    "SELECT {} FROM outbox WHERE {} AND (?1 IS NULL OR recipient = ?1) \
+                    "{chain} SELECT {} FROM outbox WHERE {of_user} AND (?1 IS NULL OR recipient = ?1) \
                        AND (?2 IS NULL OR org_id = ?2) \
                      ORDER BY created_at DESC, rowid DESC LIMIT ?3",
                     rows::MESSAGE_COLUMNS,
-                    // A user's messages come from their index (users ask for their last email
-                    // themselves); the other filters are the command line's, which reads the
-                    // outbox through.
-                    if filter.user_id.is_some() {
-                        "user_id = ?4"
-                    } else {
-                        "?4 IS NULL"
-                    },
                 ))?
                 .query_map(
                     params![

@@ -264,6 +264,95 @@ async fn upgrading_to_events_in_order_keeps_each_users_events() {
     assert_eq!(unchained, 2, "only each user's first event starts a chain");
 }
 
+/// Each user's messages, once found through an index on the user, are chained from their row.
+#[tokio::test]
+async fn upgrading_to_messages_chained_by_user_keeps_each_users_messages() {
+    use enroll_core::ids::{MessageId, OrgId, UserId};
+    use enroll_core::ports::{MessageFilter, Outbox as _};
+
+    let (path, before) = migrations_before("0012_messages_chained_by_user.sql");
+    let org = OrgId::generate();
+    let (jane, john, nobody) = (UserId::generate(), UserId::generate(), UserId::generate());
+    let message = |n: u32| format!("ms-{n:05}-00000-0000000000000000");
+    {
+        let old = rusqlite::Connection::open(&path).expect("the old database opens");
+        for sql in &before {
+            old.execute_batch(sql).expect("an old migration applies");
+        }
+        // Interleaved in time, one written with the clock set back, one to an address without
+        // an account.
+        old.execute_batch(&format!(
+            "PRAGMA user_version = {};
+             INSERT INTO orgs (id, name, default_locale, created_at) VALUES ('{org}', 'Acme', 'en', 0);
+             INSERT INTO users (id, org_id, username, kind, state, sequence, created_at, updated_at)
+                 VALUES ('{jane}', '{org}', 'jane@example.com', 'EndUser', 'Pending', 0, 0, 0),
+                        ('{john}', '{org}', 'john@example.com', 'EndUser', 'Pending', 0, 0, 0),
+                        ('{nobody}', '{org}', 'nobody@example.com', 'EndUser', 'Pending', 0, 0, 0);
+             INSERT INTO outbox (id, org_id, user_id, template, locale, recipient, state, attempts,
+                                 next_attempt_at, created_at)
+                 VALUES ('{m1}', '{org}', '{jane}', 'registration', 'en', 'jane@example.com', 'sent', 1, 100, 100),
+                        ('{m2}', '{org}', '{john}', 'registration', 'en', 'john@example.com', 'sent', 1, 200, 200),
+                        ('{m3}', '{org}', NULL, 'no_account', 'en', 'who@example.com', 'sent', 1, 250, 250),
+                        ('{m4}', '{org}', '{jane}', 'registration', 'en', 'jane@example.com', 'queued', 0, 300, 300),
+                        ('{m5}', '{org}', '{jane}', 'registration', 'en', 'jane@example.com', 'queued', 0, 150, 150);",
+            before.len(),
+            m1 = message(1),
+            m2 = message(2),
+            m3 = message(3),
+            m4 = message(4),
+            m5 = message(5),
+        ))
+        .expect("the old rows are written");
+    }
+
+    let store = SqliteStore::open(&path)
+        .await
+        .expect("the store opens and migrates");
+    let of = |user: &UserId| {
+        let filter = MessageFilter {
+            user_id: Some(user.clone()),
+            ..MessageFilter::default()
+        };
+        let store = store.clone();
+        async move {
+            let listed = store.messages(&filter).await.expect("the user's messages");
+            listed
+                .into_iter()
+                .map(|message| message.id)
+                .collect::<Vec<MessageId>>()
+        }
+    };
+    let ids = |numbers: &[u32]| -> Vec<MessageId> {
+        numbers
+            .iter()
+            .map(|&n| MessageId::from_trusted(message(n)))
+            .collect()
+    };
+    assert_eq!(of(&jane).await, ids(&[4, 5, 1]), "newest first by time");
+    assert_eq!(of(&john).await, ids(&[2]));
+    assert!(of(&nobody).await.is_empty());
+    drop(store);
+
+    // The next message queued for a user chains on to the newest the row names.
+    let connection = rusqlite::Connection::open(&path).expect("the database opens");
+    let newest: Option<String> = connection
+        .query_row(
+            "SELECT last_message FROM users WHERE id = ?1",
+            [jane.as_str()],
+            |row| row.get(0),
+        )
+        .expect("jane's row");
+    assert_eq!(newest, Some(message(4)), "the newest by time");
+    let indexes: i64 = connection
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name = 'outbox_by_user'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("a count");
+    assert_eq!(indexes, 0, "the index by user is gone");
+}
+
 /// A database a newer build migrated further is refused, not half used.
 #[tokio::test]
 async fn a_schema_newer_than_the_build_is_refused() {

@@ -2320,6 +2320,46 @@ pub async fn messages_are_listed_newest_first_and_filtered(store: Arc<dyn Store>
     assert!(h.messages_to("nobody").await.is_empty());
 }
 
+pub async fn a_users_messages_are_listed_newest_first(store: Arc<dyn Store>) {
+    async fn messages_of(h: &Harness, user: &UserId, limit: Option<u32>) -> Vec<MessageId> {
+        let listed = h
+            .store
+            .messages(&MessageFilter {
+                user_id: Some(user.clone()),
+                limit,
+                ..MessageFilter::default()
+            })
+            .await
+            .expect("the user's messages are listed");
+        ids(&listed)
+    }
+    let h = Harness::new(store);
+    let acme = h.org("Acme").await;
+    let ann = h.user(&acme, "ann").await;
+    h.advance(SECOND);
+    let ben = h.user(&acme, "ben").await;
+    h.advance(MINUTE + SECOND);
+    let ann_again = h.resend(&acme.id, "ann").await.expect("ann's new code");
+    h.advance(SECOND);
+    let ben_again = h.resend(&acme.id, "ben").await.expect("ben's new code");
+    assert_eq!(
+        messages_of(&h, &ann.user.id, Some(1)).await,
+        std::slice::from_ref(&ann_again.message_id)
+    );
+    assert_eq!(
+        messages_of(&h, &ann.user.id, None).await,
+        [ann_again.message_id, ann.message_id]
+    );
+    assert_eq!(
+        messages_of(&h, &ben.user.id, None).await,
+        [ben_again.message_id, ben.message_id]
+    );
+    assert!(
+        messages_of(&h, &UserId::generate(), None).await.is_empty(),
+        "no one's messages are an unknown user's"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Inbox
 // ---------------------------------------------------------------------------------------------
@@ -2660,6 +2700,7 @@ macro_rules! conformance_suite {
             superseded_messages_show_their_code_state,
             depth_and_next_due,
             messages_are_listed_newest_first_and_filtered,
+            a_users_messages_are_listed_newest_first,
             inbox_captures_and_filters,
             email_codes_are_sent_resent_and_verified_by_user_id,
             email_changes_void_codes_and_respect_other_users,
