@@ -19,9 +19,15 @@ async fn fresh_store() -> Arc<dyn Store> {
 
 enroll_testkit::conformance_suite!(fresh_store);
 
-/// A new database file and the migrations before `next` (a file of `migrations/`), as the
-/// directory holds them: a database of the schema before `next` is made with them.
-fn migrations_before(next: &str) -> (std::path::PathBuf, Vec<String>) {
+/// A database of the schema before `next` (a file of `migrations/`), made with the migrations
+/// the directory holds before it, with the organisation `org`, its `users` (id, username and
+/// event sequence) and the other `rows` (SQL) written in it.
+fn database_before(
+    next: &str,
+    org: &enroll_core::ids::OrgId,
+    users: &[(&enroll_core::ids::UserId, &str, i64)],
+    rows: &str,
+) -> std::path::PathBuf {
     let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
         .expect("the migrations directory")
         .map(|entry| entry.expect("a migration file").path())
@@ -31,15 +37,32 @@ fn migrations_before(next: &str) -> (std::path::PathBuf, Vec<String>) {
         .iter()
         .position(|path| path.ends_with(next))
         .unwrap_or_else(|| panic!("{next} in {files:?}"));
-    let before = files[..position]
-        .iter()
-        .map(|path| std::fs::read_to_string(path).expect("a migration"))
-        .collect();
     // Leaked on purpose: the directory must outlive the store's writer thread.
     let dir = Box::leak(Box::new(
         tempfile::tempdir().expect("a temporary directory"),
     ));
-    (dir.path().join("enroll.db"), before)
+    let path = dir.path().join("enroll.db");
+    let old = rusqlite::Connection::open(&path).expect("the old database opens");
+    for file in &files[..position] {
+        old.execute_batch(&std::fs::read_to_string(file).expect("a migration"))
+            .expect("an old migration applies");
+    }
+    let users: Vec<String> = users
+        .iter()
+        .map(|(id, username, sequence)| {
+            format!("('{id}', '{org}', '{username}', 'EndUser', 'Pending', {sequence}, 0, 0)")
+        })
+        .collect();
+    old.execute_batch(&format!(
+        "PRAGMA user_version = {position};
+         INSERT INTO orgs (id, name, default_locale, created_at) VALUES ('{org}', 'Acme', 'en', 0);
+         INSERT INTO users (id, org_id, username, kind, state, sequence, created_at, updated_at)
+             VALUES {};
+         {rows}",
+        users.join(", ")
+    ))
+    .expect("the old rows are written");
+    path
 }
 
 /// A database made by the schema before codes were clustered on their user (migration 9)
@@ -52,7 +75,6 @@ async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_acti
     use enroll_core::ids::{CodeId, OrgId, UserId};
     use enroll_core::ports::Directory as _;
 
-    let (path, before_clustering) = migrations_before("0009_codes_clustered_by_user.sql");
     let org = OrgId::generate();
     let user = UserId::generate();
     // Two codes of one millisecond, issued in the opposite order of their ids: only the order
@@ -65,24 +87,17 @@ async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_acti
     if second.as_str() < third.as_str() {
         std::mem::swap(&mut second, &mut third);
     }
-    {
-        let old = rusqlite::Connection::open(&path).expect("the old database opens");
-        for sql in &before_clustering {
-            old.execute_batch(sql).expect("an old migration applies");
-        }
-        old.execute_batch(&format!(
-            "PRAGMA user_version = {};
-             INSERT INTO orgs (id, name, default_locale, created_at) VALUES ('{org}', 'Acme', 'en', 0);
-             INSERT INTO users (id, org_id, username, kind, state, sequence, created_at, updated_at)
-                 VALUES ('{user}', '{org}', 'jane@example.com', 'EndUser', 'Pending', 3, 0, 0);
-             INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at)
+    let path = database_before(
+        "0009_codes_clustered_by_user.sql",
+        &org,
+        &[(&user, "jane@example.com", 3)],
+        &format!(
+            "INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at)
                  VALUES ('{first}', '{user}', 'registration', zeroblob(32), 'superseded', 0, 1000, 9000),
                         ('{second}', '{user}', 'registration', zeroblob(32), 'superseded', 0, 2000, 9000),
-                        ('{third}', '{user}', 'registration', zeroblob(32), 'active', 0, 2000, 9000);",
-            before_clustering.len()
-        ))
-        .expect("the old rows are written");
-    }
+                        ('{third}', '{user}', 'registration', zeroblob(32), 'active', 0, 2000, 9000);"
+        ),
+    );
 
     let store = SqliteStore::open(&path)
         .await
@@ -173,32 +188,26 @@ async fn upgrading_to_events_in_order_keeps_each_users_events() {
     use enroll_core::model::Event;
     use enroll_core::ports::Directory as _;
 
-    let (path, before) = migrations_before("0011_events_in_order.sql");
     let org = OrgId::generate();
     let (jane, john, nobody) = (UserId::generate(), UserId::generate(), UserId::generate());
-    {
-        let old = rusqlite::Connection::open(&path).expect("the old database opens");
-        for sql in &before {
-            old.execute_batch(sql).expect("an old migration applies");
-        }
-        // Interleaved in time, one of them out of order against its sequence (a clock set back).
-        old.execute_batch(&format!(
-            "PRAGMA user_version = {};
-             INSERT INTO orgs (id, name, default_locale, created_at) VALUES ('{org}', 'Acme', 'en', 0);
-             INSERT INTO users (id, org_id, username, kind, state, sequence, created_at, updated_at)
-                 VALUES ('{jane}', '{org}', 'jane@example.com', 'EndUser', 'Pending', 3, 0, 0),
-                        ('{john}', '{org}', 'john@example.com', 'EndUser', 'Pending', 2, 0, 0),
-                        ('{nobody}', '{org}', 'nobody@example.com', 'EndUser', 'Pending', 0, 0, 0);
-             INSERT INTO events (aggregate_id, sequence, kind, payload, org_id, at) VALUES
+    // Interleaved in time, one of them out of order against its sequence (a clock set back).
+    let path = database_before(
+        "0011_events_in_order.sql",
+        &org,
+        &[
+            (&jane, "jane@example.com", 3),
+            (&john, "john@example.com", 2),
+            (&nobody, "nobody@example.com", 0),
+        ],
+        &format!(
+            "INSERT INTO events (aggregate_id, sequence, kind, payload, org_id, at) VALUES
                  ('{jane}', 1, 'user.created', '{{}}', '{org}', 100),
                  ('{john}', 1, 'user.created', '{{}}', '{org}', 200),
                  ('{jane}', 2, 'user.code.issued', '{{}}', '{org}', 300),
                  ('{john}', 2, 'user.code.issued', '{{}}', '{org}', 400),
-                 ('{jane}', 3, 'user.code.issued', '{{}}', '{org}', 250);",
-            before.len()
-        ))
-        .expect("the old rows are written");
-    }
+                 ('{jane}', 3, 'user.code.issued', '{{}}', '{org}', 250);"
+        ),
+    );
 
     let store = SqliteStore::open(&path)
         .await
@@ -270,40 +279,34 @@ async fn upgrading_to_messages_chained_by_user_keeps_each_users_messages() {
     use enroll_core::ids::{MessageId, OrgId, UserId};
     use enroll_core::ports::{MessageFilter, Outbox as _};
 
-    let (path, before) = migrations_before("0012_messages_chained_by_user.sql");
     let org = OrgId::generate();
     let (jane, john, nobody) = (UserId::generate(), UserId::generate(), UserId::generate());
     let message = |n: u32| format!("ms-{n:05}-00000-0000000000000000");
-    {
-        let old = rusqlite::Connection::open(&path).expect("the old database opens");
-        for sql in &before {
-            old.execute_batch(sql).expect("an old migration applies");
-        }
-        // Interleaved in time, one written with the clock set back, one to an address without
-        // an account.
-        old.execute_batch(&format!(
-            "PRAGMA user_version = {};
-             INSERT INTO orgs (id, name, default_locale, created_at) VALUES ('{org}', 'Acme', 'en', 0);
-             INSERT INTO users (id, org_id, username, kind, state, sequence, created_at, updated_at)
-                 VALUES ('{jane}', '{org}', 'jane@example.com', 'EndUser', 'Pending', 0, 0, 0),
-                        ('{john}', '{org}', 'john@example.com', 'EndUser', 'Pending', 0, 0, 0),
-                        ('{nobody}', '{org}', 'nobody@example.com', 'EndUser', 'Pending', 0, 0, 0);
-             INSERT INTO outbox (id, org_id, user_id, template, locale, recipient, state, attempts,
+    // Interleaved in time, one written with the clock set back, one to an address without an
+    // account.
+    let path = database_before(
+        "0012_messages_chained_by_user.sql",
+        &org,
+        &[
+            (&jane, "jane@example.com", 0),
+            (&john, "john@example.com", 0),
+            (&nobody, "nobody@example.com", 0),
+        ],
+        &format!(
+            "INSERT INTO outbox (id, org_id, user_id, template, locale, recipient, state, attempts,
                                  next_attempt_at, created_at)
                  VALUES ('{m1}', '{org}', '{jane}', 'registration', 'en', 'jane@example.com', 'sent', 1, 100, 100),
                         ('{m2}', '{org}', '{john}', 'registration', 'en', 'john@example.com', 'sent', 1, 200, 200),
                         ('{m3}', '{org}', NULL, 'no_account', 'en', 'who@example.com', 'sent', 1, 250, 250),
                         ('{m4}', '{org}', '{jane}', 'registration', 'en', 'jane@example.com', 'queued', 0, 300, 300),
                         ('{m5}', '{org}', '{jane}', 'registration', 'en', 'jane@example.com', 'queued', 0, 150, 150);",
-            before.len(),
             m1 = message(1),
             m2 = message(2),
             m3 = message(3),
             m4 = message(4),
             m5 = message(5),
-        ))
-        .expect("the old rows are written");
-    }
+        ),
+    );
 
     let store = SqliteStore::open(&path)
         .await
