@@ -1189,30 +1189,10 @@ impl Outbox for SqliteStore {
 
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>> {
         let filter = filter.clone();
-        // A user's messages come back along their chain, from the newest their row names
-        // (migration 0012). UNION, not UNION ALL: a damaged chain that loops ends where it
-        // meets a message already read. The other filters are the command line's, which reads
-        // the outbox through.
-        let (chain, of_user) = if filter.user_id.is_some() {
-            (
-                "WITH RECURSIVE chain (id) AS ( \
-                     SELECT last_message FROM users WHERE id = ?4 \
-                     UNION \
-                     SELECT outbox.previous_for_user FROM outbox JOIN chain ON outbox.id = chain.id \
-                 )",
-                "id IN (SELECT id FROM chain) AND user_id = ?4",
-            )
-        } else {
-            ("", "?4 IS NULL")
-        };
+        let query = messages_query(filter.user_id.is_some());
         self.read("could not list outbox messages", move |connection| {
             connection
-                .prepare_cached(&format!(
-                    "{chain} SELECT {} FROM outbox WHERE {of_user} AND (?1 IS NULL OR recipient = ?1) \
-                       AND (?2 IS NULL OR org_id = ?2) \
-                     ORDER BY created_at DESC, rowid DESC LIMIT ?3",
-                    rows::MESSAGE_COLUMNS,
-                ))?
+                .prepare_cached(&query)?
                 .query_map(
                     params![
                         filter.recipient,
@@ -1286,5 +1266,64 @@ impl Inbox for SqliteStore {
                 .collect()
         })
         .await
+    }
+}
+
+/// The listing of the outbox, newest first: `?1` a recipient, `?2` an organisation, `?3` a
+/// limit, `?4` a user, each or none. A user's messages come back along their chain, from the
+/// newest their row names (migration 0012); UNION, not UNION ALL, so that a damaged chain
+/// that loops ends where it meets a message already read. The other filters are the command
+/// line's, which reads the outbox through.
+fn messages_query(by_user: bool) -> String {
+    let (chain, of_user) = if by_user {
+        (
+            "WITH RECURSIVE chain (id) AS ( \
+                 SELECT last_message FROM users WHERE id = ?4 \
+                 UNION \
+                 SELECT outbox.previous_for_user FROM outbox JOIN chain ON outbox.id = chain.id \
+             )",
+            "id IN (SELECT id FROM chain) AND user_id = ?4",
+        )
+    } else {
+        ("", "?4 IS NULL")
+    };
+    format!(
+        "{chain} SELECT {} FROM outbox WHERE {of_user} AND (?1 IS NULL OR recipient = ?1) \
+           AND (?2 IS NULL OR org_id = ?2) \
+         ORDER BY created_at DESC, rowid DESC LIMIT ?3",
+        rows::MESSAGE_COLUMNS,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    /// A user's messages are found along their chain, one lookup by id each: the listing never
+    /// reads the whole outbox, however long it grows.
+    #[test]
+    fn a_users_messages_are_read_without_reading_the_outbox_through() {
+        let connection = rusqlite::Connection::open_in_memory().expect("a database");
+        super::migrate(&connection).expect("migrated");
+        let plan: Vec<String> = connection
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                super::messages_query(true)
+            ))
+            .expect("the query prepares")
+            .query_map(
+                rusqlite::params![None::<String>, None::<String>, 10, "us-1"],
+                |row| row.get(3),
+            )
+            .expect("a plan")
+            .collect::<Result<_, _>>()
+            .expect("the plan's steps");
+        assert!(
+            plan.iter().all(|step| !step.starts_with("SCAN outbox")),
+            "{plan:#?}"
+        );
+        assert!(
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH outbox USING INDEX")),
+            "{plan:#?}"
+        );
     }
 }
