@@ -65,6 +65,13 @@ fn database_before(
     path
 }
 
+/// The one number `query` (a `SELECT COUNT(*)`) answers.
+fn count(connection: &rusqlite::Connection, query: &str) -> i64 {
+    connection
+        .query_row(query, [], |row| row.get(0))
+        .unwrap_or_else(|error| panic!("{query}: {error}"))
+}
+
 /// A database made by the schema before codes were clustered on their user (migration 9)
 /// keeps its codes, in the order they were issued, and the rule of one active code per user
 /// and purpose.
@@ -255,21 +262,15 @@ async fn upgrading_to_events_in_order_keeps_each_users_events() {
         )
         .expect("jane's row names an event");
     assert_eq!(newest.0, 3, "the newest by sequence, not by time");
-    let backwards: i64 = connection
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE previous >= id",
-            [],
-            |row| row.get(0),
-        )
-        .expect("a count");
+    let backwards = count(
+        &connection,
+        "SELECT COUNT(*) FROM events WHERE previous >= id",
+    );
     assert_eq!(backwards, 0, "every link points to an earlier event");
-    let unchained: i64 = connection
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE previous IS NULL",
-            [],
-            |row| row.get(0),
-        )
-        .expect("a count");
+    let unchained = count(
+        &connection,
+        "SELECT COUNT(*) FROM events WHERE previous IS NULL",
+    );
     assert_eq!(unchained, 2, "only each user's first event starts a chain");
 }
 
@@ -346,13 +347,10 @@ async fn upgrading_to_messages_chained_by_user_keeps_each_users_messages() {
         )
         .expect("jane's row");
     assert_eq!(newest, Some(message(4)), "the newest by time");
-    let indexes: i64 = connection
-        .query_row(
-            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name = 'outbox_by_user'",
-            [],
-            |row| row.get(0),
-        )
-        .expect("a count");
+    let indexes = count(
+        &connection,
+        "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name = 'outbox_by_user'",
+    );
     assert_eq!(indexes, 0, "the index by user is gone");
 }
 
