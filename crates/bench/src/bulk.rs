@@ -2,12 +2,12 @@
 //! minutes, so the rows of one seeded Dfns user (`user0`) are copied with SQL, in one
 //! transaction, as `user<n>@bench.example` for every missing `n`.
 //!
-//! Every row that names the template user is copied: its `users` row, its code, its events,
-//! its outbox message (settled) and its cooldown. Each column is copied as it is (but rowids
-//! and identity columns, which the database numbers, and on SQLite the chain of a user's
-//! events, rebuilt for the copies), except that
-//! in text the template's user id, username, code id, message id and cooldown subject become
-//! the copy's, and a code's `hash` is random bytes. So the copies have the shape the store
+//! Every row that names the template user is copied: its `users` row, its code (on SQLite,
+//! kept in that row, and its id in `code_ids`), its events, its outbox message (settled) and
+//! its cooldown. Each column is copied as it is (but rowids and identity columns, which the
+//! database numbers, and on SQLite the chain of a user's events, rebuilt for the copies),
+//! except that in text the template's user id, username, code id, message id and cooldown
+//! subject become the copy's, and a code's hash is random bytes. So the copies have the shape the store
 //! writes, whatever columns it has. Ids are well formed (`us-xxxxx-xxxxx-<16>`, lowercase
 //! hexadecimal, which is base36): user ids random; code and message ids, which the server
 //! begins with their creation time, begin with the template's and end at random, so they
@@ -27,9 +27,19 @@ use sqlx::Connection as _;
 use crate::seed::{SECRET, dfns_username};
 
 /// The tables copied, and the column that names the template user in each.
-const TABLES: &[(&str, Reference)] = &[
+const POSTGRES_TABLES: &[(&str, Reference)] = &[
     ("users", Reference::UserId("id")),
     ("codes", Reference::UserId("user_id")),
+    ("events", Reference::UserId("aggregate_id")),
+    ("outbox", Reference::UserId("user_id")),
+    ("cooldowns", Reference::Subject("subject")),
+];
+
+/// The same on SQLite, which keeps a user's current code in the user's row and every code's
+/// id in `code_ids` (its migration 0013).
+const SQLITE_TABLES: &[(&str, Reference)] = &[
+    ("users", Reference::UserId("id")),
+    ("code_ids", Reference::UserId("user_id")),
     ("events", Reference::UserId("aggregate_id")),
     ("outbox", Reference::UserId("user_id")),
     ("cooldowns", Reference::Subject("subject")),
@@ -99,7 +109,7 @@ fn copy_statement(
         .iter()
         .map(|column| {
             let source = format!("t.{}", column.name);
-            if column.blob && column.name == "hash" {
+            if column.blob && column.name.ends_with("hash") {
                 match dialect {
                     Dialect::Sqlite => "randomblob(32)".to_owned(),
                     Dialect::Postgres => {
@@ -157,7 +167,7 @@ pub fn sqlite(file: &Path, org_id: &str, from: usize, to: usize) -> anyhow::Resu
         .context("the template user is not in the database")?;
     let template = Template {
         code_id: single(
-            one("SELECT id FROM codes WHERE user_id = ?1", &user_id)?,
+            one("SELECT id FROM code_ids WHERE user_id = ?1", &user_id)?,
             "code",
         )?,
         message_id: single(
@@ -169,7 +179,7 @@ pub fn sqlite(file: &Path, org_id: &str, from: usize, to: usize) -> anyhow::Resu
         username,
     };
     let mut tables = Vec::new();
-    for (table, reference) in TABLES {
+    for (table, reference) in SQLITE_TABLES {
         let mut statement = connection.prepare(&format!("PRAGMA table_info({table})"))?;
         let described = statement
             .query_map([], |row| {
@@ -296,7 +306,7 @@ pub async fn postgres(url: &str, org_id: &str, from: usize, to: usize) -> anyhow
         username,
     };
     let mut tables = Vec::new();
-    for (table, reference) in TABLES {
+    for (table, reference) in POSTGRES_TABLES {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT column_name::text, data_type::text FROM information_schema.columns \
              WHERE table_schema = current_schema() AND table_name = $1 \

@@ -23,6 +23,12 @@ pub enum CodePurpose {
 }
 
 impl CodePurpose {
+    pub const ALL: [Self; 3] = [
+        Self::Registration,
+        Self::EmailVerification,
+        Self::PasswordReset,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Registration => "registration",
@@ -32,13 +38,9 @@ impl CodePurpose {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [
-            Self::Registration,
-            Self::EmailVerification,
-            Self::PasswordReset,
-        ]
-        .into_iter()
-        .find(|purpose| purpose.as_str() == value)
+        Self::ALL
+            .into_iter()
+            .find(|purpose| purpose.as_str() == value)
     }
 }
 

@@ -227,6 +227,7 @@ pub fn statement(effect: &Effect) -> Statement<'_> {
             id,
             state,
             failed_attempts,
+            ..
         } => Statement::new(
             &UPDATE_CODE,
             vec![

@@ -1,8 +1,10 @@
 //! Applies the writes a decision of the core asks for.
 
-use enroll_core::model::{AccessToken, Permission};
+use enroll_core::model::{AccessToken, CodeRecord, Permission};
 use enroll_core::rules::Effect;
 use rusqlite::{Connection, params};
+
+use crate::rows;
 
 pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
     match effect {
@@ -50,23 +52,7 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
                 .execute(params![user.id.as_str(), user.username.as_str()])
                 .map(drop)
         }
-        Effect::InsertCode(code) => connection
-            .prepare_cached(
-                "INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at, seq) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-                         (SELECT COALESCE(MAX(seq), 0) + 1 FROM codes WHERE user_id = ?2))",
-            )?
-            .execute(params![
-                code.id.as_str(),
-                code.user_id.as_str(),
-                code.purpose.as_str(),
-                code.hash.0.as_slice(),
-                code.state.as_str(),
-                code.failed_attempts,
-                code.created_at.as_millis(),
-                code.expires_at.as_millis()
-            ])
-            .map(drop),
+        Effect::InsertCode(code) => replace_current_code(connection, code),
         Effect::InsertCredential(credential) => connection
             .prepare_cached(
                 "INSERT INTO credentials (id, cred_id, user_id, org_id, name, algorithm, public_key, created_at) \
@@ -94,14 +80,28 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
                 Permission::list_to_json(permissions)
             ])
             .map(drop),
+        // Only the current code of its user and purpose can change (migration 0013).
         Effect::UpdateCode {
             id,
+            user_id,
+            purpose,
             state,
             failed_attempts,
-        } => connection
-            .prepare_cached("UPDATE codes SET state = ?2, failed_attempts = ?3 WHERE id = ?1")?
-            .execute(params![id.as_str(), state.as_str(), failed_attempts])
-            .map(drop),
+        } => {
+            let purpose = purpose.as_str();
+            let updated = connection
+                .prepare_cached(&format!(
+                    "UPDATE users SET {purpose}_code_state = ?3, {purpose}_code_failed_attempts = ?4 \
+                     WHERE id = ?1 AND {purpose}_code_id = ?2"
+                ))?
+                .execute(params![
+                    user_id.as_str(),
+                    id.as_str(),
+                    state.as_str(),
+                    failed_attempts
+                ])?;
+            exactly_one(updated)
+        }
         // Appended in the order events happen, chained to the user's newest (migration 0011):
         // the user's row, written in every event's transaction, names the new one.
         Effect::AppendEvent(event) => {
@@ -204,6 +204,52 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
     }
 }
 
+/// The code takes its purpose's place in its user's row; the code it replaces, if any, is
+/// appended to the user's past codes (migration 0013), and its id to those of all codes.
+fn replace_current_code(connection: &Connection, code: &CodeRecord) -> rusqlite::Result<()> {
+    let purpose = code.purpose.as_str();
+    let replaced = connection
+        .prepare_cached(&format!(
+            "INSERT INTO past_codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at, previous) \
+             SELECT {}, last_past_code FROM users WHERE id = ?1 AND {purpose}_code_id IS NOT NULL",
+            rows::current_code_columns(code.purpose)
+        ))?
+        .execute([code.user_id.as_str()])?;
+    let updated = connection
+        .prepare_cached(&format!(
+            "UPDATE users SET {purpose}_code_id = ?2, {purpose}_code_hash = ?3, {purpose}_code_state = ?4, \
+                 {purpose}_code_failed_attempts = ?5, {purpose}_code_created_at = ?6, \
+                 {purpose}_code_expires_at = ?7, \
+                 last_past_code = CASE WHEN ?8 THEN last_insert_rowid() ELSE last_past_code END \
+             WHERE id = ?1"
+        ))?
+        .execute(params![
+            code.user_id.as_str(),
+            code.id.as_str(),
+            code.hash.0.as_slice(),
+            code.state.as_str(),
+            code.failed_attempts,
+            code.created_at.as_millis(),
+            code.expires_at.as_millis(),
+            replaced == 1
+        ])?;
+    exactly_one(updated)?;
+    connection
+        .prepare_cached("INSERT INTO code_ids (id, user_id, purpose) VALUES (?1, ?2, ?3)")?
+        .execute(params![code.id.as_str(), code.user_id.as_str(), purpose])
+        .map(drop)
+}
+
+/// A write that must find its row: a code of a user who is not stored, or a replaced code,
+/// fails the transaction rather than vanishing.
+fn exactly_one(changed: usize) -> rusqlite::Result<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::QueryReturnedNoRows)
+    }
+}
+
 pub fn insert_token(connection: &Connection, token: &AccessToken) -> rusqlite::Result<()> {
     connection
         .prepare_cached(
@@ -227,9 +273,10 @@ pub fn insert_token(connection: &Connection, token: &AccessToken) -> rusqlite::R
 #[cfg(test)]
 mod tests {
     use enroll_core::clock::Timestamp;
+    use enroll_core::code::{CodeHash, CodePurpose, CodeState};
     use enroll_core::email::EmailAddress;
-    use enroll_core::ids::{MessageId, OrgId, UserId};
-    use enroll_core::model::{Locale, MailTemplate, NewMessage};
+    use enroll_core::ids::{CodeId, MessageId, OrgId, UserId};
+    use enroll_core::model::{CodeRecord, Locale, MailTemplate, NewMessage};
     use enroll_core::rules::Effect;
     use rusqlite::Connection;
 
@@ -337,6 +384,92 @@ mod tests {
             )
             .expect("the user's row");
         assert_eq!(named.as_deref(), Some(newest.id.as_str()));
+    }
+
+    /// A code replacing the user's current one writes the user's row, where the current code
+    /// is kept, and the last pages of the past codes and of the codes' ids, which the other
+    /// resends of a batch share: nothing at the user's place in a table of codes (migration
+    /// 0013), which took a page of its own per resend.
+    #[test]
+    fn a_new_code_is_kept_in_the_users_row_and_the_one_it_replaces_appended() {
+        let (dir, connection) = users_in_a_database();
+        let log = dir.path().join("enroll.db-wal");
+        let code = |n: u32, user: u32| CodeRecord {
+            id: CodeId::generate_at(Timestamp::from_millis(1_700_000_000_000 + i64::from(n))),
+            user_id: UserId::from_trusted(format!("us-{user:08}")),
+            purpose: CodePurpose::Registration,
+            hash: CodeHash([7; 32]),
+            state: CodeState::Active,
+            failed_attempts: 0,
+            created_at: Timestamp::from_millis(1_700_000_000_000 + i64::from(n)),
+            expires_at: Timestamp::from_millis(1_800_000_000_000),
+        };
+        let replace = |old: &CodeRecord, new: &CodeRecord| {
+            [
+                Effect::UpdateCode {
+                    id: old.id.clone(),
+                    user_id: old.user_id.clone(),
+                    purpose: old.purpose,
+                    state: CodeState::Superseded,
+                    failed_attempts: old.failed_attempts,
+                },
+                Effect::InsertCode(new.clone()),
+            ]
+        };
+        // Every user's code replaced once, in the order of their ids' time.
+        let mut current: Vec<CodeRecord> = (1..=2000).map(|n| code(n, n)).collect();
+        connection.execute_batch("BEGIN").expect("a transaction");
+        for first in &current {
+            apply(&connection, &Effect::InsertCode(first.clone())).expect("issued");
+        }
+        for n in 2001..=4000 {
+            let user = (n * 7919) % 2000;
+            let next = code(n, user + 1);
+            for effect in replace(&current[user as usize], &next) {
+                apply(&connection, &effect).expect("replaced");
+            }
+            current[user as usize] = next;
+        }
+        connection.execute_batch("COMMIT").expect("the commit");
+
+        // A batch of twenty resends to users far apart: their rows, and what the batch appends.
+        let batch: Vec<(CodeRecord, CodeRecord)> = (1..=20u32)
+            .map(|k| {
+                (
+                    current[(k * 97) as usize].clone(),
+                    code(4000 + k, k * 97 + 1),
+                )
+            })
+            .collect();
+        let effects: Vec<Effect> = batch
+            .iter()
+            .flat_map(|(old, new)| replace(old, new))
+            .collect();
+        let pages = pages_written(&connection, &log, &effects);
+        // Each table appended to writes its last page, and on a split the new one and their
+        // parent: at most three pages each, where a page per resend would make forty.
+        assert!(
+            (20 + 2..=20 + 6).contains(&pages),
+            "twenty rows and the last pages of two tables, not {pages}"
+        );
+        let (old, new) = batch[0].clone();
+        let current = crate::latest_code(&connection, &new.user_id, CodePurpose::Registration)
+            .expect("the current code reads");
+        assert_eq!(current, Some(new.clone()));
+        let replaced = crate::code_by_id(&connection, &old.id).expect("a code by id");
+        assert_eq!(replaced.map(|code| code.state), Some(CodeState::Superseded));
+
+        // A replaced code does not change, and a code of a user not stored is refused.
+        let late = Effect::UpdateCode {
+            id: old.id.clone(),
+            user_id: old.user_id.clone(),
+            purpose: old.purpose,
+            state: CodeState::Used,
+            failed_attempts: 0,
+        };
+        assert!(apply(&connection, &late).is_err());
+        let stranger = code(4002, 9999);
+        assert!(apply(&connection, &Effect::InsertCode(stranger)).is_err());
     }
 
     /// A write to a user that keeps its address leaves the username index alone: a resend

@@ -56,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_newest_code_is_current.sql"),
     include_str!("../migrations/0011_events_in_order.sql"),
     include_str!("../migrations/0012_messages_chained_by_user.sql"),
+    include_str!("../migrations/0013_current_codes_in_user_rows.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
@@ -288,13 +289,35 @@ fn user_by_id(connection: &Connection, id: &UserId) -> rusqlite::Result<Option<U
         .optional()
 }
 
+/// A code by its id: the current one of its user and purpose, or one it replaced, found
+/// walking the user's past codes back from the newest (migration 0013).
 fn code_by_id(connection: &Connection, id: &CodeId) -> rusqlite::Result<Option<CodeRecord>> {
+    let Some((user, purpose)) = connection
+        .prepare_cached("SELECT user_id, purpose FROM code_ids WHERE id = ?1")?
+        .query_row([id.as_str()], |row| {
+            Ok((
+                UserId::from_trusted(row.get(0)?),
+                rows::code_purpose(row, 1)?,
+            ))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    if let Some(current) = latest_code(connection, &user, purpose)?.filter(|code| code.id == *id) {
+        return Ok(Some(current));
+    }
     connection
         .prepare_cached(&format!(
-            "SELECT {} FROM codes WHERE id = ?1",
+            "WITH RECURSIVE chain(entry) AS ( \
+                 SELECT last_past_code FROM users WHERE id = ?1 \
+                 UNION ALL \
+                 SELECT past.previous FROM past_codes past JOIN chain ON past.entry = chain.entry \
+                 WHERE past.id <> ?2) \
+             SELECT {} FROM past_codes WHERE entry IN chain AND id = ?2",
             rows::CODE_COLUMNS
         ))?
-        .query_row([id.as_str()], rows::code)
+        .query_row([user.as_str(), id.as_str()], rows::code)
         .optional()
 }
 
@@ -316,9 +339,8 @@ fn active_code(
     Ok(latest_code(connection, user, purpose)?.filter(|code| code.state == CodeState::Active))
 }
 
-/// The active code if there is one, else the newest: the newest either way, as the schema's
-/// rule keeps an active code the newest of its purpose (migration 0010). Read walking the
-/// user's codes back from the last, so it costs the same however many codes the user has had.
+/// The newest code of the purpose, active or not: the one the user's row holds (migration
+/// 0013), as the schema keeps an active code the newest of its purpose (migration 0010).
 fn latest_code(
     connection: &Connection,
     user: &UserId,
@@ -326,10 +348,11 @@ fn latest_code(
 ) -> rusqlite::Result<Option<CodeRecord>> {
     connection
         .prepare_cached(&format!(
-            "SELECT {} FROM codes WHERE user_id = ?1 AND purpose = ?2 ORDER BY seq DESC LIMIT 1",
-            rows::CODE_COLUMNS
+            "SELECT {} FROM users WHERE id = ?1 AND {}_code_id IS NOT NULL",
+            rows::current_code_columns(purpose),
+            purpose.as_str()
         ))?
-        .query_row([user.as_str(), purpose.as_str()], rows::code)
+        .query_row([user.as_str()], rows::code)
         .optional()
 }
 
@@ -645,13 +668,25 @@ impl Directory for SqliteStore {
     async fn codes(&self, user: &UserId) -> Result<Vec<CodeRecord>> {
         let user = user.clone();
         self.read("could not list codes", move |connection| {
-            connection
+            // The codes the user's current ones replaced, oldest first, then those.
+            let mut codes: Vec<CodeRecord> = connection
                 .prepare_cached(&format!(
-                    "SELECT {} FROM codes WHERE user_id = ?1 ORDER BY created_at, seq",
+                    "WITH RECURSIVE chain(entry) AS ( \
+                         SELECT last_past_code FROM users WHERE id = ?1 \
+                         UNION ALL \
+                         SELECT past.previous FROM past_codes past JOIN chain ON past.entry = chain.entry) \
+                     SELECT {} FROM past_codes WHERE entry IN chain ORDER BY entry",
                     rows::CODE_COLUMNS
                 ))?
                 .query_map([user.as_str()], rows::code)?
-                .collect()
+                .collect::<rusqlite::Result<_>>()?;
+            for purpose in CodePurpose::ALL {
+                codes.extend(latest_code(connection, &user, purpose)?);
+            }
+            // In the order of issue: codes of one purpose are replaced in that order, and a
+            // stable sort keeps it among codes of one millisecond.
+            codes.sort_by_key(|code| code.created_at);
+            Ok(codes)
         })
         .await
     }
@@ -1112,18 +1147,28 @@ impl Outbox for SqliteStore {
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>> {
         self.write("could not claim outbox messages", move |connection| {
-            let claimed: Vec<ClaimedMessage> = connection
-                .prepare_cached(
+            // A message's code is most often its user's current one, read from the user's row;
+            // one its user has replaced since is looked up after.
+            let current = |column: &str| {
+                CodePurpose::ALL.iter().fold(String::from("CASE m.code_id"), |case, purpose| {
+                    let purpose = purpose.as_str();
+                    format!("{case} WHEN u.{purpose}_code_id THEN u.{purpose}_code_{column}")
+                }) + " END"
+            };
+            let mut claimed: Vec<(ClaimedMessage, Option<String>)> = connection
+                .prepare_cached(&format!(
                     "SELECT m.id, m.org_id, COALESCE(o.name, ''), m.user_id, m.template, m.locale, m.recipient, \
-                            m.sealed, m.attempts + 1, c.state, c.expires_at, m.created_at \
-                     FROM outbox m LEFT JOIN orgs o ON o.id = m.org_id LEFT JOIN codes c ON c.id = m.code_id \
+                            m.sealed, m.attempts + 1, {}, {}, m.created_at, m.code_id \
+                     FROM outbox m LEFT JOIN orgs o ON o.id = m.org_id LEFT JOIN users u ON u.id = m.user_id \
                      WHERE m.state IN ('queued', 'sending') \
                        AND ((m.state = 'queued' AND m.next_attempt_at <= ?1) \
                         OR (m.state = 'sending' AND m.lease_until <= ?1)) \
                      ORDER BY m.next_attempt_at LIMIT ?2",
-                )?
+                    current("state"),
+                    current("expires_at")
+                ))?
                 .query_map(params![now.as_millis(), limit], |row| {
-                    Ok(ClaimedMessage {
+                    let message = ClaimedMessage {
                         id: MessageId::from_trusted(row.get(0)?),
                         org_id: OrgId::from_trusted(row.get(1)?),
                         org_name: row.get(2)?,
@@ -1141,9 +1186,19 @@ impl Outbox for SqliteStore {
                         code_state: rows::optional_code_state(row, 9)?,
                         code_expires_at: rows::optional_time(row, 10)?,
                         created_at: rows::timestamp(row, 11)?,
-                    })
+                    };
+                    Ok((message, row.get(12)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
+            for (message, code_id) in &mut claimed {
+                if let (None, Some(code_id)) = (message.code_state, code_id) {
+                    let code = code_by_id(connection, &CodeId::from_trusted(std::mem::take(code_id)))?;
+                    message.code_state = code.as_ref().map(|code| code.state);
+                    message.code_expires_at = code.map(|code| code.expires_at);
+                }
+            }
+            let claimed: Vec<ClaimedMessage> =
+                claimed.into_iter().map(|(message, _)| message).collect();
             let mut mark = connection.prepare_cached(
                 "UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = ?2 WHERE id = ?1",
             )?;

@@ -153,12 +153,22 @@ pub fn user(row: &Row<'_>) -> rusqlite::Result<User> {
 pub const CODE_COLUMNS: &str =
     "id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at";
 
+/// The columns of a user's row that hold the user's current code of `purpose` (migration
+/// 0013), as [`CODE_COLUMNS`] name those of a past code.
+pub fn current_code_columns(purpose: CodePurpose) -> String {
+    let purpose = purpose.as_str();
+    format!(
+        "{purpose}_code_id, id, '{purpose}', {purpose}_code_hash, {purpose}_code_state, \
+         {purpose}_code_failed_attempts, {purpose}_code_created_at, {purpose}_code_expires_at"
+    )
+}
+
 pub fn code(row: &Row<'_>) -> rusqlite::Result<CodeRecord> {
     let hash: Vec<u8> = row.get(3)?;
     Ok(CodeRecord {
         id: CodeId::from_trusted(row.get(0)?),
         user_id: UserId::from_trusted(row.get(1)?),
-        purpose: parsed(row, 2, "code purpose", CodePurpose::parse)?,
+        purpose: code_purpose(row, 2)?,
         hash: CodeHash(
             hash.try_into()
                 .map_err(|_| invalid(3, "code hash", "wrong length"))?,
@@ -220,6 +230,10 @@ pub fn captured(row: &Row<'_>) -> rusqlite::Result<CapturedMail> {
         html: row.get(6)?,
         created_at: timestamp(row, 7)?,
     })
+}
+
+pub fn code_purpose(row: &Row<'_>, index: usize) -> rusqlite::Result<CodePurpose> {
+    parsed(row, index, "code purpose", CodePurpose::parse)
 }
 
 pub fn optional_code_state(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<CodeState>> {

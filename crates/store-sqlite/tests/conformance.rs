@@ -126,64 +126,199 @@ async fn upgrading_to_codes_clustered_by_user_keeps_their_order_and_the_one_acti
     drop(store);
 
     let migrated = rusqlite::Connection::open(&path).expect("the database opens");
-    let refused = migrated.execute(
-        "INSERT INTO codes (id, user_id, seq, purpose, hash, state, failed_attempts, created_at, expires_at) \
-         VALUES ('cd-extra', ?1, 4, 'registration', x'00', 'active', 0, 3000, 9000)",
-        [user.as_str()],
+    // The newest in the user's row, the two it replaced behind it.
+    let current: (String, String) = migrated
+        .query_row(
+            "SELECT registration_code_id, registration_code_state FROM users WHERE id = ?1",
+            [user.as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the user's row");
+    assert_eq!(current, (third.to_string(), "active".to_owned()));
+    assert_eq!(
+        count(
+            &migrated,
+            "SELECT COUNT(*) FROM past_codes WHERE state = 'superseded'"
+        ),
+        2
     );
-    assert!(
-        matches!(&refused, Err(rusqlite::Error::SqliteFailure(error, _))
-            if error.code == rusqlite::ErrorCode::ConstraintViolation),
-        "a second active code is refused: {refused:?}"
+    assert_eq!(count(&migrated, "SELECT COUNT(*) FROM code_ids"), 3);
+    assert_one_active_code_per_user_and_purpose(&migrated, &user);
+}
+
+/// The schema's rule of one active code per user and purpose (migrations 0010 and 0013),
+/// checked on `database`, where `user`'s current registration code is active.
+fn assert_one_active_code_per_user_and_purpose(
+    database: &rusqlite::Connection,
+    user: &enroll_core::ids::UserId,
+) {
+    let refused = |sql: &str, why: &str| {
+        let outcome = database.execute(sql, [user.as_str()]);
+        assert!(
+            matches!(&outcome, Err(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::ConstraintViolation),
+            "{why}: {outcome:?}"
+        );
+    };
+    refused(
+        "UPDATE users SET registration_code_id = 'cd-extra', registration_code_state = 'active' \
+         WHERE id = ?1",
+        "a second active code does not take the place of the active one",
     );
-    let revived = migrated.execute(
-        "UPDATE codes SET state = 'active' WHERE id = ?1",
-        [first.as_str()],
+    refused(
+        "INSERT INTO past_codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at) \
+         VALUES ('cd-behind', ?1, 'registration', x'00', 'active', 0, 3000, 9000)",
+        "nor goes behind it",
     );
-    assert!(
-        revived.is_err(),
-        "nor can an old code become active beside it"
+    refused(
+        "UPDATE past_codes SET state = 'active' WHERE user_id = ?1",
+        "a replaced code does not change",
     );
-    migrated
+    database
         .execute(
-            "UPDATE codes SET state = 'used' WHERE id = ?1",
-            [third.as_str()],
+            "UPDATE users SET registration_code_state = 'used' WHERE id = ?1",
+            [user.as_str()],
         )
         .expect("the active code is used");
-    let revived = migrated.execute(
-        "UPDATE codes SET state = 'active' WHERE id = ?1",
-        [first.as_str()],
+    refused(
+        "UPDATE users SET registration_code_state = 'active' WHERE id = ?1",
+        "a code is active only from its issue",
     );
-    assert!(
-        revived.is_err(),
-        "a code is active only from its issue, so the newest is the only one that can be"
+    database
+        .execute(
+            "UPDATE users SET registration_code_id = 'cd-next', registration_code_state = 'active' \
+             WHERE id = ?1",
+            [user.as_str()],
+        )
+        .expect("a new code takes the place of one no longer active");
+}
+
+/// A database made by the schema that kept codes clustered on their user (before migration
+/// 13) keeps every code with its state, listed in the order of issue and found by id: the
+/// newest of each purpose in the user's row, the ones they replaced chained behind it.
+#[tokio::test]
+async fn upgrading_to_current_codes_in_user_rows_keeps_every_code() {
+    use enroll_core::clock::Timestamp;
+    use enroll_core::code::{CodePurpose, CodeState};
+    use enroll_core::ids::{CodeId, OrgId, UserId};
+    use enroll_core::ports::Directory as _;
+
+    let org = OrgId::generate();
+    let (jane, john, nobody) = (UserId::generate(), UserId::generate(), UserId::generate());
+    let id = |millis| CodeId::generate_at(Timestamp::from_millis(millis));
+    let (verify_1, reset, verify_2, verify_3, register) =
+        (id(100), id(200), id(300), id(400), id(150));
+    // Jane's codes of two purposes interleaved: a password reset between her verifications.
+    let path = database_before(
+        "0013_current_codes_in_user_rows.sql",
+        &org,
+        &[
+            (&jane, "jane@example.com", 4),
+            (&john, "john@example.com", 1),
+            (&nobody, "nobody@example.com", 0),
+        ],
+        &format!(
+            "INSERT INTO codes (user_id, seq, id, purpose, hash, state, failed_attempts, created_at, expires_at) VALUES
+                 ('{jane}', 1, '{verify_1}', 'email_verification', zeroblob(32), 'superseded', 1, 100, 9000),
+                 ('{jane}', 2, '{reset}', 'password_reset', zeroblob(32), 'active', 0, 200, 9000),
+                 ('{jane}', 3, '{verify_2}', 'email_verification', zeroblob(32), 'used', 2, 300, 9000),
+                 ('{jane}', 4, '{verify_3}', 'email_verification', zeroblob(32), 'active', 0, 400, 9000),
+                 ('{john}', 1, '{register}', 'registration', zeroblob(32), 'active', 0, 150, 9000);"
+        ),
     );
-    let behind = migrated.execute(
-        "INSERT INTO codes (id, user_id, seq, purpose, hash, state, failed_attempts, created_at, expires_at) \
-         VALUES ('cd-behind', ?1, 0, 'email_verification', x'00', 'active', 0, 3000, 9000)",
-        [user.as_str()],
+
+    let store = SqliteStore::open(&path)
+        .await
+        .expect("the store opens and migrates");
+    let listed =
+        |codes: Vec<enroll_core::model::CodeRecord>| -> Vec<(String, CodePurpose, CodeState, u32)> {
+            codes
+                .into_iter()
+                .map(|code| {
+                    (
+                        code.id.to_string(),
+                        code.purpose,
+                        code.state,
+                        code.failed_attempts,
+                    )
+                })
+                .collect()
+        };
+    assert_eq!(
+        listed(store.codes(&jane).await.expect("jane's codes")),
+        [
+            (
+                verify_1.to_string(),
+                CodePurpose::EmailVerification,
+                CodeState::Superseded,
+                1
+            ),
+            (
+                reset.to_string(),
+                CodePurpose::PasswordReset,
+                CodeState::Active,
+                0
+            ),
+            (
+                verify_2.to_string(),
+                CodePurpose::EmailVerification,
+                CodeState::Used,
+                2
+            ),
+            (
+                verify_3.to_string(),
+                CodePurpose::EmailVerification,
+                CodeState::Active,
+                0
+            ),
+        ],
+        "every code kept with its state, in the order of issue"
     );
-    assert!(
-        behind.is_err(),
-        "an active code goes in as the user's newest: {behind:?}"
+    assert_eq!(
+        listed(store.codes(&john).await.expect("john's codes")),
+        [(
+            register.to_string(),
+            CodePurpose::Registration,
+            CodeState::Active,
+            0
+        )]
     );
-    // The current code is read walking the user's codes back from the newest: no sort.
-    let plan: Vec<String> = migrated
+    assert!(store.codes(&nobody).await.expect("no codes").is_empty());
+    for (code, state) in [
+        (&verify_1, CodeState::Superseded),
+        (&reset, CodeState::Active),
+        (&verify_2, CodeState::Used),
+        (&verify_3, CodeState::Active),
+        (&register, CodeState::Active),
+    ] {
+        let found = store.code(code).await.expect("a code by id");
+        assert_eq!(found.map(|code| code.state), Some(state), "{code}");
+    }
+    assert!(store.code(&id(500)).await.expect("a code by id").is_none());
+    drop(store);
+
+    let migrated = rusqlite::Connection::open(&path).expect("the database opens");
+    let chain: Vec<String> = migrated
         .prepare(
-            "EXPLAIN QUERY PLAN \
-             SELECT id FROM codes WHERE user_id = ?1 AND purpose = ?2 ORDER BY seq DESC LIMIT 1",
+            "WITH RECURSIVE chain(entry) AS ( \
+                 SELECT last_past_code FROM users WHERE id = ?1 \
+                 UNION ALL \
+                 SELECT past.previous FROM past_codes past JOIN chain ON past.entry = chain.entry) \
+             SELECT past.id FROM chain JOIN past_codes past ON past.entry = chain.entry",
         )
         .and_then(|mut statement| {
             statement
-                .query_map([user.as_str(), "registration"], |row| row.get(3))?
+                .query_map([jane.as_str()], |row| row.get(0))?
                 .collect()
         })
-        .expect("the plan");
-    assert!(
-        plan.iter().any(|step| step.contains("PRIMARY KEY"))
-            && !plan.iter().any(|step| step.contains("TEMP B-TREE")),
-        "{plan:?}"
+        .expect("jane's past codes");
+    assert_eq!(
+        chain,
+        [verify_2.to_string(), verify_1.to_string()],
+        "the user's row names the newest replaced code, and each the one before"
     );
+    assert_eq!(count(&migrated, "SELECT COUNT(*) FROM past_codes"), 2);
+    assert_eq!(count(&migrated, "SELECT COUNT(*) FROM code_ids"), 5);
 }
 
 /// A database made by the schema that kept events clustered on their user (before migration

@@ -39,8 +39,12 @@ pub enum Effect {
         user_id: UserId,
         permissions: Vec<Permission>,
     },
+    /// A change to the current code of its user and purpose: a code replaced by a newer one
+    /// does not change.
     UpdateCode {
         id: CodeId,
+        user_id: UserId,
+        purpose: CodePurpose,
         state: CodeState,
         failed_attempts: u32,
     },
@@ -444,6 +448,8 @@ fn count_send(
 fn supersede(active: Option<&CodeRecord>) -> Option<Effect> {
     active.map(|previous| Effect::UpdateCode {
         id: previous.id.clone(),
+        user_id: previous.user_id.clone(),
+        purpose: previous.purpose,
         state: CodeState::Superseded,
         failed_attempts: previous.failed_attempts,
     })
@@ -648,6 +654,8 @@ pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<CodeVe
             effects: vec![
                 Effect::UpdateCode {
                     id: code.id.clone(),
+                    user_id: code.user_id.clone(),
+                    purpose: code.purpose,
                     state: CodeState::Expired,
                     failed_attempts: code.failed_attempts,
                 },
@@ -681,6 +689,8 @@ pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<CodeVe
             effects: vec![
                 Effect::UpdateCode {
                     id: code.id.clone(),
+                    user_id: code.user_id.clone(),
+                    purpose: code.purpose,
                     state: if exhausted {
                         CodeState::Exhausted
                     } else {
@@ -712,6 +722,8 @@ pub fn verify_code(state: &VerifyCodeState, command: &VerifyCode) -> Plan<CodeVe
             let mut effects = vec![
                 Effect::UpdateCode {
                     id: code.id.clone(),
+                    user_id: code.user_id.clone(),
+                    purpose: code.purpose,
                     state: CodeState::Used,
                     failed_attempts: code.failed_attempts,
                 },
@@ -1017,6 +1029,8 @@ pub fn register_credential(
         effects: vec![
             Effect::UpdateCode {
                 id: code.id.clone(),
+                user_id: code.user_id.clone(),
+                purpose: code.purpose,
                 state: CodeState::Used,
                 failed_attempts: code.failed_attempts,
             },
@@ -1339,6 +1353,8 @@ mod tests {
             plan.effects[0],
             Effect::UpdateCode {
                 id: previous.id,
+                user_id: user.id,
+                purpose: CodePurpose::Registration,
                 state: CodeState::Superseded,
                 failed_attempts: 3
             }
