@@ -96,7 +96,9 @@ fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// `INSERT INTO table (…) SELECT … FROM bulk_ids b CROSS JOIN (the template's rows) t`.
+/// `INSERT INTO table (…) SELECT … FROM bulk_ids b CROSS JOIN (the template's rows) t`, the
+/// template's rows read once: a table without an index on its user (`code_ids`) would be read
+/// through again for every copy, as it grows.
 fn copy_statement(
     dialect: Dialect,
     table: &str,
@@ -130,10 +132,11 @@ fn copy_statement(
         .collect();
     let (column, value) = template.reference(reference);
     format!(
-        "INSERT INTO {table} ({}) SELECT {} FROM bulk_ids b CROSS JOIN (SELECT * FROM {table} WHERE {column} = {}) t",
+        "WITH t AS MATERIALIZED (SELECT * FROM {table} WHERE {column} = {}) \
+         INSERT INTO {table} ({}) SELECT {} FROM bulk_ids b CROSS JOIN t",
+        quote(value),
         names.join(", "),
-        values.join(", "),
-        quote(value)
+        values.join(", ")
     )
 }
 
