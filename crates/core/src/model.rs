@@ -500,7 +500,9 @@ pub struct ClaimedMessage {
     pub sealed: Option<Vec<u8>>,
     /// Attempts including the one just claimed.
     pub attempts: u32,
-    /// State of the message's code right now; `None` for messages without one.
+    /// State of the message's code right now; `None` for messages without one. A code its
+    /// user has replaced since may read as superseded, whatever state it was left in: the
+    /// message is not sent either way.
     pub code_state: Option<CodeState>,
     pub code_expires_at: Option<Timestamp>,
     pub created_at: Timestamp,

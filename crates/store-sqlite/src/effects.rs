@@ -4,7 +4,7 @@ use enroll_core::model::{AccessToken, CodeRecord, Permission};
 use enroll_core::rules::Effect;
 use rusqlite::{Connection, params};
 
-use crate::rows;
+use crate::current_codes;
 
 pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
     match effect {
@@ -88,12 +88,8 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
             state,
             failed_attempts,
         } => {
-            let purpose = purpose.as_str();
             let updated = connection
-                .prepare_cached(&format!(
-                    "UPDATE users SET {purpose}_code_state = ?3, {purpose}_code_failed_attempts = ?4 \
-                     WHERE id = ?1 AND {purpose}_code_id = ?2"
-                ))?
+                .prepare_cached(&current_codes::statements(*purpose).update)?
                 .execute(params![
                     user_id.as_str(),
                     id.as_str(),
@@ -207,22 +203,12 @@ pub fn apply(connection: &Connection, effect: &Effect) -> rusqlite::Result<()> {
 /// The code takes its purpose's place in its user's row; the code it replaces, if any, is
 /// appended to the user's past codes (migration 0013), and its id to those of all codes.
 fn replace_current_code(connection: &Connection, code: &CodeRecord) -> rusqlite::Result<()> {
-    let purpose = code.purpose.as_str();
+    let statements = current_codes::statements(code.purpose);
     let replaced = connection
-        .prepare_cached(&format!(
-            "INSERT INTO past_codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at, previous) \
-             SELECT {}, last_past_code FROM users WHERE id = ?1 AND {purpose}_code_id IS NOT NULL",
-            rows::current_code_columns(code.purpose)
-        ))?
+        .prepare_cached(&statements.append_to_past)?
         .execute([code.user_id.as_str()])?;
     let updated = connection
-        .prepare_cached(&format!(
-            "UPDATE users SET {purpose}_code_id = ?2, {purpose}_code_hash = ?3, {purpose}_code_state = ?4, \
-                 {purpose}_code_failed_attempts = ?5, {purpose}_code_created_at = ?6, \
-                 {purpose}_code_expires_at = ?7, \
-                 last_past_code = CASE WHEN ?8 THEN last_insert_rowid() ELSE last_past_code END \
-             WHERE id = ?1"
-        ))?
+        .prepare_cached(&statements.take_place)?
         .execute(params![
             code.user_id.as_str(),
             code.id.as_str(),
@@ -236,7 +222,11 @@ fn replace_current_code(connection: &Connection, code: &CodeRecord) -> rusqlite:
     exactly_one(updated)?;
     connection
         .prepare_cached("INSERT INTO code_ids (id, user_id, purpose) VALUES (?1, ?2, ?3)")?
-        .execute(params![code.id.as_str(), code.user_id.as_str(), purpose])
+        .execute(params![
+            code.id.as_str(),
+            code.user_id.as_str(),
+            code.purpose.as_str()
+        ])
         .map(drop)
 }
 

@@ -6,13 +6,14 @@
 //! per request. Queries that write nothing run beside it on read-only connections ([`readers`]).
 
 mod checkpoint;
+mod current_codes;
 mod effects;
 mod readers;
 mod rows;
 mod writer;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -58,6 +59,24 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0012_messages_chained_by_user.sql"),
     include_str!("../migrations/0013_current_codes_in_user_rows.sql"),
 ];
+
+/// The due messages, oldest first, each with its code's state and expiry. A message's code is
+/// read from its user's row if it is still the user's current one; one the user has replaced
+/// since is superseded, whatever state it was left in, and is not looked up (migration 0013).
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT m.id, m.org_id, COALESCE(o.name, ''), m.user_id, m.template, m.locale, m.recipient, \
+                m.sealed, m.attempts + 1, \
+                CASE WHEN m.code_id IS NOT NULL THEN COALESCE({}, 'superseded') END, {}, m.created_at \
+         FROM outbox m LEFT JOIN orgs o ON o.id = m.org_id LEFT JOIN users u ON u.id = m.user_id \
+         WHERE m.state IN ('queued', 'sending') \
+           AND ((m.state = 'queued' AND m.next_attempt_at <= ?1) \
+            OR (m.state = 'sending' AND m.lease_until <= ?1)) \
+         ORDER BY m.next_attempt_at LIMIT ?2",
+        current_codes::of_message("state"),
+        current_codes::of_message("expires_at")
+    )
+});
 
 /// The SQLite store. Cheap to clone; every clone feeds the same writer thread.
 #[derive(Clone)]
@@ -347,11 +366,7 @@ fn latest_code(
     purpose: CodePurpose,
 ) -> rusqlite::Result<Option<CodeRecord>> {
     connection
-        .prepare_cached(&format!(
-            "SELECT {} FROM users WHERE id = ?1 AND {}_code_id IS NOT NULL",
-            rows::current_code_columns(purpose),
-            purpose.as_str()
-        ))?
+        .prepare_cached(&current_codes::statements(purpose).select)?
         .query_row([user.as_str()], rows::code)
         .optional()
 }
@@ -1147,28 +1162,10 @@ impl Outbox for SqliteStore {
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>> {
         self.write("could not claim outbox messages", move |connection| {
-            // A message's code is most often its user's current one, read from the user's row;
-            // one its user has replaced since is looked up after.
-            let current = |column: &str| {
-                CodePurpose::ALL.iter().fold(String::from("CASE m.code_id"), |case, purpose| {
-                    let purpose = purpose.as_str();
-                    format!("{case} WHEN u.{purpose}_code_id THEN u.{purpose}_code_{column}")
-                }) + " END"
-            };
-            let mut claimed: Vec<(ClaimedMessage, Option<String>)> = connection
-                .prepare_cached(&format!(
-                    "SELECT m.id, m.org_id, COALESCE(o.name, ''), m.user_id, m.template, m.locale, m.recipient, \
-                            m.sealed, m.attempts + 1, {}, {}, m.created_at, m.code_id \
-                     FROM outbox m LEFT JOIN orgs o ON o.id = m.org_id LEFT JOIN users u ON u.id = m.user_id \
-                     WHERE m.state IN ('queued', 'sending') \
-                       AND ((m.state = 'queued' AND m.next_attempt_at <= ?1) \
-                        OR (m.state = 'sending' AND m.lease_until <= ?1)) \
-                     ORDER BY m.next_attempt_at LIMIT ?2",
-                    current("state"),
-                    current("expires_at")
-                ))?
+            let claimed: Vec<ClaimedMessage> = connection
+                .prepare_cached(&CLAIM)?
                 .query_map(params![now.as_millis(), limit], |row| {
-                    let message = ClaimedMessage {
+                    Ok(ClaimedMessage {
                         id: MessageId::from_trusted(row.get(0)?),
                         org_id: OrgId::from_trusted(row.get(1)?),
                         org_name: row.get(2)?,
@@ -1186,19 +1183,9 @@ impl Outbox for SqliteStore {
                         code_state: rows::optional_code_state(row, 9)?,
                         code_expires_at: rows::optional_time(row, 10)?,
                         created_at: rows::timestamp(row, 11)?,
-                    };
-                    Ok((message, row.get(12)?))
+                    })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            for (message, code_id) in &mut claimed {
-                if let (None, Some(code_id)) = (message.code_state, code_id) {
-                    let code = code_by_id(connection, &CodeId::from_trusted(std::mem::take(code_id)))?;
-                    message.code_state = code.as_ref().map(|code| code.state);
-                    message.code_expires_at = code.map(|code| code.expires_at);
-                }
-            }
-            let claimed: Vec<ClaimedMessage> =
-                claimed.into_iter().map(|(message, _)| message).collect();
             let mut mark = connection.prepare_cached(
                 "UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = ?2 WHERE id = ?1",
             )?;

@@ -153,16 +153,6 @@ pub fn user(row: &Row<'_>) -> rusqlite::Result<User> {
 pub const CODE_COLUMNS: &str =
     "id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at";
 
-/// The columns of a user's row that hold the user's current code of `purpose` (migration
-/// 0013), as [`CODE_COLUMNS`] name those of a past code.
-pub fn current_code_columns(purpose: CodePurpose) -> String {
-    let purpose = purpose.as_str();
-    format!(
-        "{purpose}_code_id, id, '{purpose}', {purpose}_code_hash, {purpose}_code_state, \
-         {purpose}_code_failed_attempts, {purpose}_code_created_at, {purpose}_code_expires_at"
-    )
-}
-
 pub fn code(row: &Row<'_>) -> rusqlite::Result<CodeRecord> {
     let hash: Vec<u8> = row.get(3)?;
     Ok(CodeRecord {
