@@ -7,9 +7,9 @@
 //! its cooldown. Each column is copied as it is (but rowids and identity columns, which the
 //! database numbers, and on SQLite the chain of a user's events, rebuilt for the copies),
 //! except that in text the template's user id, username, code id, message id and cooldown
-//! subject become the copy's, and a code's hash is random bytes. So the copies have the shape the store
-//! writes, whatever columns it has. Ids are well formed (`us-xxxxx-xxxxx-<16>`, lowercase
-//! hexadecimal, which is base36): user ids random; code and message ids, which the server
+//! subject become the copy's, and a code's hash is random bytes. So the copies have the shape
+//! the store writes, whatever columns it has. Ids are well formed (`us-xxxxx-xxxxx-<16>`,
+//! lowercase hexadecimal, which is base36): user ids random; code and message ids, which the server
 //! begins with their creation time, begin with the template's and end at random, so they
 //! sort before those the run creates. Usernames are unique. The copies' cooldown subjects
 //! are random too (a keyed digest the server computes): a resend to a copied user finds no

@@ -308,6 +308,15 @@ fn user_by_id(connection: &Connection, id: &UserId) -> rusqlite::Result<Option<U
         .optional()
 }
 
+/// The entries of the user `?1`'s past codes, newest first, as far as the code `?2` (all of
+/// them if `?2` is null): each names the one before it, the user's row the newest
+/// (migration 0013).
+const PAST_CODES: &str = "WITH RECURSIVE chain(entry) AS ( \
+         SELECT last_past_code FROM users WHERE id = ?1 \
+         UNION ALL \
+         SELECT past.previous FROM past_codes past JOIN chain ON past.entry = chain.entry \
+         WHERE past.id IS NOT ?2)";
+
 /// A code by its id: the current one of its user and purpose, or one it replaced, found
 /// walking the user's past codes back from the newest (migration 0013).
 fn code_by_id(connection: &Connection, id: &CodeId) -> rusqlite::Result<Option<CodeRecord>> {
@@ -328,12 +337,7 @@ fn code_by_id(connection: &Connection, id: &CodeId) -> rusqlite::Result<Option<C
     }
     connection
         .prepare_cached(&format!(
-            "WITH RECURSIVE chain(entry) AS ( \
-                 SELECT last_past_code FROM users WHERE id = ?1 \
-                 UNION ALL \
-                 SELECT past.previous FROM past_codes past JOIN chain ON past.entry = chain.entry \
-                 WHERE past.id <> ?2) \
-             SELECT {} FROM past_codes WHERE entry IN chain AND id = ?2",
+            "{PAST_CODES} SELECT {} FROM past_codes WHERE entry IN chain AND id = ?2",
             rows::CODE_COLUMNS
         ))?
         .query_row([user.as_str(), id.as_str()], rows::code)
@@ -686,14 +690,10 @@ impl Directory for SqliteStore {
             // The codes the user's current ones replaced, oldest first, then those.
             let mut codes: Vec<CodeRecord> = connection
                 .prepare_cached(&format!(
-                    "WITH RECURSIVE chain(entry) AS ( \
-                         SELECT last_past_code FROM users WHERE id = ?1 \
-                         UNION ALL \
-                         SELECT past.previous FROM past_codes past JOIN chain ON past.entry = chain.entry) \
-                     SELECT {} FROM past_codes WHERE entry IN chain ORDER BY entry",
+                    "{PAST_CODES} SELECT {} FROM past_codes WHERE entry IN chain ORDER BY entry",
                     rows::CODE_COLUMNS
                 ))?
-                .query_map([user.as_str()], rows::code)?
+                .query_map(params![user.as_str(), None::<&str>], rows::code)?
                 .collect::<rusqlite::Result<_>>()?;
             for purpose in CodePurpose::ALL {
                 codes.extend(latest_code(connection, &user, purpose)?);
