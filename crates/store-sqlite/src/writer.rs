@@ -80,6 +80,8 @@ trait Request: Send {
     /// Answers the caller: the result of the last run, or `failure` if the batch holding the
     /// kept result could not be made durable.
     fn answer(self: Box<Self>, failure: Option<&Arc<CommitFailure>>);
+    /// Answers the caller with `error`, whatever the run gave.
+    fn refuse(self: Box<Self>, error: Error);
 }
 
 struct Pending<T, F> {
@@ -117,6 +119,10 @@ where
         };
         // The caller may have gone away (client disconnected); the work is done either way.
         let _ = self.reply.send(answer);
+    }
+
+    fn refuse(self: Box<Self>, error: Error) {
+        let _ = self.reply.send(Err(error));
     }
 }
 
@@ -244,7 +250,7 @@ impl Writer {
     /// reads every request makes: the writer has their pages in its cache and its locks
     /// already, where a reader connection under a steady write load re-reads every page (the
     /// log changed since its last read) and is handed to a blocking thread and back. A write
-    /// by `work` fails (`query_only`).
+    /// by `work` is undone, and the read answered with an error.
     pub async fn read<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
@@ -354,7 +360,14 @@ fn run_batch(connection: &Connection, reads: Vec<Job>, mut batch: Vec<Job>) -> O
         );
         return None;
     }
-    run_reads(connection, reads);
+    if !run_reads(connection, reads) {
+        tracing::error!(
+            dropped = batch.len(),
+            "a read's changes could not be undone"
+        );
+        let _ = connection.execute_batch("ROLLBACK");
+        return None;
+    }
     if run_together(connection, &mut batch) {
         return Some(batch);
     }
@@ -375,30 +388,56 @@ fn read_alone(connection: &Connection, reads: Vec<Job>) {
         return;
     }
     run_reads(connection, reads);
-    if let Err(error) = connection.execute_batch("COMMIT") {
+    // Nothing to keep: a read writes nothing, and whatever one changed by mistake is undone.
+    if let Err(error) = connection.execute_batch("ROLLBACK") {
         tracing::error!(%error, "could not end a SQLite read transaction");
-        let _ = connection.execute_batch("ROLLBACK");
     }
 }
 
-/// Runs each read, with writes refused, and answers it at once: nothing it saw waits for a
-/// commit, since the transaction has written nothing yet. A read that panics is dropped.
-fn run_reads(connection: &Connection, reads: Vec<Job>) {
+/// Runs each read and answers it at once: nothing it saw waits for a commit, since the
+/// transaction has written nothing yet. A read never writes: the reads run in a savepoint, and
+/// one that changed rows is answered with an error and its changes rolled back. (`PRAGMA
+/// query_only` would refuse such a write up front, but setting it expires every statement the
+/// connection has prepared: each batch after a read then prepared all of its statements
+/// again.) A read that panics is dropped. `false` if the savepoint could not be undone: the
+/// transaction must not go on to commit.
+fn run_reads(connection: &Connection, reads: Vec<Job>) -> bool {
     if reads.is_empty() {
-        return;
+        return true;
     }
-    if let Err(error) = connection.execute_batch("PRAGMA query_only = ON") {
-        tracing::error!(%error, dropped = reads.len(), "could not refuse writes to the reads");
-        return;
+    if let Err(error) = connection.execute_batch("SAVEPOINT reads") {
+        tracing::error!(%error, dropped = reads.len(), "could not open a savepoint for reads");
+        return true;
     }
+    let mut wrote = false;
     for mut job in reads {
-        match catch_unwind(AssertUnwindSafe(|| job.run(connection))) {
-            Ok(_) => job.answer(None),
+        let changes = connection.total_changes();
+        let ran = catch_unwind(AssertUnwindSafe(|| job.run(connection)));
+        let changed = connection.total_changes() != changes;
+        wrote |= changed;
+        match ran {
+            Ok(_) if !changed => job.answer(None),
+            Ok(_) => {
+                tracing::error!("a store read changed rows; its changes are undone");
+                job.refuse(Error::internal(
+                    "a read of the SQLite store tried to write",
+                    "the writer undid its changes",
+                ));
+            }
             Err(_) => tracing::error!("a store read panicked"),
         }
     }
-    if let Err(error) = connection.execute_batch("PRAGMA query_only = OFF") {
-        tracing::error!(%error, "could not let the writer write again");
+    let end = if wrote {
+        "ROLLBACK TO reads; RELEASE reads"
+    } else {
+        "RELEASE reads"
+    };
+    match connection.execute_batch(end) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(%error, "could not end the savepoint of the reads");
+            !wrote
+        }
     }
 }
 
@@ -801,6 +840,30 @@ mod tests {
             .expect("answered")
             .expect("a write after it succeeds");
         assert_eq!(names_read_in_t(&writer).await.expect("read"), ["w"]);
+    }
+
+    #[tokio::test]
+    async fn a_read_leaves_the_statements_the_writer_prepared_valid() {
+        let writer = writer_with_table().await;
+        // How often the cached insert had to be prepared again since it was first prepared.
+        let insert = |name: &'static str| {
+            writer.run(move |connection| {
+                let mut statement = connection
+                    .prepare_cached("INSERT INTO t VALUES (?1)")
+                    .map_err(|error| Error::internal("test prepare", error))?;
+                statement
+                    .execute([name])
+                    .map_err(|error| Error::internal("test write", error))?;
+                Ok(statement.get_status(rusqlite::StatementStatus::RePrepare))
+            })
+        };
+        assert_eq!(insert("a").await.expect("written"), 0);
+        assert_eq!(names_read_in_t(&writer).await.expect("read"), ["a"]);
+        assert_eq!(
+            insert("b").await.expect("written"),
+            0,
+            "a read between two writes expired the writer's statements"
+        );
     }
 
     #[tokio::test]
