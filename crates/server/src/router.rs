@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Response, StatusCode};
+use axum::http::{HeaderName, Response, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
+use tower::util::MapResponseLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -20,6 +21,8 @@ use crate::metrics;
 use crate::ops;
 use crate::pages;
 use crate::state::AppState;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Bodies of this API are small JSON objects.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -46,6 +49,7 @@ pub fn build(state: AppState) -> Router {
         // is logged in the request's span.
         .layer(CatchPanicLayer::custom(panicked))
         .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(MapResponseLayer::new(unindexed_request_id))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::x_request_id(NewRequestId))
 }
@@ -89,6 +93,16 @@ impl MakeRequestId for NewRequestId {
     }
 }
 
+/// A request id differs on every response, so HTTP/2's header compression gains nothing by
+/// keeping it in the connection's table and loses much: each new value was compared with every
+/// id kept before it, then pushed another entry out. Marked sensitive, it goes as a literal.
+fn unindexed_request_id<B>(mut response: Response<B>) -> Response<B> {
+    if let Some(id) = response.headers_mut().get_mut(X_REQUEST_ID) {
+        id.set_sensitive(true);
+    }
+    response
+}
+
 /// A panic answers like any internal error and never takes the process down.
 fn panicked(_: Box<dyn Any + Send + 'static>) -> Response<axum::body::Body> {
     tracing::error!("a request handler panicked");
@@ -116,6 +130,7 @@ mod tests {
             .route("/fine", get(|| async { "fine" }))
             .layer(CatchPanicLayer::custom(panicked))
             .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(MapResponseLayer::new(unindexed_request_id))
             .layer(SetRequestIdLayer::x_request_id(NewRequestId));
         let request = |path: &str| {
             axum::http::Request::get(path)
@@ -134,5 +149,31 @@ mod tests {
         let response = router.oneshot(request("/fine")).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["x-request-id"], "req-1");
+    }
+
+    /// The id of every response is kept out of HTTP/2's header table: a new one or a proxy's.
+    #[tokio::test]
+    async fn request_ids_are_sent_unindexed() {
+        let router = Router::new()
+            .route("/", get(|| async { "fine" }))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(MapResponseLayer::new(unindexed_request_id))
+            .layer(SetRequestIdLayer::x_request_id(NewRequestId));
+        for sent in [None, Some("req-1")] {
+            let mut request = axum::http::Request::get("/");
+            if let Some(sent) = sent {
+                request = request.header("x-request-id", sent);
+            }
+            let response = router
+                .clone()
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let id = &response.headers()["x-request-id"];
+            assert!(id.is_sensitive(), "{sent:?}: {id:?}");
+            if let Some(sent) = sent {
+                assert_eq!(id, sent);
+            }
+        }
     }
 }
