@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::load::Measured;
-use crate::server::{Counters, CpuTime, Memory, increase};
+use crate::server::{Counters, CpuTime, Memory, ThreadSchedule, increase};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -101,6 +101,15 @@ pub struct WriterLoad {
     /// How long a sync of the log took, and how many batches one covered, as the requests
     /// waited for it after their commit; `None` without syncs (a database in memory).
     pub sync: Option<LogSync>,
+    /// The thread's time on a CPU and its time ready to run but waiting for one, per request:
+    /// its busy time above holds both, and the second grows with whatever else the box runs.
+    pub schedule: Option<WriterSchedule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriterSchedule {
+    pub cpu_micros_per_request: f64,
+    pub wait_micros_per_request: f64,
 }
 
 /// The syncs of the log across a row: the mean time of one, and the batches one covered.
@@ -111,8 +120,14 @@ pub struct LogSync {
 }
 
 impl WriterLoad {
-    /// From the counters before and after `elapsed`; `None` when nothing was written.
-    pub fn between(before: &Counters, after: &Counters, elapsed: Duration) -> Option<Self> {
+    /// From the counters and the thread's scheduling before and after `elapsed`; `None` when
+    /// nothing was written.
+    pub fn between(
+        before: &Counters,
+        after: &Counters,
+        schedule: Option<(ThreadSchedule, ThreadSchedule)>,
+        elapsed: Duration,
+    ) -> Option<Self> {
         let delta = |name: &str| increase(before, after, name);
         let requests = delta("sqlite_write_requests");
         let batches = delta("sqlite_write_batches");
@@ -130,6 +145,15 @@ impl WriterLoad {
                 micros: delta("sqlite_log_sync_microseconds") / syncs,
                 batches: batches / syncs,
             }),
+            schedule: schedule.map(|(before, after)| {
+                let per_request = |later: Duration, earlier: Duration| {
+                    later.saturating_sub(earlier).as_secs_f64() * 1e6 / requests
+                };
+                WriterSchedule {
+                    cpu_micros_per_request: per_request(after.on_cpu, before.on_cpu),
+                    wait_micros_per_request: per_request(after.waiting, before.waiting),
+                }
+            }),
         })
     }
 
@@ -141,6 +165,8 @@ impl WriterLoad {
             "commitMicrosPerRequest": self.commit_micros_per_request,
             "syncMicros": self.sync.map(|sync| sync.micros),
             "batchesPerSync": self.sync.map(|sync| sync.batches),
+            "cpuMicrosPerRequest": self.schedule.map(|schedule| schedule.cpu_micros_per_request),
+            "waitMicrosPerRequest": self.schedule.map(|schedule| schedule.wait_micros_per_request),
         })
     }
 }
@@ -155,6 +181,13 @@ impl std::fmt::Display for WriterLoad {
             self.micros_per_request,
             self.commit_micros_per_request
         )?;
+        if let Some(schedule) = self.schedule {
+            write!(
+                f,
+                "; on a CPU {:.0} µs a request, waiting for one {:.0}",
+                schedule.cpu_micros_per_request, schedule.wait_micros_per_request
+            )?;
+        }
         if let Some(sync) = self.sync {
             write!(
                 f,
@@ -471,7 +504,17 @@ mod tests {
             ("sqlite_log_syncs", 550.0),
             ("sqlite_log_sync_microseconds", 440_000.0),
         ]);
-        let load = WriterLoad::between(&before, &after, Duration::from_secs(2))
+        let schedule = (
+            ThreadSchedule {
+                on_cpu: Duration::from_secs(3),
+                waiting: Duration::from_secs(1),
+            },
+            ThreadSchedule {
+                on_cpu: Duration::from_millis(4_200),
+                waiting: Duration::from_millis(1_400),
+            },
+        );
+        let load = WriterLoad::between(&before, &after, Some(schedule), Duration::from_secs(2))
             .expect("requests were written");
         assert_eq!(
             load,
@@ -484,12 +527,16 @@ mod tests {
                     micros: 800.0,
                     batches: 2.0,
                 }),
+                schedule: Some(WriterSchedule {
+                    cpu_micros_per_request: 60.0,
+                    wait_micros_per_request: 20.0,
+                }),
             }
         );
         assert_eq!(
             load.to_string(),
             "SQLite writer busy 90%, 20.0 requests a batch, 90 µs a request (45 committing); \
-             log synced in 800 µs, every 2.0 batches"
+             on a CPU 60 µs a request, waiting for one 20; log synced in 800 µs, every 2.0 batches"
         );
         // A database in memory commits without syncs.
         let unsynced = |counters: &Counters| -> Counters {
@@ -502,6 +549,7 @@ mod tests {
         let load = WriterLoad::between(
             &unsynced(&before),
             &unsynced(&after),
+            None,
             Duration::from_secs(2),
         )
         .expect("requests were written");
@@ -512,11 +560,16 @@ mod tests {
         );
         // PostgreSQL rows, and rows that wrote nothing, have no writer to tell of.
         assert_eq!(
-            WriterLoad::between(&after, &after, Duration::from_secs(2)),
+            WriterLoad::between(&after, &after, Some(schedule), Duration::from_secs(2)),
             None
         );
         assert_eq!(
-            WriterLoad::between(&Counters::new(), &Counters::new(), Duration::from_secs(2)),
+            WriterLoad::between(
+                &Counters::new(),
+                &Counters::new(),
+                None,
+                Duration::from_secs(2)
+            ),
             None
         );
     }

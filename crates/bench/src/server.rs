@@ -135,6 +135,12 @@ impl Server {
         CpuTime::of(self.pid)
     }
 
+    /// The scheduling of the SQLite writer thread so far; `None` on PostgreSQL.
+    pub fn writer_schedule(&self) -> Option<ThreadSchedule> {
+        // The kernel keeps the first 15 bytes of a thread's name.
+        ThreadSchedule::of(self.pid, "enroll-sqlite-w")
+    }
+
     /// A counter of `GET /metrics` (no labels), by name.
     pub async fn counter(&self, name: &str) -> anyhow::Result<f64> {
         Ok(counter_value(&self.counters().await?, name))
@@ -220,6 +226,38 @@ impl std::ops::Add for CpuTime {
             user: self.user + other.user,
             kernel: self.kernel + other.kernel,
         }
+    }
+}
+
+/// What the scheduler tells of one thread (`/proc/<pid>/task/<tid>/schedstat`): the time it
+/// ran on a CPU, and the time it was ready to run but waited for one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadSchedule {
+    pub on_cpu: Duration,
+    pub waiting: Duration,
+}
+
+impl ThreadSchedule {
+    /// Of the thread of process `pid` named `name`; `None` if there is none, or the kernel
+    /// keeps no such statistics.
+    pub fn of(pid: u32, name: &str) -> Option<Self> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        tasks.flatten().find_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if comm.trim_end() != name {
+                return None;
+            }
+            Self::parse(&std::fs::read_to_string(task.path().join("schedstat")).ok()?)
+        })
+    }
+
+    fn parse(schedstat: &str) -> Option<Self> {
+        let mut fields = schedstat.split_whitespace();
+        let mut nanos = || fields.next()?.parse::<u64>().ok().map(Duration::from_nanos);
+        Some(Self {
+            on_cpu: nanos()?,
+            waiting: nanos()?,
+        })
     }
 }
 
@@ -348,5 +386,23 @@ mod tests {
         );
         assert_eq!(CpuTime::parse("4242 (enroll) S 1"), None);
         assert_eq!(CpuTime::of(u32::MAX), CpuTime::default());
+    }
+
+    #[test]
+    fn a_threads_schedule_is_its_time_on_a_cpu_and_waiting_for_one() {
+        assert_eq!(
+            ThreadSchedule::parse("2500000000 700000000 1234\n"),
+            Some(ThreadSchedule {
+                on_cpu: Duration::from_millis(2_500),
+                waiting: Duration::from_millis(700),
+            })
+        );
+        assert_eq!(ThreadSchedule::parse("25"), None);
+        assert_eq!(ThreadSchedule::of(u32::MAX, "enroll-sqlite-w"), None);
+        // The test binary's main thread, which started the tests and now waits for them.
+        let name = std::fs::read_to_string("/proc/self/comm").expect("the process's name");
+        let own = ThreadSchedule::of(std::process::id(), name.trim_end())
+            .expect("a thread of this process by that name");
+        assert!(own.on_cpu > Duration::ZERO, "{own:?}");
     }
 }

@@ -21,7 +21,9 @@ use crate::load::{self, Load, Measured};
 use crate::options::Options;
 use crate::report::{Report, Row, ServerCpu, WriterLoad};
 use crate::requests;
-use crate::server::{Counters, CpuTime, Memory, Server, ServerConfig, increase, temp_dir};
+use crate::server::{
+    Counters, CpuTime, Memory, Server, ServerConfig, ThreadSchedule, increase, temp_dir,
+};
 
 pub use sweep::chart;
 pub use targets::evaluate as evaluate_targets;
@@ -84,6 +86,14 @@ impl Running {
             .iter()
             .map(Server::cpu_time)
             .fold(CpuTime::default(), |total, time| total + time)
+    }
+
+    /// The scheduling of the SQLite writer thread, when one server runs on SQLite.
+    pub fn writer_schedule(&self) -> Option<ThreadSchedule> {
+        match self.servers.as_slice() {
+            [server] => server.writer_schedule(),
+            _ => None,
+        }
     }
 
     /// The counters of `/metrics`, summed over the servers.
@@ -299,6 +309,7 @@ impl Suite {
     ) -> anyhow::Result<Measurement> {
         let before = running.counters().await?;
         let cpu_before = running.cpu_time();
+        let writer_before = running.writer_schedule();
         let started = Instant::now();
         let measured = load::drive_split(
             &running.addresses(),
@@ -318,7 +329,8 @@ impl Suite {
         );
         let memory = running.memory();
         let after = running.counters().await?;
-        let writer = WriterLoad::between(&before, &after, elapsed);
+        let writer_schedule = writer_before.zip(running.writer_schedule());
+        let writer = WriterLoad::between(&before, &after, writer_schedule, elapsed);
         let queued = increase(&before, &after, "emails_queued");
         let mut notes = Vec::new();
         if emails == Emails::OnePerSuccess {
