@@ -395,8 +395,8 @@ fn read_alone(connection: &Connection, reads: Vec<Job>) {
 }
 
 /// Runs each read and answers it at once: nothing it saw waits for a commit, since the
-/// transaction has written nothing yet. A read never writes: the reads run in a savepoint, and
-/// one that changed rows is answered with an error and its changes rolled back. (`PRAGMA
+/// transaction has written nothing yet. A read never writes: the reads run in a savepoint that
+/// is rolled back, and one that changed rows is answered with an error. (`PRAGMA
 /// query_only` would refuse such a write up front, but setting it expires every statement the
 /// connection has prepared: each batch after a read then prepared all of its statements
 /// again.) A read that panics is dropped. `false` if the savepoint could not be undone: the
@@ -427,12 +427,8 @@ fn run_reads(connection: &Connection, reads: Vec<Job>) -> bool {
             Err(_) => tracing::error!("a store read panicked"),
         }
     }
-    let end = if wrote {
-        "ROLLBACK TO reads; RELEASE reads"
-    } else {
-        "RELEASE reads"
-    };
-    match connection.execute_batch(end) {
+    // Undone whatever the reads did, even what `total_changes` does not count (a schema change).
+    match connection.execute_batch("ROLLBACK TO reads; RELEASE reads") {
         Ok(()) => true,
         Err(error) => {
             tracing::error!(%error, "could not end the savepoint of the reads");
