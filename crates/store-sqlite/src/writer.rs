@@ -349,8 +349,8 @@ fn run(
 }
 
 /// Runs a batch's requests in a transaction left open for the commit, and hands back the ones
-/// to answer; `None` if no transaction could begin (the requests are dropped, and their callers
-/// told so).
+/// to answer; `None` if no transaction could begin, or a read's changes could not be undone
+/// (the requests are dropped, and their callers told so).
 fn run_batch(connection: &Connection, reads: Vec<Job>, mut batch: Vec<Job>) -> Option<Vec<Job>> {
     if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(
