@@ -427,7 +427,7 @@ fn run_reads(connection: &Connection, reads: Vec<Job>) -> bool {
             Err(_) => tracing::error!("a store read panicked"),
         }
     }
-    // Undone whatever the reads did, even what `total_changes` does not count (a schema change).
+    // Undoes whatever the reads did, even what `total_changes` does not count (a schema change).
     match connection.execute_batch("ROLLBACK TO reads; RELEASE reads") {
         Ok(()) => true,
         Err(error) => {
