@@ -1368,4 +1368,32 @@ mod tests {
             "{plan:#?}"
         );
     }
+
+    /// The build of SQLite that `.cargo/config.toml` asks for: without it every allocation and
+    /// every page a connection touches takes a process-wide mutex.
+    #[test]
+    fn sqlite_is_built_without_process_wide_locks_on_its_hot_paths() {
+        let connection = rusqlite::Connection::open_in_memory().expect("a database");
+        let options: Vec<String> = connection
+            .prepare("PRAGMA compile_options")
+            .expect("the pragma prepares")
+            .query_map([], |row| row.get(0))
+            .expect("the options")
+            .collect::<Result<_, _>>()
+            .expect("each option");
+        assert!(
+            options.iter().any(|option| option == "DEFAULT_MEMSTATUS=0"),
+            "{options:#?}"
+        );
+        assert!(
+            options.iter().any(|option| option == "OMIT_SHARED_CACHE"),
+            "{options:#?}"
+        );
+        assert!(
+            !options
+                .iter()
+                .any(|option| option == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:#?}"
+        );
+    }
 }
