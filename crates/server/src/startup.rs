@@ -29,7 +29,7 @@ use crate::metrics::{Metrics, QueuedSignal};
 use crate::pacing::AnswerFloor;
 use crate::pages;
 use crate::router;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 
 /// Opens the configured database and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
@@ -157,13 +157,13 @@ impl Application {
         ));
         let bootstrap = bootstrap::first_start(&enroll, &settings.data_dir).await?;
         let singularity = singularity_settings(settings, &enroll, &public_url).await?;
-        let router = router::build(AppState {
+        let router = router::build(AppState::new(Shared {
             enroll: enroll.clone(),
             metrics,
             inbox_enabled,
-            singularity: Arc::new(singularity),
+            singularity,
             answer_floor: AnswerFloor(Duration::from_millis(settings.answer_floor_ms)),
-        });
+        }));
         Ok(Self {
             listener,
             tls,

@@ -41,7 +41,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
                     Err(never) => match never {},
                 }
             } else {
-                connect::serve(state.enroll, &method, request).await
+                connect::serve(state.enroll.clone(), &method, request).await
             }
         }
     };
