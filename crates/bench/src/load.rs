@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use http_body_util::{BodyExt as _, Full};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +152,18 @@ impl Measured {
 
 enum Sender {
     Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
-    Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+    /// `h2` itself rather than hyper's client over it, which hands each request to the
+    /// connection's task through a channel and spawns a task to send its body: the box's two
+    /// cores are the server's and the load generator's, so what the generator spends is taken
+    /// from the server.
+    Http2(h2::client::SendRequest<Bytes>),
+}
+
+/// What came back: the status, the `grpc-status` in the headers or the trailers, the body.
+struct Answer {
+    status: u16,
+    grpc_status: Option<Vec<u8>>,
+    body: Bytes,
 }
 
 impl Sender {
@@ -161,50 +172,80 @@ impl Sender {
             .await
             .with_context(|| format!("could not connect to {address}"))?;
         stream.set_nodelay(true)?;
-        let io = TokioIo::new(stream);
         Ok(match protocol {
             Protocol::Http1 => {
-                let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
                 tokio::spawn(connection);
                 Self::Http1(sender)
             }
             Protocol::Http2 => {
-                let (sender, connection) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+                let (sender, connection) = h2::client::handshake(stream).await?;
                 tokio::spawn(connection);
                 Self::Http2(sender)
             }
         })
     }
 
-    async fn send(
-        &mut self,
-        address: SocketAddr,
-        call: &Call,
-    ) -> anyhow::Result<Response<Incoming>> {
-        let uri = match self {
-            Self::Http1(_) => call.path.clone(),
-            Self::Http2(_) => format!("http://{address}{}", call.path),
-        };
-        let mut request = Request::builder().method(call.method.clone()).uri(uri);
-        if matches!(self, Self::Http1(_)) {
-            request = request.header(hyper::header::HOST, "bench");
-        }
-        for (name, value) in &call.headers {
-            request = request.header(name, value);
-        }
-        let request = request.body(Full::new(call.body.clone()))?;
-        Ok(match self {
+    async fn send(&mut self, address: SocketAddr, call: &Call) -> anyhow::Result<Answer> {
+        match self {
             Self::Http1(sender) => {
+                let mut request = Request::builder()
+                    .method(call.method.clone())
+                    .uri(call.path.as_str())
+                    .header(hyper::header::HOST, "bench");
+                for (name, value) in &call.headers {
+                    request = request.header(name, value);
+                }
                 sender.ready().await?;
-                sender.send_request(request).await?
+                let response = sender
+                    .send_request(request.body(Full::new(call.body.clone()))?)
+                    .await?;
+                let status = response.status().as_u16();
+                let grpc_status = grpc_status(response.headers());
+                let body = response.into_body().collect().await?.to_bytes();
+                Ok(Answer {
+                    status,
+                    grpc_status,
+                    body,
+                })
             }
             Self::Http2(sender) => {
-                sender.ready().await?;
-                sender.send_request(request).await?
+                let mut request = Request::builder()
+                    .method(call.method.clone())
+                    .uri(format!("http://{address}{}", call.path));
+                for (name, value) in &call.headers {
+                    request = request.header(name, value);
+                }
+                futures_util::future::poll_fn(|context| sender.poll_ready(context)).await?;
+                let (response, mut body) =
+                    sender.send_request(request.body(())?, call.body.is_empty())?;
+                if !call.body.is_empty() {
+                    body.send_data(call.body.clone(), true)?;
+                }
+                let (head, mut received) = response.await?.into_parts();
+                let mut data = Vec::new();
+                while let Some(chunk) = received.data().await {
+                    let chunk = chunk?;
+                    received.flow_control().release_capacity(chunk.len())?;
+                    data.extend_from_slice(&chunk);
+                }
+                let trailers = received.trailers().await?;
+                Ok(Answer {
+                    status: head.status.as_u16(),
+                    grpc_status: grpc_status(&head.headers)
+                        .or_else(|| trailers.as_ref().and_then(grpc_status)),
+                    body: Bytes::from(data),
+                })
             }
-        })
+        }
     }
+}
+
+fn grpc_status(headers: &hyper::HeaderMap) -> Option<Vec<u8>> {
+    headers
+        .get("grpc-status")
+        .map(|value| value.as_bytes().to_vec())
 }
 
 /// Sends `call` and reads the whole answer: whether it succeeded, and its body.
@@ -214,28 +255,12 @@ async fn exchange(
     call: &Call,
     check: Check,
 ) -> anyhow::Result<(bool, u16, Bytes)> {
-    let response = sender.send(address, call).await?;
-    let status = response.status().as_u16();
-    let header_status = response
-        .headers()
-        .get("grpc-status")
-        .map(|value| value.as_bytes().to_vec());
-    let collected = response.into_body().collect().await?;
-    let trailer_status = collected
-        .trailers()
-        .and_then(|trailers| trailers.get("grpc-status"))
-        .map(|value| value.as_bytes().to_vec());
-    let body = collected.to_bytes();
+    let answer = sender.send(address, call).await?;
     let ok = match check {
-        Check::Success => (200..300).contains(&status),
-        Check::Grpc => {
-            status == 200
-                && header_status
-                    .or(trailer_status)
-                    .is_some_and(|grpc| grpc == b"0")
-        }
+        Check::Success => (200..300).contains(&answer.status),
+        Check::Grpc => answer.status == 200 && answer.grpc_status.is_some_and(|grpc| grpc == b"0"),
     };
-    Ok((ok, status, body))
+    Ok((ok, answer.status, answer.body))
 }
 
 fn describe(call: &Call, status: u16, body: &[u8]) -> String {
@@ -454,6 +479,73 @@ mod tests {
             }
         });
         address
+    }
+
+    /// An HTTP/2 server answering as gRPC does: 200, the request's body echoed, and the
+    /// status in the trailers, `0` but for `/fail`, which answers `13`.
+    async fn grpc_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let address = listener.local_addr().expect("its address");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut connection = h2::server::handshake(stream).await.expect("h2");
+                    while let Some(Ok((request, mut respond))) = connection.accept().await {
+                        let failed = request.uri().path() == "/fail";
+                        let mut body = request.into_body();
+                        let mut echoed = Vec::new();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                            echoed.extend_from_slice(&chunk);
+                        }
+                        let head = hyper::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .expect("a head");
+                        let mut send = respond.send_response(head, false).expect("sent");
+                        send.send_data(Bytes::from(echoed), false).expect("data");
+                        let mut trailers = hyper::HeaderMap::new();
+                        let status = if failed { "13" } else { "0" };
+                        trailers.insert("grpc-status", HeaderValue::from_static(status));
+                        send.send_trailers(trailers).expect("trailers");
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    /// Over HTTP/2 a call's body is sent, the answer's read whole, and its `grpc-status` is
+    /// taken from the trailers.
+    #[tokio::test]
+    async fn grpc_calls_go_over_http2_and_are_judged_by_their_trailers() {
+        let address = grpc_server().await;
+        let call = |path: &str, body: &'static [u8]| {
+            Call::new(Method::POST, path)
+                .header("content-type", "application/grpc")
+                .body(Bytes::from_static(body))
+        };
+        let bodies = fetch_all(
+            address,
+            Protocol::Http2,
+            Check::Grpc,
+            2,
+            vec![call("/ok", b"one"), call("/ok", b"two"), call("/ok", b"")],
+        )
+        .await
+        .expect("every call succeeds");
+        assert_eq!(bodies, [&b"one"[..], &b"two"[..], &b""[..]]);
+        let failed = fetch_all(
+            address,
+            Protocol::Http2,
+            Check::Grpc,
+            1,
+            vec![call("/fail", b"three")],
+        )
+        .await
+        .expect_err("grpc-status 13 is a failure");
+        assert!(format!("{failed:#}").contains("/fail"), "{failed:#}");
     }
 
     /// Each connection's calls go one after the other, so the run lasts as long as its longest
