@@ -190,33 +190,22 @@ impl Sender {
     async fn send(&mut self, address: SocketAddr, call: &Call) -> anyhow::Result<Answer> {
         match self {
             Self::Http1(sender) => {
-                let mut request = Request::builder()
-                    .method(call.method.clone())
-                    .uri(call.path.as_str())
-                    .header(hyper::header::HOST, "bench");
-                for (name, value) in &call.headers {
-                    request = request.header(name, value);
-                }
+                let request = head(call, call.path.clone()).header(hyper::header::HOST, "bench");
                 sender.ready().await?;
                 let response = sender
                     .send_request(request.body(Full::new(call.body.clone()))?)
                     .await?;
                 let status = response.status().as_u16();
-                let grpc_status = grpc_status(response.headers());
-                let body = response.into_body().collect().await?.to_bytes();
+                let in_headers = grpc_status(response.headers());
+                let collected = response.into_body().collect().await?;
                 Ok(Answer {
                     status,
-                    grpc_status,
-                    body,
+                    grpc_status: in_headers.or_else(|| collected.trailers().and_then(grpc_status)),
+                    body: collected.to_bytes(),
                 })
             }
             Self::Http2(sender) => {
-                let mut request = Request::builder()
-                    .method(call.method.clone())
-                    .uri(format!("http://{address}{}", call.path));
-                for (name, value) in &call.headers {
-                    request = request.header(name, value);
-                }
+                let request = head(call, format!("http://{address}{}", call.path));
                 futures_util::future::poll_fn(|context| sender.poll_ready(context)).await?;
                 let (response, mut body) =
                     sender.send_request(request.body(())?, call.body.is_empty())?;
@@ -240,6 +229,15 @@ impl Sender {
             }
         }
     }
+}
+
+/// The request's line and headers, to `uri`.
+fn head(call: &Call, uri: String) -> hyper::http::request::Builder {
+    let mut request = Request::builder().method(call.method.clone()).uri(uri);
+    for (name, value) in &call.headers {
+        request = request.header(name, value);
+    }
+    request
 }
 
 fn grpc_status(headers: &hyper::HeaderMap) -> Option<Vec<u8>> {
