@@ -26,18 +26,9 @@ use sqlx::Connection as _;
 
 use crate::seed::{SECRET, dfns_username};
 
-/// The tables copied, and the column that names the template user in each.
-const POSTGRES_TABLES: &[(&str, Reference)] = &[
-    ("users", Reference::UserId("id")),
-    ("codes", Reference::UserId("user_id")),
-    ("events", Reference::UserId("aggregate_id")),
-    ("outbox", Reference::UserId("user_id")),
-    ("cooldowns", Reference::Subject("subject")),
-];
-
-/// The same on SQLite, which keeps a user's current code in the user's row and every code's
-/// id in `code_ids` (its migration 0013).
-const SQLITE_TABLES: &[(&str, Reference)] = &[
+/// The tables copied, and the column that names the template user in each. Both stores keep
+/// a user's current code in the user's row and every code's id in `code_ids`.
+const TABLES: &[(&str, Reference)] = &[
     ("users", Reference::UserId("id")),
     ("code_ids", Reference::UserId("user_id")),
     ("events", Reference::UserId("aggregate_id")),
@@ -182,7 +173,7 @@ pub fn sqlite(file: &Path, org_id: &str, from: usize, to: usize) -> anyhow::Resu
         username,
     };
     let mut tables = Vec::new();
-    for (table, reference) in SQLITE_TABLES {
+    for (table, reference) in TABLES {
         let mut statement = connection.prepare(&format!("PRAGMA table_info({table})"))?;
         let described = statement
             .query_map([], |row| {
@@ -293,7 +284,7 @@ pub async fn postgres(url: &str, org_id: &str, from: usize, to: usize) -> anyhow
         .fetch_one(&mut connection)
         .await
         .context("the template user is not in the database")?;
-    let code_ids: Vec<String> = sqlx::query_scalar("SELECT id FROM codes WHERE user_id = $1")
+    let code_ids: Vec<String> = sqlx::query_scalar("SELECT id FROM code_ids WHERE user_id = $1")
         .bind(&user_id)
         .fetch_all(&mut connection)
         .await?;
@@ -309,7 +300,7 @@ pub async fn postgres(url: &str, org_id: &str, from: usize, to: usize) -> anyhow
         username,
     };
     let mut tables = Vec::new();
-    for (table, reference) in POSTGRES_TABLES {
+    for (table, reference) in TABLES {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT column_name::text, data_type::text FROM information_schema.columns \
              WHERE table_schema = current_schema() AND table_name = $1 \

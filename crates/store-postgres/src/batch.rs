@@ -27,7 +27,6 @@ pub enum Value<'a> {
     Text(Option<Cow<'a, str>>),
     Int(Option<i64>),
     Int4(i32),
-    Bool(bool),
     Bytes(Option<Cow<'a, [u8]>>),
 }
 
@@ -61,7 +60,6 @@ impl<'a> Value<'a> {
             Self::Text(text) => query.bind(text.map(Cow::into_owned)),
             Self::Int(value) => query.bind(value),
             Self::Int4(value) => query.bind(value),
-            Self::Bool(value) => query.bind(value),
             Self::Bytes(bytes) => query.bind(bytes.map(Cow::into_owned)),
         }
     }
@@ -98,7 +96,6 @@ impl<'a> Value<'a> {
             Self::Int4(value) => {
                 let _ = write!(sql, "'{value}'::integer");
             }
-            Self::Bool(value) => sql.push_str(if *value { "TRUE" } else { "FALSE" }),
             Self::Bytes(None) => sql.push_str("NULL::bytea"),
             Self::Bytes(Some(bytes)) => {
                 sql.reserve(bytes.len() * 2 + 16);
@@ -117,15 +114,19 @@ impl<'a> Value<'a> {
 /// from sqlx's), with the types of its parameters `$1`, `$2`….
 #[derive(Debug)]
 pub struct Prepared {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     pub parameters: &'static str,
     pub sql: String,
 }
 
 impl Prepared {
-    pub fn new(name: &'static str, parameters: &'static str, sql: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<Cow<'static, str>>,
+        parameters: &'static str,
+        sql: impl Into<String>,
+    ) -> Self {
         Self {
-            name,
+            name: name.into(),
             parameters,
             sql: sql.into(),
         }
@@ -177,7 +178,7 @@ impl Batch {
     /// Adds an `EXECUTE` of the prepared statement with `values`.
     pub fn push(&mut self, prepared: &Prepared, values: &[Value<'_>]) -> sqlx::Result<Slot> {
         self.sql.push_str("EXECUTE ");
-        self.sql.push_str(prepared.name);
+        self.sql.push_str(&prepared.name);
         if !values.is_empty() {
             self.sql.push('(');
             for (index, value) in values.iter().enumerate() {

@@ -8,6 +8,7 @@ use enroll_core::rules::Effect;
 use sqlx::PgConnection;
 
 use crate::batch::{Batch, Prepared, Statement, Value};
+use crate::current_codes;
 
 pub static INSERT_USER: LazyLock<Prepared> = LazyLock::new(|| {
     Prepared::new(
@@ -41,23 +42,6 @@ pub static UPDATE_USER: LazyLock<Prepared> = LazyLock::new(|| {
         "text, text, text, bigint, bigint, text, bigint, text",
         "UPDATE users SET state = $2, locale = $3, sequence = $4, updated_at = $5, \
              username = $6, email_verified_at = $7, name = $8 WHERE id = $1",
-    )
-});
-
-pub static INSERT_CODE: LazyLock<Prepared> = LazyLock::new(|| {
-    Prepared::new(
-        "enroll_insert_code",
-        "text, text, text, bytea, text, bigint, bigint, bigint",
-        "INSERT INTO codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-});
-
-pub static UPDATE_CODE: LazyLock<Prepared> = LazyLock::new(|| {
-    Prepared::new(
-        "enroll_update_code",
-        "text, text, bigint",
-        "UPDATE codes SET state = $2, failed_attempts = $3 WHERE id = $1",
     )
 });
 
@@ -135,14 +119,12 @@ pub static INSERT_TOKEN: LazyLock<Prepared> = LazyLock::new(|| {
 });
 
 /// Every statement of this module, prepared on each connection.
-pub fn prepared() -> [&'static Prepared; 14] {
+pub fn prepared() -> impl Iterator<Item = &'static Prepared> {
     [
         &INSERT_USER,
         &INSERT_CREDENTIAL,
         &SET_PERMISSIONS,
         &UPDATE_USER,
-        &INSERT_CODE,
-        &UPDATE_CODE,
         &APPEND_EVENT,
         &ENQUEUE_MESSAGE,
         &SET_COOLDOWN,
@@ -152,6 +134,9 @@ pub fn prepared() -> [&'static Prepared; 14] {
         &SET_LOGIN_FAILURES,
         &INSERT_TOKEN,
     ]
+    .into_iter()
+    .map(|prepared| &**prepared)
+    .chain(current_codes::prepared())
 }
 
 /// The statement that makes one write.
@@ -210,12 +195,12 @@ pub fn statement(effect: &Effect) -> Statement<'_> {
                 Value::optional_text(user.name.as_deref()),
             ],
         ),
+        // The code takes its purpose's place in its user's row (migration 0009).
         Effect::InsertCode(code) => Statement::new(
-            &INSERT_CODE,
+            &current_codes::writes(code.purpose).take_place,
             vec![
-                Value::text(code.id.as_str()),
                 Value::text(code.user_id.as_str()),
-                Value::text(code.purpose.as_str()),
+                Value::text(code.id.as_str()),
                 Value::bytes(code.hash.0.as_slice()),
                 Value::text(code.state.as_str()),
                 Value::int(i64::from(code.failed_attempts)),
@@ -223,14 +208,17 @@ pub fn statement(effect: &Effect) -> Statement<'_> {
                 Value::int(code.expires_at.as_millis()),
             ],
         ),
+        // Only the current code of its user and purpose can change: a replaced one is final.
         Effect::UpdateCode {
             id,
+            user_id,
+            purpose,
             state,
             failed_attempts,
-            ..
         } => Statement::new(
-            &UPDATE_CODE,
+            &current_codes::writes(*purpose).update,
             vec![
+                Value::text(user_id.as_str()),
                 Value::text(id.as_str()),
                 Value::text(state.as_str()),
                 Value::int(i64::from(*failed_attempts)),

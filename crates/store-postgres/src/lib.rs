@@ -10,6 +10,7 @@
 //! them, so no two workers send one message at once.
 
 mod batch;
+mod current_codes;
 mod effects;
 mod rows;
 
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use enroll_core::clock::Timestamp;
-use enroll_core::code::CodePurpose;
+use enroll_core::code::{CodePurpose, CodeState};
 use enroll_core::credential::{Credential, PublicKey};
 use enroll_core::email::EmailAddress;
 use enroll_core::ids::{AppId, CodeId, MessageId, OrgId, TokenId, UserId};
@@ -54,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_app_secret_rotation.sql"),
     include_str!("../migrations/0007_outbox_due_in_claim_order.sql"),
     include_str!("../migrations/0008_outbox_due_at.sql"),
+    include_str!("../migrations/0009_current_codes_in_user_rows.sql"),
 ];
 
 /// Held while migrating, so that instances starting together migrate one after the other.
@@ -401,53 +403,110 @@ async fn app_by_id(connection: &mut PgConnection, id: &str) -> sqlx::Result<Opti
     .await
 }
 
-/// The query of a user's code for a purpose that a command works on: the active one, or when
-/// there is none and `only_active` is false, the newest whatever its state. `user`, `purpose`
-/// and `only_active` are SQL for the three. Two probes of an index, each a row at most (the
-/// active code through `codes_one_active`, the newest from the end of `codes_by_user`), so the
-/// cost does not grow with the user's codes; the active one goes first, which keeps the answer
-/// right when instances' clocks disagree about which code is newer.
-fn current_code_sql(user: &str, purpose: &str, only_active: &str) -> String {
-    let columns = rows::CODE_COLUMNS;
-    format!(
-        "(SELECT {columns} FROM codes \
-          WHERE user_id = {user} AND purpose = {purpose} AND state = 'active') \
-         UNION ALL \
-         (SELECT {columns} FROM codes \
-          WHERE user_id = {user} AND purpose = {purpose} AND NOT {only_active} \
-          ORDER BY created_at DESC, seq DESC LIMIT 1) \
-         LIMIT 1"
-    )
+/// The user, locked until the transaction ends, and its current code of `purpose`, which
+/// its row holds (migration 0009).
+async fn lock_user_and_code(
+    connection: &mut PgConnection,
+    org: &OrgId,
+    username: &EmailAddress,
+    purpose: CodePurpose,
+) -> sqlx::Result<(Option<User>, Option<CodeRecord>)> {
+    let row = sqlx::query(&LOCK_USER_AND_CODE_BY_NAME.sql)
+        .bind(org.as_str())
+        .bind(username.as_str())
+        .bind(purpose.as_str())
+        .fetch_optional(connection)
+        .await?;
+    user_and_code(row.as_ref())
 }
 
-/// The user's code for `purpose` that a command works on; see [`current_code_sql`].
-async fn current_code(
-    connection: &mut PgConnection,
-    user: &UserId,
-    purpose: CodePurpose,
-    only_active: bool,
-) -> sqlx::Result<Option<CodeRecord>> {
-    sqlx::query(&current_code_sql("$1", "$2", "$3"))
-        .bind(user.as_str())
-        .bind(purpose.as_str())
-        .bind(only_active)
-        .try_map(|row| rows::code(&row))
-        .fetch_optional(connection)
-        .await
+/// A user's row read with its current code of a purpose.
+fn user_and_code(row: Option<&PgRow>) -> sqlx::Result<(Option<User>, Option<CodeRecord>)> {
+    match row {
+        Some(row) => Ok((Some(rows::user(row)?), rows::current_code(row)?)),
+        None => Ok((None, None)),
+    }
 }
+
+/// Claims the due messages: one statement. The due rows are locked (rows another claimer holds
+/// are skipped, not waited for), leased and counted, then joined with their org and code. Due
+/// is the expression of the index `outbox_due_at`, written the same so that the index serves.
+/// A message's code is read from its user's row if it is still the user's current one; one the
+/// user has replaced since is superseded, whatever state it was left in, and is not looked up.
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH claimed AS ( \
+             UPDATE outbox SET state = 'sending', lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN ( \
+                 SELECT id FROM outbox \
+                 WHERE state IN ('queued', 'sending') \
+                   AND (CASE WHEN state = 'queued' THEN next_attempt_at ELSE lease_until END) <= $1 \
+                 ORDER BY (CASE WHEN state = 'queued' THEN next_attempt_at ELSE lease_until END), seq \
+                 LIMIT $3 \
+                 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, seq, org_id, user_id, code_id, template, locale, recipient, sealed, \
+                       attempts, created_at, next_attempt_at) \
+         SELECT claimed.id, claimed.org_id, claimed.user_id, claimed.template, claimed.locale, \
+                claimed.recipient, claimed.sealed, claimed.attempts, claimed.created_at, \
+                o.name AS org_name, \
+                CASE WHEN claimed.code_id IS NOT NULL THEN COALESCE({}, 'superseded') END AS code_state, \
+                {} AS code_expires_at \
+         FROM claimed \
+         LEFT JOIN orgs o ON o.id = claimed.org_id \
+         LEFT JOIN users u ON u.id = claimed.user_id \
+         ORDER BY claimed.next_attempt_at, claimed.seq",
+        current_codes::of_code("claimed.code_id", "u", "state"),
+        current_codes::of_code("claimed.code_id", "u", "expires_at"),
+    )
+});
+
+/// The user `$1`'s replaced codes, in the order they were replaced.
+static PAST_CODES_OF_USER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} SELECT {} FROM past_codes JOIN chain USING (id) ORDER BY depth DESC",
+        current_codes::PAST_CODES,
+        rows::CODE_COLUMNS
+    )
+});
+
+/// The user `$1` and its current code of the purpose `$2`, unlocked.
+static CURRENT_CODE_OF_USER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {} FROM users WHERE id = $1",
+        rows::USER_COLUMNS,
+        current_codes::columns("$2", "users")
+    )
+});
+
+/// A code by its id: one its user's row holds, found through `code_ids`, or one it replaced.
+static CODE_BY_ID: LazyLock<String> = LazyLock::new(|| {
+    let current = |column: &str| current_codes::of_purpose("i.purpose", "u", column);
+    format!(
+        "SELECT {} FROM past_codes WHERE id = $1 \
+         UNION ALL \
+         SELECT i.id, i.user_id, i.purpose, {} AS hash, {} AS state, {} AS failed_attempts, \
+                {} AS created_at, {} AS expires_at \
+         FROM code_ids i JOIN users u ON u.id = i.user_id \
+         WHERE i.id = $1 AND {} = $1",
+        rows::CODE_COLUMNS,
+        current("hash"),
+        current("state"),
+        current("failed_attempts"),
+        current("created_at"),
+        current("expires_at"),
+        current("id"),
+    )
+});
 
 async fn code_by_id(
     connection: &mut PgConnection,
     id: &CodeId,
 ) -> sqlx::Result<Option<CodeRecord>> {
-    sqlx::query(&format!(
-        "SELECT {} FROM codes WHERE id = $1",
-        rows::CODE_COLUMNS
-    ))
-    .bind(id.as_str())
-    .try_map(|row| rows::code(&row))
-    .fetch_optional(connection)
-    .await
+    sqlx::query(&CODE_BY_ID)
+        .bind(id.as_str())
+        .try_map(|row| rows::code(&row))
+        .fetch_optional(connection)
+        .await
 }
 
 /// Applies a decision's writes in order and hands back its answer; a refusal may carry
@@ -502,25 +561,28 @@ static APP_BY_ID: LazyLock<Prepared> = LazyLock::new(|| {
     )
 });
 
-/// As [`current_code`], for the user with id `$1`: `$2` purpose, `$3` only active.
-static CODE_OF_USER: LazyLock<Prepared> = LazyLock::new(|| {
+/// As [`lock_user_and_code`]: `$1` organisation, `$2` username, `$3` purpose.
+static LOCK_USER_AND_CODE_BY_NAME: LazyLock<Prepared> = LazyLock::new(|| {
     Prepared::new(
-        "enroll_code_of_user",
-        "text, text, boolean",
-        current_code_sql("$1", "$2", "$3"),
+        "enroll_lock_user_and_code_by_name",
+        "text, text, text",
+        format!(
+            "SELECT {}, {} FROM users WHERE org_id = $1 AND username = $2 FOR UPDATE",
+            rows::USER_COLUMNS,
+            current_codes::columns("$3", "users")
+        ),
     )
 });
 
-/// As [`current_code`], for the user named `$2` in organisation `$1`: `$3` purpose, `$4`
-/// only active.
-static CODE_OF_NAMED_USER: LazyLock<Prepared> = LazyLock::new(|| {
+/// As [`lock_user_and_code`], for the user with id `$1`: `$2` purpose.
+static LOCK_USER_AND_CODE_BY_ID: LazyLock<Prepared> = LazyLock::new(|| {
     Prepared::new(
-        "enroll_code_of_named_user",
-        "text, text, text, boolean",
-        current_code_sql(
-            "(SELECT id FROM users WHERE org_id = $1 AND username = $2)",
-            "$3",
-            "$4",
+        "enroll_lock_user_and_code_by_id",
+        "text, text",
+        format!(
+            "SELECT {}, {} FROM users WHERE id = $1 FOR UPDATE",
+            rows::USER_COLUMNS,
+            current_codes::columns("$2", "users")
         ),
     )
 });
@@ -569,8 +631,8 @@ static PREPARE_ALL: LazyLock<String> = LazyLock::new(|| {
             &*LOCK_USER_BY_ID,
             &*ORG_BY_ID,
             &*APP_BY_ID,
-            &*CODE_OF_USER,
-            &*CODE_OF_NAMED_USER,
+            &*LOCK_USER_AND_CODE_BY_NAME,
+            &*LOCK_USER_AND_CODE_BY_ID,
             &*LOCK_COOLDOWN,
             &*SENDS,
             &*INSERT_NONCE,
@@ -597,43 +659,28 @@ fn send_record(row: &PgRow) -> sqlx::Result<SendRecord> {
     })
 }
 
-/// A code read beside a user counts only if it is that user's.
-fn code_of(user: Option<&User>, code: Option<CodeRecord>) -> Option<CodeRecord> {
-    code.filter(|code| user.is_some_and(|user| user.id == code.user_id))
-}
-
-/// Adds the statements that lock the user a verification names and read its newest code of
-/// the purpose.
-fn push_verify_state(batch: &mut Batch, command: &VerifyCode) -> sqlx::Result<(Slot, Slot)> {
+/// Adds the statement that locks the user a verification names and reads its current code
+/// of the purpose.
+fn push_verify_state(batch: &mut Batch, command: &VerifyCode) -> sqlx::Result<Slot> {
     let purpose = Value::text(command.purpose.as_str());
-    Ok(match &command.user {
-        UserKey::Username { org_id, username } => {
-            let org = Value::text(org_id.as_str());
-            let username = Value::text(username.as_str());
-            (
-                batch.push(&LOCK_USER_BY_NAME, &[org.clone(), username.clone()])?,
-                batch.push(
-                    &CODE_OF_NAMED_USER,
-                    &[org, username, purpose, Value::Bool(false)],
-                )?,
-            )
-        }
-        UserKey::Id(id) => {
-            let id = Value::text(id.as_str());
-            (
-                batch.push(&LOCK_USER_BY_ID, std::slice::from_ref(&id))?,
-                batch.push(&CODE_OF_USER, &[id, purpose, Value::Bool(false)])?,
-            )
-        }
-    })
+    match &command.user {
+        UserKey::Username { org_id, username } => batch.push(
+            &LOCK_USER_AND_CODE_BY_NAME,
+            &[
+                Value::text(org_id.as_str()),
+                Value::text(username.as_str()),
+                purpose,
+            ],
+        ),
+        UserKey::Id(id) => batch.push(
+            &LOCK_USER_AND_CODE_BY_ID,
+            &[Value::text(id.as_str()), purpose],
+        ),
+    }
 }
 
-fn read_verify_state(
-    answers: &Answers,
-    (user, code): (Slot, Slot),
-) -> sqlx::Result<VerifyCodeState> {
-    let user = answers.optional(user, rows::user)?;
-    let latest_code = code_of(user.as_ref(), answers.optional(code, rows::code)?);
+fn read_verify_state(answers: &Answers, user: Slot) -> sqlx::Result<VerifyCodeState> {
+    let (user, latest_code) = user_and_code(answers.row(user))?;
     Ok(VerifyCodeState { user, latest_code })
 }
 
@@ -645,9 +692,9 @@ async fn verify_in<T>(
     rule: impl FnOnce(&VerifyCodeState) -> rules::Plan<T>,
 ) -> sqlx::Result<Result<T>> {
     let mut load = Batch::new();
-    let slots = push_verify_state(&mut load, command)?;
+    let user = push_verify_state(&mut load, command)?;
     let answers = transaction.run(load).await?;
-    let state = read_verify_state(&answers, slots)?;
+    let state = read_verify_state(&answers, user)?;
     commit_plan(transaction, rule(&state)).await
 }
 
@@ -682,7 +729,10 @@ async fn issue_code_in(
         )?;
     }
     // Locks in one order everywhere: the user's row, then the cooldown subject.
-    let user = load.push(&LOCK_USER_BY_NAME, &[org.clone(), username.clone()])?;
+    let user = load.push(
+        &LOCK_USER_AND_CODE_BY_NAME,
+        &[org.clone(), username, purpose.clone()],
+    )?;
     load.push(
         &LOCK_COOLDOWN,
         &[
@@ -695,21 +745,17 @@ async fn issue_code_in(
         Some(check) => Some(load.push(&APP_BY_ID, &[Value::text(check.app_id.as_str())])?),
         None => None,
     };
-    let active_code = load.push(
-        &CODE_OF_NAMED_USER,
-        &[org.clone(), username, purpose.clone(), Value::Bool(true)],
-    )?;
     let org = load.push(&ORG_BY_ID, &[org])?;
     let sends = load.push(&SENDS, &[subject, purpose])?;
     let answers = transaction.run(load).await?;
-    let user = answers.optional(user, rows::user)?;
+    let (user, current_code) = user_and_code(answers.row(user))?;
     let state = IssueCodeState {
         org: answers.optional(org, rows::org)?,
         app: match app {
             Some(app) => answers.optional(app, rows::app)?,
             None => None,
         },
-        active_code: code_of(user.as_ref(), answers.optional(active_code, rows::code)?),
+        active_code: current_code.filter(|code| code.state == CodeState::Active),
         sends: answers.optional(sends, send_record)?,
         user,
     };
@@ -753,10 +799,16 @@ async fn update_email_in(
     transaction: &mut Transaction,
     command: &UpdateEmail,
 ) -> sqlx::Result<Result<EmailUpdated>> {
-    let mut load = Batch::new();
-    let user = load.push(&LOCK_USER_BY_ID, &[Value::text(command.user_id.as_str())])?;
-    let user = transaction.run(load).await?.optional(user, rows::user)?;
     let purpose = CodePurpose::EmailVerification;
+    let mut load = Batch::new();
+    let user = load.push(
+        &LOCK_USER_AND_CODE_BY_ID,
+        &[
+            Value::text(command.user_id.as_str()),
+            Value::text(purpose.as_str()),
+        ],
+    )?;
+    let (user, latest_code) = user_and_code(transaction.run(load).await?.row(user))?;
     let state = match user {
         Some(user) => {
             // Locks in the order issue_code takes: the user's row, then the cooldown subject.
@@ -781,14 +833,6 @@ async fn update_email_in(
                 )?)
             };
             let org = load.push(&ORG_BY_ID, &[org])?;
-            let latest_code = load.push(
-                &CODE_OF_USER,
-                &[
-                    Value::text(user.id.as_str()),
-                    Value::text(purpose.as_str()),
-                    Value::Bool(false),
-                ],
-            )?;
             let sends = load.push(
                 &SENDS,
                 &[Value::text(&subject), Value::text(purpose.as_str())],
@@ -796,7 +840,7 @@ async fn update_email_in(
             let answers = transaction.run(load).await?;
             UpdateEmailState {
                 org: answers.optional(org, rows::org)?,
-                latest_code: answers.optional(latest_code, rows::code)?,
+                latest_code,
                 sends: answers.optional(sends, send_record)?,
                 address_taken: taken.is_some_and(|taken| answers.row(taken).is_some()),
                 user: Some(user),
@@ -1028,15 +1072,29 @@ impl Directory for PostgresStore {
     }
 
     async fn codes(&self, user: &UserId) -> Result<Vec<CodeRecord>> {
-        sqlx::query(&format!(
-            "SELECT {} FROM codes WHERE user_id = $1 ORDER BY created_at, seq",
-            rows::CODE_COLUMNS
-        ))
-        .bind(user.as_str())
-        .try_map(|row| rows::code(&row))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error("could not list codes"))
+        let fail = db_error("could not list codes");
+        let mut transaction = self.pool.begin().await.map_err(&fail)?;
+        // The codes the user's current ones replaced, oldest first, then those.
+        let mut codes: Vec<CodeRecord> = sqlx::query(&PAST_CODES_OF_USER)
+            .bind(user.as_str())
+            .try_map(|row| rows::code(&row))
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(&fail)?;
+        for purpose in CodePurpose::ALL {
+            let current = sqlx::query(&CURRENT_CODE_OF_USER)
+                .bind(user.as_str())
+                .bind(purpose.as_str())
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(&fail)?;
+            codes.extend(user_and_code(current.as_ref()).map_err(&fail)?.1);
+        }
+        transaction.commit().await.map_err(&fail)?;
+        // In the order of issue: codes of one purpose are replaced in that order, and a
+        // stable sort keeps it among codes of one millisecond.
+        codes.sort_by_key(|code| code.created_at);
+        Ok(codes)
     }
 
     async fn code(&self, id: &CodeId) -> Result<Option<CodeRecord>> {
@@ -1281,24 +1339,19 @@ impl Registrations for PostgresStore {
         let mut transaction = self.pool.begin().await.map_err(&fail)?;
         let purpose = CodePurpose::PasswordReset;
         // Locks in the order issue_code takes: the user's row, then the cooldown subject.
-        let user = lock_user(&mut transaction, &command.org_id, &command.email)
-            .await
-            .map_err(&fail)?;
+        let (user, current_code) =
+            lock_user_and_code(&mut transaction, &command.org_id, &command.email, purpose)
+                .await
+                .map_err(&fail)?;
         lock_cooldown(&mut transaction, &command.cooldown_subject, purpose)
             .await
             .map_err(&fail)?;
-        let active_code = match &user {
-            Some(user) => current_code(&mut transaction, &user.id, purpose, true)
-                .await
-                .map_err(&fail)?,
-            None => None,
-        };
         let state = RequestPasswordResetState {
             org: org_by_id(&mut transaction, &command.org_id)
                 .await
                 .map_err(&fail)?,
             user,
-            active_code,
+            active_code: current_code.filter(|code| code.state == CodeState::Active),
             sends: sends(&mut transaction, &command.cooldown_subject, purpose)
                 .await
                 .map_err(&fail)?,
@@ -1421,38 +1474,16 @@ impl Outbox for PostgresStore {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>> {
-        // One statement: the due rows are locked (rows another claimer holds are skipped, not
-        // waited for), leased and counted, then joined with their org and code. Due is the
-        // expression of the index `outbox_due_at`, written the same so that the index serves.
         let fail = db_error("could not claim outbox messages");
         let mut transaction = self.walking_the_due_index().await.map_err(&fail)?;
-        let claimed = sqlx::query(
-            "WITH claimed AS ( \
-                 UPDATE outbox SET state = 'sending', lease_until = $2, attempts = attempts + 1 \
-                 WHERE id IN ( \
-                     SELECT id FROM outbox \
-                     WHERE state IN ('queued', 'sending') \
-                       AND (CASE WHEN state = 'queued' THEN next_attempt_at ELSE lease_until END) <= $1 \
-                     ORDER BY (CASE WHEN state = 'queued' THEN next_attempt_at ELSE lease_until END), seq \
-                     LIMIT $3 \
-                     FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, seq, org_id, user_id, code_id, template, locale, recipient, sealed, \
-                           attempts, created_at, next_attempt_at) \
-             SELECT claimed.id, claimed.org_id, claimed.user_id, claimed.template, claimed.locale, \
-                    claimed.recipient, claimed.sealed, claimed.attempts, claimed.created_at, \
-                    o.name AS org_name, c.state AS code_state, c.expires_at AS code_expires_at \
-             FROM claimed \
-             LEFT JOIN orgs o ON o.id = claimed.org_id \
-             LEFT JOIN codes c ON c.id = claimed.code_id \
-             ORDER BY claimed.next_attempt_at, claimed.seq",
-        )
-        .bind(now.as_millis())
-        .bind(lease_until.as_millis())
-        .bind(i64::from(limit))
-        .try_map(|row| rows::claimed(&row))
-        .fetch_all(&mut *transaction)
-        .await
-        .map_err(&fail)?;
+        let claimed = sqlx::query(&CLAIM)
+            .bind(now.as_millis())
+            .bind(lease_until.as_millis())
+            .bind(i64::from(limit))
+            .try_map(|row| rows::claimed(&row))
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(&fail)?;
         transaction.commit().await.map_err(&fail)?;
         Ok(claimed)
     }

@@ -201,6 +201,24 @@ pub fn code(row: &PgRow) -> sqlx::Result<CodeRecord> {
     })
 }
 
+/// The current code read beside its user's row (`id`), in the columns of
+/// [`crate::current_codes::columns`]; `None` if the user has none of the purpose.
+pub fn current_code(row: &PgRow) -> sqlx::Result<Option<CodeRecord>> {
+    let Some(id) = row.try_get::<Option<String>, _>("code_id")? else {
+        return Ok(None);
+    };
+    Ok(Some(CodeRecord {
+        id: CodeId::from_trusted(id),
+        user_id: UserId::from_trusted(row.try_get("id")?),
+        purpose: parsed(row, "code_purpose", "code purpose", CodePurpose::parse)?,
+        hash: CodeHash(digest(row, "code_hash")?),
+        state: parsed(row, "code_state", "code state", CodeState::parse)?,
+        failed_attempts: count(row, "code_failed_attempts")?,
+        created_at: time(row, "code_created_at")?,
+        expires_at: time(row, "code_expires_at")?,
+    }))
+}
+
 pub const EVENT_COLUMNS: &str = "aggregate_id, sequence, kind, payload, org_id, at";
 
 pub fn event(row: &PgRow) -> sqlx::Result<Event> {

@@ -166,6 +166,278 @@ async fn a_schema_newer_than_the_build_is_refused() {
     }
 }
 
+/// A new database at the schema before `next` (a file of `migrations/`), made with the
+/// migrations the directory holds before it and recorded as a store records them, with the
+/// organisation `org`, its `users` (id, username and event sequence) and the other `rows`
+/// (SQL) written in it; returns its URL.
+async fn database_before(
+    next: &str,
+    org: &enroll_core::ids::OrgId,
+    users: &[(&enroll_core::ids::UserId, &str, i64)],
+    rows: &str,
+) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .expect("the migrations directory")
+        .map(|entry| entry.expect("a migration file").path())
+        .collect();
+    files.sort();
+    let position = files
+        .iter()
+        .position(|path| path.ends_with(next))
+        .unwrap_or_else(|| panic!("{next} in {files:?}"));
+    let url = fresh_database().await;
+    let mut old = sqlx::PgConnection::connect(&url).await.expect("connects");
+    sqlx::raw_sql(
+        "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut old)
+    .await
+    .expect("the migrations are recorded");
+    for (version, file) in (1_i64..).zip(&files[..position]) {
+        sqlx::raw_sql(&std::fs::read_to_string(file).expect("a migration"))
+            .execute(&mut old)
+            .await
+            .expect("an old migration applies");
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)")
+            .bind(version)
+            .execute(&mut old)
+            .await
+            .expect("the migration is recorded");
+    }
+    let users: Vec<String> = users
+        .iter()
+        .map(|(id, username, sequence)| {
+            format!("('{id}', '{org}', '{username}', 'EndUser', 'Pending', {sequence}, 0, 0)")
+        })
+        .collect();
+    sqlx::raw_sql(&format!(
+        "INSERT INTO orgs (id, name, default_locale, created_at) VALUES ('{org}', 'Acme', 'en', 0);
+         INSERT INTO users (id, org_id, username, kind, state, sequence, created_at, updated_at)
+             VALUES {};
+         {rows}",
+        users.join(", ")
+    ))
+    .execute(&mut old)
+    .await
+    .expect("the old rows are written");
+    let _ = old.close().await;
+    url
+}
+
+/// A database made by the schema that kept every code in `codes` (before migration 9) keeps
+/// every code with its state, listed in the order of issue and found by id: the current one of
+/// each purpose in the user's row, the ones they replaced chained behind it. The active code
+/// is the current one even where an instance's clock put a replaced code after it.
+#[tokio::test]
+async fn upgrading_to_current_codes_in_user_rows_keeps_every_code() {
+    use enroll_core::code::{CodePurpose, CodeState};
+    use enroll_core::ids::{CodeId, OrgId, UserId};
+    use enroll_core::model::CodeRecord;
+    use enroll_core::ports::Directory as _;
+
+    let org = OrgId::generate();
+    let (jane, john, nobody) = (UserId::generate(), UserId::generate(), UserId::generate());
+    let id = |millis| CodeId::generate_at(Timestamp::from_millis(millis));
+    let (verify_1, reset, verify_2, verify_3, register) =
+        (id(100), id(200), id(300), id(400), id(150));
+    // Jane's codes of two purposes interleaved: a password reset between her verifications,
+    // and her active verification code stamped before the one it replaced.
+    let url = database_before(
+        "0009_current_codes_in_user_rows.sql",
+        &org,
+        &[
+            (&jane, "jane@example.com", 4),
+            (&john, "john@example.com", 1),
+            (&nobody, "nobody@example.com", 0),
+        ],
+        &format!(
+            "INSERT INTO codes (user_id, id, purpose, hash, state, failed_attempts, created_at, expires_at) VALUES
+                 ('{jane}', '{verify_1}', 'email_verification', decode(repeat('00', 32), 'hex'), 'superseded', 1, 100, 9000),
+                 ('{jane}', '{reset}', 'password_reset', decode(repeat('00', 32), 'hex'), 'active', 0, 200, 9000),
+                 ('{jane}', '{verify_2}', 'email_verification', decode(repeat('00', 32), 'hex'), 'used', 2, 400, 9000),
+                 ('{jane}', '{verify_3}', 'email_verification', decode(repeat('00', 32), 'hex'), 'active', 0, 300, 9000),
+                 ('{john}', '{register}', 'registration', decode(repeat('00', 32), 'hex'), 'active', 0, 150, 9000);"
+        ),
+    )
+    .await;
+
+    let store = PostgresStore::connect(&url, 2)
+        .await
+        .expect("the store connects and migrates");
+    let listed = |codes: Vec<CodeRecord>| -> Vec<(String, CodePurpose, CodeState, u32)> {
+        codes
+            .into_iter()
+            .map(|code| {
+                (
+                    code.id.to_string(),
+                    code.purpose,
+                    code.state,
+                    code.failed_attempts,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        listed(store.codes(&jane).await.expect("jane's codes")),
+        [
+            (
+                verify_1.to_string(),
+                CodePurpose::EmailVerification,
+                CodeState::Superseded,
+                1
+            ),
+            (
+                reset.to_string(),
+                CodePurpose::PasswordReset,
+                CodeState::Active,
+                0
+            ),
+            (
+                verify_3.to_string(),
+                CodePurpose::EmailVerification,
+                CodeState::Active,
+                0
+            ),
+            (
+                verify_2.to_string(),
+                CodePurpose::EmailVerification,
+                CodeState::Used,
+                2
+            ),
+        ],
+        "every code kept with its state, in the order of issue"
+    );
+    assert_eq!(
+        listed(store.codes(&john).await.expect("john's codes")),
+        [(
+            register.to_string(),
+            CodePurpose::Registration,
+            CodeState::Active,
+            0
+        )]
+    );
+    assert!(store.codes(&nobody).await.expect("no codes").is_empty());
+    for (code, state) in [
+        (&verify_1, CodeState::Superseded),
+        (&reset, CodeState::Active),
+        (&verify_2, CodeState::Used),
+        (&verify_3, CodeState::Active),
+        (&register, CodeState::Active),
+    ] {
+        let found = store.code(code).await.expect("a code by id");
+        assert_eq!(found.map(|code| code.state), Some(state), "{code}");
+    }
+    assert!(store.code(&id(500)).await.expect("a code by id").is_none());
+    store.close().await;
+
+    let mut migrated = sqlx::PgConnection::connect(&url).await.expect("connects");
+    let current: (Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT registration_code_id, email_verification_code_id, password_reset_code_id \
+         FROM users WHERE id = $1",
+    )
+    .bind(jane.as_str())
+    .fetch_one(&mut migrated)
+    .await
+    .expect("jane's row");
+    assert_eq!(
+        current,
+        (None, Some(verify_3.to_string()), Some(reset.to_string())),
+        "the active code of each purpose is the current one"
+    );
+    let chain: Vec<String> = sqlx::query_scalar(
+        "WITH RECURSIVE chain(id) AS ( \
+             SELECT last_past_code FROM users WHERE id = $1 \
+             UNION ALL \
+             SELECT past.previous FROM past_codes past JOIN chain ON past.id = chain.id) \
+         SELECT id FROM chain WHERE id IS NOT NULL",
+    )
+    .bind(jane.as_str())
+    .fetch_all(&mut migrated)
+    .await
+    .expect("jane's past codes");
+    assert_eq!(
+        chain,
+        [verify_2.to_string(), verify_1.to_string()],
+        "the user's row names the newest replaced code, and each the one before"
+    );
+    let counts: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM past_codes), (SELECT COUNT(*) FROM code_ids)")
+            .fetch_one(&mut migrated)
+            .await
+            .expect("the counts");
+    assert_eq!(counts, (2, 5));
+    assert_one_active_code_per_user_and_purpose(&mut migrated, &john).await;
+}
+
+/// The schema's rule of one active code per user and purpose (migration 9), checked on the
+/// database of `connection`, where `user`'s current registration code is active and another
+/// user has replaced codes.
+async fn assert_one_active_code_per_user_and_purpose(
+    connection: &mut sqlx::PgConnection,
+    user: &enroll_core::ids::UserId,
+) {
+    async fn run(
+        connection: &mut sqlx::PgConnection,
+        sql: &str,
+        user: &enroll_core::ids::UserId,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(sql)
+            .bind(user.as_str())
+            .execute(connection)
+            .await
+            .map(drop)
+    }
+    for (sql, why) in [
+        (
+            "UPDATE users SET registration_code_id = 'cd-extra', registration_code_state = 'active' \
+             WHERE id = $1",
+            "a second active code does not take the place of the active one",
+        ),
+        (
+            "INSERT INTO past_codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at) \
+             VALUES ('cd-behind', $1, 'registration', decode(repeat('00', 32), 'hex'), 'active', 0, 3000, 9000)",
+            "nor goes behind it",
+        ),
+        (
+            "UPDATE past_codes SET failed_attempts = 0 WHERE user_id <> $1",
+            "a replaced code (another user's) does not change",
+        ),
+    ] {
+        let outcome = run(connection, sql, user).await;
+        assert!(
+            matches!(&outcome, Err(sqlx::Error::Database(error))
+                if error.code().is_some_and(|code| code.starts_with("23"))),
+            "{why}: {outcome:?}"
+        );
+    }
+    run(
+        connection,
+        "UPDATE users SET registration_code_state = 'used' WHERE id = $1",
+        user,
+    )
+    .await
+    .expect("the active code is used");
+    let outcome = run(
+        connection,
+        "UPDATE users SET registration_code_state = 'active' WHERE id = $1",
+        user,
+    )
+    .await;
+    assert!(
+        matches!(&outcome, Err(sqlx::Error::Database(error))
+            if error.code().as_deref() == Some("23514")),
+        "a code is active only from its issue: {outcome:?}"
+    );
+    run(
+        connection,
+        "UPDATE users SET registration_code_id = 'cd-next', registration_code_state = 'active' \
+         WHERE id = $1",
+        user,
+    )
+    .await
+    .expect("a new code takes the place of one no longer active");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_share_cooldowns_and_never_share_claims() {
     let (_url, a, b) = two_instances().await;

@@ -1,0 +1,122 @@
+//! A user's current code of each purpose, which the user's row holds in columns of its own,
+//! and the codes it replaced, appended to `past_codes` (migration 0009).
+
+use std::sync::LazyLock;
+
+use enroll_core::code::CodePurpose;
+
+use crate::batch::Prepared;
+
+/// `CASE` over the purpose `purpose` (SQL): the `column` (`id`, `state`, …) of the user row
+/// `row`'s current code of that purpose.
+pub fn of_purpose(purpose: &str, row: &str, column: &str) -> String {
+    CodePurpose::ALL
+        .iter()
+        .fold(format!("CASE {purpose}"), |case, each| {
+            let p = each.as_str();
+            format!("{case} WHEN '{p}' THEN {row}.{p}_code_{column}")
+        })
+        + " END"
+}
+
+/// `CASE` over the code id `code` (SQL): its `column` (`state`, …) if it is one of the
+/// current codes of the user row `row`; null otherwise.
+pub fn of_code(code: &str, row: &str, column: &str) -> String {
+    CodePurpose::ALL
+        .iter()
+        .fold(format!("CASE {code}"), |case, purpose| {
+            let p = purpose.as_str();
+            format!("{case} WHEN {row}.{p}_code_id THEN {row}.{p}_code_{column}")
+        })
+        + " END"
+}
+
+/// The columns [`crate::rows::current_code`] reads: the current code of the purpose `purpose`
+/// (SQL) of the user row `row`, beside the row's own columns.
+pub fn columns(purpose: &str, row: &str) -> String {
+    let column = |name: &str| format!("{} AS code_{name}", of_purpose(purpose, row, name));
+    [
+        "id",
+        "hash",
+        "state",
+        "failed_attempts",
+        "created_at",
+        "expires_at",
+    ]
+    .map(column)
+    .join(", ")
+        + &format!(", {purpose}::text AS code_purpose")
+}
+
+/// The statements that write a user's current code of one purpose.
+pub struct Writes {
+    purpose: CodePurpose,
+    /// Makes the code `$2` the current one of the user `$1` (`$3` … `$7`: its hash, state,
+    /// failed attempts, creation and expiry) and records its id. The code it replaces, if
+    /// any, is appended to the user's past codes, read as it was before this statement (one
+    /// snapshot serves all its parts). A user who is not stored fails it: nothing takes
+    /// `code_ids.user_id`, which is not null.
+    pub take_place: Prepared,
+    /// Sets the state `$3` and failed attempts `$4` of the code `$2`, if it is the user
+    /// `$1`'s current one.
+    pub update: Prepared,
+}
+
+impl Writes {
+    fn new(purpose: CodePurpose) -> Self {
+        let p = purpose.as_str();
+        Self {
+            purpose,
+            take_place: Prepared::new(
+                format!("enroll_take_{p}_code_place"),
+                "text, text, bytea, text, bigint, bigint, bigint",
+                format!(
+                    "WITH replaced AS ( \
+                         INSERT INTO past_codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at, previous) \
+                         SELECT {p}_code_id, id, '{p}', {p}_code_hash, {p}_code_state, {p}_code_failed_attempts, \
+                                {p}_code_created_at, {p}_code_expires_at, last_past_code \
+                         FROM users WHERE id = $1 AND {p}_code_id IS NOT NULL \
+                         RETURNING id), \
+                     taken AS ( \
+                         UPDATE users SET {p}_code_id = $2, {p}_code_hash = $3, {p}_code_state = $4, \
+                             {p}_code_failed_attempts = $5, {p}_code_created_at = $6, {p}_code_expires_at = $7, \
+                             last_past_code = COALESCE((SELECT id FROM replaced), last_past_code) \
+                         WHERE id = $1 \
+                         RETURNING id) \
+                     INSERT INTO code_ids (id, user_id, purpose) VALUES ($2, (SELECT id FROM taken), '{p}')"
+                ),
+            ),
+            update: Prepared::new(
+                format!("enroll_update_{p}_code"),
+                "text, text, text, bigint",
+                format!(
+                    "UPDATE users SET {p}_code_state = $3, {p}_code_failed_attempts = $4 \
+                     WHERE id = $1 AND {p}_code_id = $2"
+                ),
+            ),
+        }
+    }
+}
+
+static WRITES: LazyLock<[Writes; 3]> = LazyLock::new(|| CodePurpose::ALL.map(Writes::new));
+
+pub fn writes(purpose: CodePurpose) -> &'static Writes {
+    WRITES
+        .iter()
+        .find(|writes| writes.purpose == purpose)
+        .unwrap_or_else(|| unreachable!("statements are written for every purpose"))
+}
+
+/// Every statement of this module, prepared on each connection.
+pub fn prepared() -> impl Iterator<Item = &'static Prepared> {
+    WRITES
+        .iter()
+        .flat_map(|writes| [&writes.take_place, &writes.update])
+}
+
+/// The ids of the user `$1`'s codes the current ones replaced, each with its `depth`, 0 for the
+/// newest: each names the one before it, the user's row the newest.
+pub const PAST_CODES: &str = "WITH RECURSIVE chain(id, depth) AS ( \
+         SELECT last_past_code, 0 FROM users WHERE id = $1 \
+         UNION ALL \
+         SELECT past.previous, chain.depth + 1 FROM past_codes past JOIN chain ON past.id = chain.id)";
