@@ -57,6 +57,11 @@ pub struct Writes {
     /// snapshot serves all its parts). A user who is not stored fails it: nothing takes
     /// `code_ids.user_id`, which is not null.
     pub take_place: Prepared,
+    /// As `take_place`, where the code `$8` is the user's current one and leaves with the
+    /// state `$9` and failed attempts `$10` (a resend voids the code it replaces): one write of
+    /// the user's row where the state's change and the new code's place were two. Fails if
+    /// `$8` is not the current code.
+    pub replace: Prepared,
     /// Sets the state `$3` and failed attempts `$4` of the code `$2`, if it is the user
     /// `$1`'s current one.
     pub update: Prepared,
@@ -86,6 +91,25 @@ impl Writes {
                      INSERT INTO code_ids (id, user_id, purpose) VALUES ($2, (SELECT id FROM taken), '{p}')"
                 ),
             ),
+            replace: Prepared::new(
+                format!("enroll_replace_{p}_code"),
+                "text, text, bytea, text, bigint, bigint, bigint, text, text, bigint",
+                format!(
+                    "WITH replaced AS ( \
+                         INSERT INTO past_codes (id, user_id, purpose, hash, state, failed_attempts, created_at, expires_at, previous) \
+                         SELECT {p}_code_id, id, '{p}', {p}_code_hash, $9, $10, \
+                                {p}_code_created_at, {p}_code_expires_at, last_past_code \
+                         FROM users WHERE id = $1 AND {p}_code_id = $8 \
+                         RETURNING id), \
+                     taken AS ( \
+                         UPDATE users SET {p}_code_id = $2, {p}_code_hash = $3, {p}_code_state = $4, \
+                             {p}_code_failed_attempts = $5, {p}_code_created_at = $6, {p}_code_expires_at = $7, \
+                             last_past_code = (SELECT id FROM replaced) \
+                         WHERE id = $1 AND EXISTS (SELECT FROM replaced) \
+                         RETURNING id) \
+                     INSERT INTO code_ids (id, user_id, purpose) VALUES ($2, (SELECT id FROM taken), '{p}')"
+                ),
+            ),
             update: Prepared::new(
                 format!("enroll_update_{p}_code"),
                 "text, text, text, bigint",
@@ -111,7 +135,7 @@ pub fn writes(purpose: CodePurpose) -> &'static Writes {
 pub fn prepared() -> impl Iterator<Item = &'static Prepared> {
     WRITES
         .iter()
-        .flat_map(|writes| [&writes.take_place, &writes.update])
+        .flat_map(|writes| [&writes.take_place, &writes.replace, &writes.update])
 }
 
 /// The ids of the user `$1`'s codes the current ones replaced, each with its `depth`, 0 for the

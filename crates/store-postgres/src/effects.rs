@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use enroll_core::model::{AccessToken, Permission};
+use enroll_core::model::{AccessToken, CodeRecord, Permission};
 use enroll_core::rules::Effect;
 use sqlx::PgConnection;
 
@@ -198,15 +198,7 @@ pub fn statement(effect: &Effect) -> Statement<'_> {
         // The code takes its purpose's place in its user's row (migration 0009).
         Effect::InsertCode(code) => Statement::new(
             &current_codes::writes(code.purpose).take_place,
-            vec![
-                Value::text(code.user_id.as_str()),
-                Value::text(code.id.as_str()),
-                Value::bytes(code.hash.0.as_slice()),
-                Value::text(code.state.as_str()),
-                Value::int(i64::from(code.failed_attempts)),
-                Value::int(code.created_at.as_millis()),
-                Value::int(code.expires_at.as_millis()),
-            ],
+            take_place_values(code),
         ),
         // Only the current code of its user and purpose can change: a replaced one is final.
         Effect::UpdateCode {
@@ -309,12 +301,48 @@ pub fn insert_token(token: &AccessToken) -> Statement<'_> {
     )
 }
 
-/// Adds the writes, in order, to a batch.
+/// Adds the writes, in order, to a batch. A code's last change followed by the issue of the
+/// code that replaces it, as a resend asks, is one statement: both write the user's row.
 pub fn push_all(batch: &mut Batch, effects: &[Effect]) -> sqlx::Result<()> {
-    for effect in effects {
+    let mut effects = effects.iter().peekable();
+    while let Some(effect) = effects.next() {
+        if let Effect::UpdateCode {
+            id,
+            user_id,
+            purpose,
+            state,
+            failed_attempts,
+        } = effect
+            && let Some(Effect::InsertCode(code)) = effects.peek()
+            && code.user_id == *user_id
+            && code.purpose == *purpose
+        {
+            let mut values = take_place_values(code);
+            values.extend([
+                Value::text(id.as_str()),
+                Value::text(state.as_str()),
+                Value::int(i64::from(*failed_attempts)),
+            ]);
+            batch.push(&current_codes::writes(*purpose).replace, &values)?;
+            effects.next();
+            continue;
+        }
         batch.push_statement(&statement(effect))?;
     }
     Ok(())
+}
+
+/// The values of [`current_codes::Writes::take_place`] for the code.
+fn take_place_values(code: &CodeRecord) -> Vec<Value<'_>> {
+    vec![
+        Value::text(code.user_id.as_str()),
+        Value::text(code.id.as_str()),
+        Value::bytes(code.hash.0.as_slice()),
+        Value::text(code.state.as_str()),
+        Value::int(i64::from(code.failed_attempts)),
+        Value::int(code.created_at.as_millis()),
+        Value::int(code.expires_at.as_millis()),
+    ]
 }
 
 /// Makes the writes, in order, in one round trip (none for no writes).

@@ -128,10 +128,14 @@ impl PostgresStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         let fail = db_error("could not connect to PostgreSQL");
         // Statements are not logged: the batches of the hot transactions carry their values
-        // (addresses among them) in their text.
+        // (addresses among them) in their text. Nor compiled: JIT compiles a plan anew at every
+        // run whose estimate passes `jit_above_cost`, which the outbox's statements reach once
+        // thousands of messages are queued, for far longer than any of them runs (a sixth of
+        // the machine's time under the resend load; docs/performance.md, change 43).
         let options = PgConnectOptions::from_str(url)
             .map_err(&fail)?
-            .disable_statement_logging();
+            .disable_statement_logging()
+            .options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
