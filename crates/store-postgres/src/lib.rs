@@ -129,9 +129,10 @@ impl PostgresStore {
         let fail = db_error("could not connect to PostgreSQL");
         // Statements are not logged: the batches of the hot transactions carry their values
         // (addresses among them) in their text. Nor compiled: JIT compiles a plan anew at every
-        // run whose estimate passes `jit_above_cost`, which the outbox's statements reach once
-        // thousands of messages are queued, for far longer than any of them runs (a sixth of
-        // the machine's time under the resend load; docs/performance.md, change 43).
+        // run whose estimate passes `jit_above_cost`, and the outbox's claims pass it at every
+        // run (the costs that keep them on their index, see [`Self::walking_the_due_index`],
+        // are 10^10 each), for far longer than a claim runs: a sixth of the machine's time
+        // under the resend load (docs/performance.md, change 43).
         let options = PgConnectOptions::from_str(url)
             .map_err(&fail)?
             .disable_statement_logging()
