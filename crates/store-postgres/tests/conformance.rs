@@ -230,33 +230,30 @@ async fn database_before(
 /// is the current one even where an instance's clock put a replaced code after it.
 #[tokio::test]
 async fn upgrading_to_current_codes_in_user_rows_keeps_every_code() {
-    use enroll_core::code::{CodePurpose, CodeState};
-    use enroll_core::ids::{CodeId, OrgId, UserId};
-    use enroll_core::model::CodeRecord;
-    use enroll_core::ports::Directory as _;
-
-    let org = OrgId::generate();
-    let (jane, john, nobody) = (UserId::generate(), UserId::generate(), UserId::generate());
-    let id = |millis| CodeId::generate_at(Timestamp::from_millis(millis));
-    let (verify_1, reset, verify_2, verify_3, register) =
-        (id(100), id(200), id(300), id(400), id(150));
-    // Jane's codes of two purposes interleaved: a password reset between her verifications,
-    // and her active verification code stamped before the one it replaced.
+    let old = enroll_testkit::upgrades::CodesBeforeUserRows::new();
+    let codes: Vec<String> = old
+        .codes
+        .iter()
+        .map(|code| {
+            format!(
+                "('{}', '{}', '{}', decode(repeat('00', 32), 'hex'), '{}', {}, {}, 9000)",
+                code.user,
+                code.id,
+                code.purpose.as_str(),
+                code.state.as_str(),
+                code.failed_attempts,
+                code.created_at
+            )
+        })
+        .collect();
     let url = database_before(
         "0009_current_codes_in_user_rows.sql",
-        &org,
-        &[
-            (&jane, "jane@example.com", 4),
-            (&john, "john@example.com", 1),
-            (&nobody, "nobody@example.com", 0),
-        ],
+        &old.org,
+        &old.users(),
         &format!(
-            "INSERT INTO codes (user_id, id, purpose, hash, state, failed_attempts, created_at, expires_at) VALUES
-                 ('{jane}', '{verify_1}', 'email_verification', decode(repeat('00', 32), 'hex'), 'superseded', 1, 100, 9000),
-                 ('{jane}', '{reset}', 'password_reset', decode(repeat('00', 32), 'hex'), 'active', 0, 200, 9000),
-                 ('{jane}', '{verify_2}', 'email_verification', decode(repeat('00', 32), 'hex'), 'used', 2, 400, 9000),
-                 ('{jane}', '{verify_3}', 'email_verification', decode(repeat('00', 32), 'hex'), 'active', 0, 300, 9000),
-                 ('{john}', '{register}', 'registration', decode(repeat('00', 32), 'hex'), 'active', 0, 150, 9000);"
+            "INSERT INTO codes (user_id, id, purpose, hash, state, failed_attempts, created_at, expires_at) \
+             VALUES {};",
+            codes.join(", ")
         ),
     )
     .await;
@@ -264,70 +261,7 @@ async fn upgrading_to_current_codes_in_user_rows_keeps_every_code() {
     let store = PostgresStore::connect(&url, 2)
         .await
         .expect("the store connects and migrates");
-    let listed = |codes: Vec<CodeRecord>| -> Vec<(String, CodePurpose, CodeState, u32)> {
-        codes
-            .into_iter()
-            .map(|code| {
-                (
-                    code.id.to_string(),
-                    code.purpose,
-                    code.state,
-                    code.failed_attempts,
-                )
-            })
-            .collect()
-    };
-    assert_eq!(
-        listed(store.codes(&jane).await.expect("jane's codes")),
-        [
-            (
-                verify_1.to_string(),
-                CodePurpose::EmailVerification,
-                CodeState::Superseded,
-                1
-            ),
-            (
-                reset.to_string(),
-                CodePurpose::PasswordReset,
-                CodeState::Active,
-                0
-            ),
-            (
-                verify_3.to_string(),
-                CodePurpose::EmailVerification,
-                CodeState::Active,
-                0
-            ),
-            (
-                verify_2.to_string(),
-                CodePurpose::EmailVerification,
-                CodeState::Used,
-                2
-            ),
-        ],
-        "every code kept with its state, in the order of issue"
-    );
-    assert_eq!(
-        listed(store.codes(&john).await.expect("john's codes")),
-        [(
-            register.to_string(),
-            CodePurpose::Registration,
-            CodeState::Active,
-            0
-        )]
-    );
-    assert!(store.codes(&nobody).await.expect("no codes").is_empty());
-    for (code, state) in [
-        (&verify_1, CodeState::Superseded),
-        (&reset, CodeState::Active),
-        (&verify_2, CodeState::Used),
-        (&verify_3, CodeState::Active),
-        (&register, CodeState::Active),
-    ] {
-        let found = store.code(code).await.expect("a code by id");
-        assert_eq!(found.map(|code| code.state), Some(state), "{code}");
-    }
-    assert!(store.code(&id(500)).await.expect("a code by id").is_none());
+    old.assert_kept(&store).await;
     store.close().await;
 
     let mut migrated = sqlx::PgConnection::connect(&url).await.expect("connects");
@@ -335,13 +269,17 @@ async fn upgrading_to_current_codes_in_user_rows_keeps_every_code() {
         "SELECT registration_code_id, email_verification_code_id, password_reset_code_id \
          FROM users WHERE id = $1",
     )
-    .bind(jane.as_str())
+    .bind(old.jane.as_str())
     .fetch_one(&mut migrated)
     .await
     .expect("jane's row");
     assert_eq!(
         current,
-        (None, Some(verify_3.to_string()), Some(reset.to_string())),
+        (
+            None,
+            Some(old.id(&old.jane, 4).to_string()),
+            Some(old.id(&old.jane, 2).to_string())
+        ),
         "the active code of each purpose is the current one"
     );
     let chain: Vec<String> = sqlx::query_scalar(
@@ -351,13 +289,13 @@ async fn upgrading_to_current_codes_in_user_rows_keeps_every_code() {
              SELECT past.previous FROM past_codes past JOIN chain ON past.id = chain.id) \
          SELECT id FROM chain WHERE id IS NOT NULL",
     )
-    .bind(jane.as_str())
+    .bind(old.jane.as_str())
     .fetch_all(&mut migrated)
     .await
     .expect("jane's past codes");
     assert_eq!(
         chain,
-        [verify_2.to_string(), verify_1.to_string()],
+        old.janes_past_codes(),
         "the user's row names the newest replaced code, and each the one before"
     );
     let counts: (i64, i64) =
@@ -366,7 +304,7 @@ async fn upgrading_to_current_codes_in_user_rows_keeps_every_code() {
             .await
             .expect("the counts");
     assert_eq!(counts, (2, 5));
-    assert_one_active_code_per_user_and_purpose(&mut migrated, &john).await;
+    assert_one_active_code_per_user_and_purpose(&mut migrated, &old.john).await;
 }
 
 /// The schema's rule of one active code per user and purpose (migration 9), checked on the

@@ -198,103 +198,38 @@ fn assert_one_active_code_per_user_and_purpose(
 /// newest of each purpose in the user's row, the ones they replaced chained behind it.
 #[tokio::test]
 async fn upgrading_to_current_codes_in_user_rows_keeps_every_code() {
-    use enroll_core::clock::Timestamp;
-    use enroll_core::code::{CodePurpose, CodeState};
-    use enroll_core::ids::{CodeId, OrgId, UserId};
-    use enroll_core::ports::Directory as _;
-
-    let org = OrgId::generate();
-    let (jane, john, nobody) = (UserId::generate(), UserId::generate(), UserId::generate());
-    let id = |millis| CodeId::generate_at(Timestamp::from_millis(millis));
-    let (verify_1, reset, verify_2, verify_3, register) =
-        (id(100), id(200), id(300), id(400), id(150));
-    // Jane's codes of two purposes interleaved: a password reset between her verifications.
+    let old = enroll_testkit::upgrades::CodesBeforeUserRows::new();
+    let codes: Vec<String> = old
+        .codes
+        .iter()
+        .map(|code| {
+            format!(
+                "('{}', {}, '{}', '{}', zeroblob(32), '{}', {}, {}, 9000)",
+                code.user,
+                code.seq,
+                code.id,
+                code.purpose.as_str(),
+                code.state.as_str(),
+                code.failed_attempts,
+                code.created_at
+            )
+        })
+        .collect();
     let path = database_before(
         "0013_current_codes_in_user_rows.sql",
-        &org,
-        &[
-            (&jane, "jane@example.com", 4),
-            (&john, "john@example.com", 1),
-            (&nobody, "nobody@example.com", 0),
-        ],
+        &old.org,
+        &old.users(),
         &format!(
-            "INSERT INTO codes (user_id, seq, id, purpose, hash, state, failed_attempts, created_at, expires_at) VALUES
-                 ('{jane}', 1, '{verify_1}', 'email_verification', zeroblob(32), 'superseded', 1, 100, 9000),
-                 ('{jane}', 2, '{reset}', 'password_reset', zeroblob(32), 'active', 0, 200, 9000),
-                 ('{jane}', 3, '{verify_2}', 'email_verification', zeroblob(32), 'used', 2, 300, 9000),
-                 ('{jane}', 4, '{verify_3}', 'email_verification', zeroblob(32), 'active', 0, 400, 9000),
-                 ('{john}', 1, '{register}', 'registration', zeroblob(32), 'active', 0, 150, 9000);"
+            "INSERT INTO codes (user_id, seq, id, purpose, hash, state, failed_attempts, created_at, expires_at) \
+             VALUES {};",
+            codes.join(", ")
         ),
     );
 
     let store = SqliteStore::open(&path)
         .await
         .expect("the store opens and migrates");
-    let listed =
-        |codes: Vec<enroll_core::model::CodeRecord>| -> Vec<(String, CodePurpose, CodeState, u32)> {
-            codes
-                .into_iter()
-                .map(|code| {
-                    (
-                        code.id.to_string(),
-                        code.purpose,
-                        code.state,
-                        code.failed_attempts,
-                    )
-                })
-                .collect()
-        };
-    assert_eq!(
-        listed(store.codes(&jane).await.expect("jane's codes")),
-        [
-            (
-                verify_1.to_string(),
-                CodePurpose::EmailVerification,
-                CodeState::Superseded,
-                1
-            ),
-            (
-                reset.to_string(),
-                CodePurpose::PasswordReset,
-                CodeState::Active,
-                0
-            ),
-            (
-                verify_2.to_string(),
-                CodePurpose::EmailVerification,
-                CodeState::Used,
-                2
-            ),
-            (
-                verify_3.to_string(),
-                CodePurpose::EmailVerification,
-                CodeState::Active,
-                0
-            ),
-        ],
-        "every code kept with its state, in the order of issue"
-    );
-    assert_eq!(
-        listed(store.codes(&john).await.expect("john's codes")),
-        [(
-            register.to_string(),
-            CodePurpose::Registration,
-            CodeState::Active,
-            0
-        )]
-    );
-    assert!(store.codes(&nobody).await.expect("no codes").is_empty());
-    for (code, state) in [
-        (&verify_1, CodeState::Superseded),
-        (&reset, CodeState::Active),
-        (&verify_2, CodeState::Used),
-        (&verify_3, CodeState::Active),
-        (&register, CodeState::Active),
-    ] {
-        let found = store.code(code).await.expect("a code by id");
-        assert_eq!(found.map(|code| code.state), Some(state), "{code}");
-    }
-    assert!(store.code(&id(500)).await.expect("a code by id").is_none());
+    old.assert_kept(&store).await;
     drop(store);
 
     let migrated = rusqlite::Connection::open(&path).expect("the database opens");
@@ -308,13 +243,13 @@ async fn upgrading_to_current_codes_in_user_rows_keeps_every_code() {
         )
         .and_then(|mut statement| {
             statement
-                .query_map([jane.as_str()], |row| row.get(0))?
+                .query_map([old.jane.as_str()], |row| row.get(0))?
                 .collect()
         })
         .expect("jane's past codes");
     assert_eq!(
         chain,
-        [verify_2.to_string(), verify_1.to_string()],
+        old.janes_past_codes(),
         "the user's row names the newest replaced code, and each the one before"
     );
     assert_eq!(count(&migrated, "SELECT COUNT(*) FROM past_codes"), 2);

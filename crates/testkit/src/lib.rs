@@ -4,3 +4,4 @@ pub mod conformance;
 pub mod keys;
 pub mod proxy;
 pub mod smtp;
+pub mod upgrades;
