@@ -525,8 +525,7 @@ async fn carry_out<T>(
 }
 
 // The statements of the hot transactions, sent in batches (see [`batch`]). Each does what the
-// function of the same purpose above does, in the same order; a read that needs the locked
-// user's id finds it with a subquery, and what it reads counts only if that user was locked.
+// function of the same purpose above does, in the same order.
 
 static LOCK_USER_BY_NAME: LazyLock<Prepared> = LazyLock::new(|| {
     Prepared::new(
@@ -534,17 +533,6 @@ static LOCK_USER_BY_NAME: LazyLock<Prepared> = LazyLock::new(|| {
         "text, text",
         format!(
             "SELECT {} FROM users WHERE org_id = $1 AND username = $2 FOR UPDATE",
-            rows::USER_COLUMNS
-        ),
-    )
-});
-
-static LOCK_USER_BY_ID: LazyLock<Prepared> = LazyLock::new(|| {
-    Prepared::new(
-        "enroll_lock_user_by_id",
-        "text",
-        format!(
-            "SELECT {} FROM users WHERE id = $1 FOR UPDATE",
             rows::USER_COLUMNS
         ),
     )
@@ -633,7 +621,6 @@ static PREPARE_ALL: LazyLock<String> = LazyLock::new(|| {
     batch::prepare_all(
         [
             &*LOCK_USER_BY_NAME,
-            &*LOCK_USER_BY_ID,
             &*ORG_BY_ID,
             &*APP_BY_ID,
             &*LOCK_USER_AND_CODE_BY_NAME,
