@@ -571,10 +571,12 @@ async fn claims_read_only_the_messages_they_take() {
     .expect("the store's connections end");
     let (scans, read) = due_index_reads(&mut connection, CLAIMS + 1).await;
     // Each claim also steps over the entries its predecessors left behind (a claimed message's
-    // entry moves to its lease's end, and the old one lingers until it is found dead).
+    // entry moves to its lease's end, and the old one lingers until it is found dead, which a
+    // snapshot held anywhere in the database, an automatic ANALYZE's say, can put off for the
+    // whole test): at most all of them, and `next_due` over every claimed message's.
     let taken = i64::try_from(claimed.len()).unwrap();
     assert!(
-        read <= 4 * taken + 1,
+        read <= taken * (CLAIMS + 1) / 2 + taken + 1,
         "{scans} scans of the due index read {read} entries to take {taken} messages \
          with {QUEUED} queued"
     );
