@@ -3,6 +3,7 @@
 //! replaces, its event, its outbox row, the address's cooldown, the user's sequence) and of a
 //! user's creation fails the request and leaves the database as it was; without it, the same
 //! request succeeds.
+
 use serde_json::json;
 use sqlx::Connection as _;
 
