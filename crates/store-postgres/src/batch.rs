@@ -115,19 +115,19 @@ impl<'a> Value<'a> {
 #[derive(Debug)]
 pub struct Prepared {
     pub name: Cow<'static, str>,
-    pub parameters: &'static str,
+    pub parameters: Cow<'static, str>,
     pub sql: String,
 }
 
 impl Prepared {
     pub fn new(
         name: impl Into<Cow<'static, str>>,
-        parameters: &'static str,
+        parameters: impl Into<Cow<'static, str>>,
         sql: impl Into<String>,
     ) -> Self {
         Self {
             name: name.into(),
-            parameters,
+            parameters: parameters.into(),
             sql: sql.into(),
         }
     }

@@ -3,7 +3,9 @@
 
 use std::sync::LazyLock;
 
-use enroll_core::model::{AccessToken, CodeRecord, Permission};
+use enroll_core::code::CodeState;
+use enroll_core::ids::{CodeId, UserId};
+use enroll_core::model::{AccessToken, CodeRecord, Permission, User};
 use enroll_core::rules::Effect;
 use sqlx::PgConnection;
 
@@ -36,12 +38,49 @@ pub static SET_PERMISSIONS: LazyLock<Prepared> = LazyLock::new(|| {
     )
 });
 
+/// The user's own fields a write of the user's row sets, in the order of their values
+/// ([`user_values`]).
+const USER_FIELDS: [&str; 7] = [
+    "state",
+    "locale",
+    "sequence",
+    "updated_at",
+    "username",
+    "email_verified_at",
+    "name",
+];
+
+/// The types of [`USER_FIELDS`]' values.
+pub const USER_FIELD_TYPES: &str = "text, text, bigint, bigint, text, bigint, text";
+
+/// The assignments of the user's fields (SQL), from the parameter `$first` on.
+pub fn assign_user_fields(first: usize) -> String {
+    USER_FIELDS
+        .iter()
+        .enumerate()
+        .map(|(index, field)| format!("{field} = ${}", first + index))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The values of [`USER_FIELDS`].
+fn user_values(user: &User) -> [Value<'_>; 7] {
+    [
+        Value::text(user.state.as_str()),
+        Value::optional_text(user.locale.as_ref().map(|locale| locale.as_str())),
+        Value::int(user.sequence),
+        Value::int(user.updated_at.as_millis()),
+        Value::text(user.username.as_str()),
+        Value::Int(user.email_verified_at.map(|at| at.as_millis())),
+        Value::optional_text(user.name.as_deref()),
+    ]
+}
+
 pub static UPDATE_USER: LazyLock<Prepared> = LazyLock::new(|| {
     Prepared::new(
         "enroll_update_user",
-        "text, text, text, bigint, bigint, text, bigint, text",
-        "UPDATE users SET state = $2, locale = $3, sequence = $4, updated_at = $5, \
-             username = $6, email_verified_at = $7, name = $8 WHERE id = $1",
+        format!("text, {USER_FIELD_TYPES}"),
+        format!("UPDATE users SET {} WHERE id = $1", assign_user_fields(2)),
     )
 });
 
@@ -184,20 +223,13 @@ pub fn statement(effect: &Effect) -> Statement<'_> {
         ),
         Effect::UpdateUser(user) => Statement::new(
             &UPDATE_USER,
-            vec![
-                Value::text(user.id.as_str()),
-                Value::text(user.state.as_str()),
-                Value::optional_text(user.locale.as_ref().map(|locale| locale.as_str())),
-                Value::int(user.sequence),
-                Value::int(user.updated_at.as_millis()),
-                Value::text(user.username.as_str()),
-                Value::Int(user.email_verified_at.map(|at| at.as_millis())),
-                Value::optional_text(user.name.as_deref()),
-            ],
+            std::iter::once(Value::text(user.id.as_str()))
+                .chain(user_values(user))
+                .collect(),
         ),
         // The code takes its purpose's place in its user's row (migration 0009).
         Effect::InsertCode(code) => Statement::new(
-            &current_codes::writes(code.purpose).take_place,
+            &current_codes::writes(code.purpose).take_place.alone,
             take_place_values(code),
         ),
         // Only the current code of its user and purpose can change: a replaced one is final.
@@ -208,13 +240,8 @@ pub fn statement(effect: &Effect) -> Statement<'_> {
             state,
             failed_attempts,
         } => Statement::new(
-            &current_codes::writes(*purpose).update,
-            vec![
-                Value::text(user_id.as_str()),
-                Value::text(id.as_str()),
-                Value::text(state.as_str()),
-                Value::int(i64::from(*failed_attempts)),
-            ],
+            &current_codes::writes(*purpose).update.alone,
+            update_values(user_id, id, *state, *failed_attempts),
         ),
         Effect::AppendEvent(event) => Statement::new(
             &APPEND_EVENT,
@@ -301,35 +328,130 @@ pub fn insert_token(token: &AccessToken) -> Statement<'_> {
     )
 }
 
-/// Adds the writes, in order, to a batch. A code's last change followed by the issue of the
-/// code that replaces it, as a resend asks, is one statement: both write the user's row.
+/// Adds the writes to a batch, in order, writing the user's row once where the effects write
+/// it twice:
+/// - a code's last change followed by the issue of the code that replaces it (a resend) is one
+///   statement;
+/// - the user's fields ([`Effect::UpdateUser`]) are set by the write of the user's code, where
+///   the transaction writes one, rather than by a statement of their own. They are the fields'
+///   whole values, not changes, so the write that carries them can come before the writes of
+///   other tables that the effects list between the two.
 pub fn push_all(batch: &mut Batch, effects: &[Effect]) -> sqlx::Result<()> {
-    let mut effects = effects.iter().peekable();
-    while let Some(effect) = effects.next() {
-        if let Effect::UpdateCode {
-            id,
-            user_id,
-            purpose,
-            state,
-            failed_attempts,
-        } = effect
-            && let Some(Effect::InsertCode(code)) = effects.peek()
-            && code.user_id == *user_id
-            && code.purpose == *purpose
-        {
-            let mut values = take_place_values(code);
-            values.extend([
-                Value::text(id.as_str()),
-                Value::text(state.as_str()),
-                Value::int(i64::from(*failed_attempts)),
-            ]);
-            batch.push(&current_codes::writes(*purpose).replace, &values)?;
-            effects.next();
+    let mut set_with_code = vec![false; effects.len()];
+    let mut at = 0;
+    while at < effects.len() {
+        if let Some(code) = CodeWrite::at(effects, at) {
+            let user =
+                effects
+                    .iter()
+                    .enumerate()
+                    .skip(at + code.effects)
+                    .find_map(|(index, effect)| match effect {
+                        Effect::UpdateUser(user)
+                            if user.id == *code.user_id && !set_with_code[index] =>
+                        {
+                            Some((index, user))
+                        }
+                        _ => None,
+                    });
+            let mut values = code.values;
+            match user {
+                Some((index, user)) => {
+                    set_with_code[index] = true;
+                    values.extend(user_values(user));
+                    batch.push(&code.write.with_user, &values)?;
+                }
+                None => {
+                    batch.push(&code.write.alone, &values)?;
+                }
+            }
+            at += code.effects;
             continue;
         }
-        batch.push_statement(&statement(effect))?;
+        if !set_with_code[at] {
+            batch.push_statement(&statement(&effects[at]))?;
+        }
+        at += 1;
     }
     Ok(())
+}
+
+/// One write of a user's current code, made of one or two effects.
+struct CodeWrite<'a> {
+    write: &'static current_codes::Write,
+    values: Vec<Value<'a>>,
+    user_id: &'a UserId,
+    /// How many effects it makes.
+    effects: usize,
+}
+
+impl<'a> CodeWrite<'a> {
+    /// The write of the effect at `at`, and of the one after it when the two write the same
+    /// code's place, if it is a code's.
+    fn at(effects: &'a [Effect], at: usize) -> Option<Self> {
+        match (effects.get(at)?, effects.get(at + 1)) {
+            (
+                Effect::UpdateCode {
+                    id,
+                    user_id,
+                    purpose,
+                    state,
+                    failed_attempts,
+                },
+                Some(Effect::InsertCode(code)),
+            ) if code.user_id == *user_id && code.purpose == *purpose => {
+                let mut values = take_place_values(code);
+                values.extend([
+                    Value::text(id.as_str()),
+                    Value::text(state.as_str()),
+                    Value::int(i64::from(*failed_attempts)),
+                ]);
+                Some(Self {
+                    write: &current_codes::writes(*purpose).replace,
+                    values,
+                    user_id,
+                    effects: 2,
+                })
+            }
+            (
+                Effect::UpdateCode {
+                    id,
+                    user_id,
+                    purpose,
+                    state,
+                    failed_attempts,
+                },
+                _,
+            ) => Some(Self {
+                write: &current_codes::writes(*purpose).update,
+                values: update_values(user_id, id, *state, *failed_attempts),
+                user_id,
+                effects: 1,
+            }),
+            (Effect::InsertCode(code), _) => Some(Self {
+                write: &current_codes::writes(code.purpose).take_place,
+                values: take_place_values(code),
+                user_id: &code.user_id,
+                effects: 1,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The values of [`current_codes::Writes::update`].
+fn update_values<'a>(
+    user_id: &'a UserId,
+    id: &'a CodeId,
+    state: CodeState,
+    failed_attempts: u32,
+) -> Vec<Value<'a>> {
+    vec![
+        Value::text(user_id.as_str()),
+        Value::text(id.as_str()),
+        Value::text(state.as_str()),
+        Value::int(i64::from(failed_attempts)),
+    ]
 }
 
 /// The values of [`current_codes::Writes::take_place`] for the code.

@@ -12,8 +12,10 @@ use std::time::Duration;
 use enroll_core::Error;
 use enroll_core::clock::{Clock, ManualClock, SystemClock, Timestamp};
 use enroll_core::ids::MessageId;
+use enroll_core::model::UserState;
 use enroll_core::ports::{Outbox as _, Store};
 use enroll_core::random;
+use enroll_core::rules::CodeUse;
 use enroll_core::secret::ServerSecret;
 use enroll_store_postgres::PostgresStore;
 use enroll_testkit::conformance::{Harness, LEASE, all_at_once, describe};
@@ -481,6 +483,51 @@ async fn instances_share_cooldowns_and_never_share_claims() {
     );
     let all: HashSet<MessageId> = claimed.iter().flatten().cloned().collect();
     assert_eq!(all, expected, "every message is claimed");
+}
+
+/// A resend and a verification write their user's row once, its code and its own fields
+/// together. A second write of the row in one transaction would check its organisation again
+/// (the key's version is the transaction's own) and share-lock the organisation's row, which
+/// every concurrent transaction of that organisation would lock too; the lock would be seen as
+/// the row's `xmax`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resends_and_verifications_leave_the_organisation_row_unlocked() {
+    let url = fresh_database().await;
+    let store = PostgresStore::connect(&url, 2)
+        .await
+        .expect("the store connects and migrates");
+    let h = Harness::new(Arc::new(store));
+    let org = h.org("Acme").await;
+    h.user(&org, "jane").await;
+    let mut connection = sqlx::PgConnection::connect(&url).await.expect("connects");
+    let org_lock = async |connection: &mut sqlx::PgConnection| -> String {
+        sqlx::query_scalar("SELECT xmax::text FROM orgs WHERE id = $1")
+            .bind(org.id.as_str())
+            .fetch_one(connection)
+            .await
+            .expect("the organisation's row")
+    };
+    let before = org_lock(&mut connection).await;
+
+    h.advance(Duration::from_secs(61));
+    let issued = h.resend(&org.id, "jane").await.expect("the resend");
+    assert_eq!(org_lock(&mut connection).await, before, "after the resend");
+
+    let code = h.code(&issued.message_id).await;
+    h.verify(&org.id, "jane", &code, CodeUse::Consume)
+        .await
+        .expect("the verification");
+    assert_eq!(
+        org_lock(&mut connection).await,
+        before,
+        "after the verification"
+    );
+    let verified = h.stored_user(&issued.user.id).await;
+    assert_eq!(
+        (verified.state, verified.sequence),
+        (UserState::Registered, issued.user.sequence + 2),
+        "the user's fields, written with the code (two events: the code used, the user registered)"
+    );
 }
 
 /// Scans of the outbox's due index and the entries they read, once `scans_at_least` are

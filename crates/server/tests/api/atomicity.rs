@@ -11,8 +11,8 @@ use crate::helpers::{Db, Options, TestApp, fresh_postgres_database};
 
 /// The writes of a resend, as (table, operation) pairs a trigger can fail. Both stores keep the
 /// current code in the user's row and append the one it replaces, and every code's id: the
-/// user's row (the code's place, then its sequence), the replaced code, the new code's id, its
-/// event, its email, the address's cooldown.
+/// user's row (the code's place and the user's sequence, one statement on PostgreSQL and two on
+/// SQLite), the replaced code, the new code's id, its event, its email, the address's cooldown.
 const RESEND_WRITES: &[(&str, &str)] = &[
     ("users", "UPDATE"),
     ("past_codes", "INSERT"),
