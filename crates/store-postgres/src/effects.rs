@@ -3,40 +3,13 @@
 
 use std::sync::LazyLock;
 
-use enroll_core::code::CodeState;
-use enroll_core::ids::{CodeId, UserId};
+use enroll_core::ids::UserId;
 use enroll_core::model::{AccessToken, CodeRecord, Permission, User};
 use enroll_core::rules::Effect;
 use sqlx::PgConnection;
 
 use crate::batch::{Batch, Prepared, Statement, Value};
 use crate::current_codes;
-
-pub static INSERT_USER: LazyLock<Prepared> = LazyLock::new(|| {
-    Prepared::new(
-        "enroll_insert_user",
-        "text, text, text, text, text, text, bigint, bigint, bigint, bigint, text",
-        "INSERT INTO users (id, org_id, username, kind, state, locale, sequence, created_at, updated_at, email_verified_at, name) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-});
-
-pub static INSERT_CREDENTIAL: LazyLock<Prepared> = LazyLock::new(|| {
-    Prepared::new(
-        "enroll_insert_credential",
-        "text, text, text, text, text, text, text, bigint",
-        "INSERT INTO credentials (id, cred_id, user_id, org_id, name, algorithm, public_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-});
-
-pub static SET_PERMISSIONS: LazyLock<Prepared> = LazyLock::new(|| {
-    Prepared::new(
-        "enroll_set_permissions",
-        "text, text",
-        "UPDATE users SET permissions = $2 WHERE id = $1",
-    )
-});
 
 /// The user's own fields a write of the user's row sets, in the order of their values
 /// ([`user_values`]).
@@ -75,6 +48,39 @@ fn user_values(user: &User) -> [Value<'_>; 7] {
         Value::optional_text(user.name.as_deref()),
     ]
 }
+
+/// `$1` … `$4` the user's id, organisation, kind and creation; then its [`USER_FIELDS`].
+pub static INSERT_USER: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_insert_user",
+        format!("text, text, text, bigint, {USER_FIELD_TYPES}"),
+        format!(
+            "INSERT INTO users (id, org_id, kind, created_at, {}) VALUES ({})",
+            USER_FIELDS.join(", "),
+            (1..=4 + USER_FIELDS.len())
+                .map(|index| format!("${index}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+});
+
+pub static INSERT_CREDENTIAL: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_insert_credential",
+        "text, text, text, text, text, text, text, bigint",
+        "INSERT INTO credentials (id, cred_id, user_id, org_id, name, algorithm, public_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+});
+
+pub static SET_PERMISSIONS: LazyLock<Prepared> = LazyLock::new(|| {
+    Prepared::new(
+        "enroll_set_permissions",
+        "text, text",
+        "UPDATE users SET permissions = $2 WHERE id = $1",
+    )
+});
 
 pub static UPDATE_USER: LazyLock<Prepared> = LazyLock::new(|| {
     Prepared::new(
@@ -179,23 +185,19 @@ pub fn prepared() -> impl Iterator<Item = &'static Prepared> {
 }
 
 /// The statement that makes one write.
-pub fn statement(effect: &Effect) -> Statement<'_> {
+fn statement(effect: &Effect) -> Statement<'_> {
     match effect {
         Effect::InsertUser(user) => Statement::new(
             &INSERT_USER,
-            vec![
+            [
                 Value::text(user.id.as_str()),
                 Value::text(user.org_id.as_str()),
-                Value::text(user.username.as_str()),
                 Value::text(user.kind.as_str()),
-                Value::text(user.state.as_str()),
-                Value::optional_text(user.locale.as_ref().map(|locale| locale.as_str())),
-                Value::int(user.sequence),
                 Value::int(user.created_at.as_millis()),
-                Value::int(user.updated_at.as_millis()),
-                Value::Int(user.email_verified_at.map(|at| at.as_millis())),
-                Value::optional_text(user.name.as_deref()),
-            ],
+            ]
+            .into_iter()
+            .chain(user_values(user))
+            .collect(),
         ),
         Effect::InsertCredential(credential) => Statement::new(
             &INSERT_CREDENTIAL,
@@ -227,22 +229,13 @@ pub fn statement(effect: &Effect) -> Statement<'_> {
                 .chain(user_values(user))
                 .collect(),
         ),
-        // The code takes its purpose's place in its user's row (migration 0009).
-        Effect::InsertCode(code) => Statement::new(
-            &current_codes::writes(code.purpose).take_place.alone,
-            take_place_values(code),
-        ),
-        // Only the current code of its user and purpose can change: a replaced one is final.
-        Effect::UpdateCode {
-            id,
-            user_id,
-            purpose,
-            state,
-            failed_attempts,
-        } => Statement::new(
-            &current_codes::writes(*purpose).update.alone,
-            update_values(user_id, id, *state, *failed_attempts),
-        ),
+        // The code takes its purpose's place in its user's row (migration 0009), and only the
+        // current code of its user and purpose can change: a replaced one is final.
+        Effect::InsertCode(_) | Effect::UpdateCode { .. } => {
+            let code = CodeWrite::at(std::slice::from_ref(effect), 0)
+                .unwrap_or_else(|| unreachable!("a code's effect is a code's write"));
+            Statement::new(&code.write.alone, code.values)
+        }
         Effect::AppendEvent(event) => Statement::new(
             &APPEND_EVENT,
             vec![
@@ -389,46 +382,43 @@ impl<'a> CodeWrite<'a> {
     /// The write of the effect at `at`, and of the one after it when the two write the same
     /// code's place, if it is a code's.
     fn at(effects: &'a [Effect], at: usize) -> Option<Self> {
-        match (effects.get(at)?, effects.get(at + 1)) {
-            (
-                Effect::UpdateCode {
-                    id,
-                    user_id,
-                    purpose,
-                    state,
-                    failed_attempts,
-                },
-                Some(Effect::InsertCode(code)),
-            ) if code.user_id == *user_id && code.purpose == *purpose => {
-                let mut values = take_place_values(code);
-                values.extend([
-                    Value::text(id.as_str()),
-                    Value::text(state.as_str()),
-                    Value::int(i64::from(*failed_attempts)),
-                ]);
-                Some(Self {
-                    write: &current_codes::writes(*purpose).replace,
-                    values,
-                    user_id,
-                    effects: 2,
-                })
-            }
-            (
-                Effect::UpdateCode {
-                    id,
-                    user_id,
-                    purpose,
-                    state,
-                    failed_attempts,
-                },
-                _,
-            ) => Some(Self {
-                write: &current_codes::writes(*purpose).update,
-                values: update_values(user_id, id, *state, *failed_attempts),
+        match effects.get(at)? {
+            Effect::UpdateCode {
+                id,
                 user_id,
-                effects: 1,
+                purpose,
+                state,
+                failed_attempts,
+            } => Some(match effects.get(at + 1) {
+                Some(Effect::InsertCode(code))
+                    if code.user_id == *user_id && code.purpose == *purpose =>
+                {
+                    let mut values = take_place_values(code);
+                    values.extend([
+                        Value::text(id.as_str()),
+                        Value::text(state.as_str()),
+                        Value::int(i64::from(*failed_attempts)),
+                    ]);
+                    Self {
+                        write: &current_codes::writes(*purpose).replace,
+                        values,
+                        user_id,
+                        effects: 2,
+                    }
+                }
+                _ => Self {
+                    write: &current_codes::writes(*purpose).update,
+                    values: vec![
+                        Value::text(user_id.as_str()),
+                        Value::text(id.as_str()),
+                        Value::text(state.as_str()),
+                        Value::int(i64::from(*failed_attempts)),
+                    ],
+                    user_id,
+                    effects: 1,
+                },
             }),
-            (Effect::InsertCode(code), _) => Some(Self {
+            Effect::InsertCode(code) => Some(Self {
                 write: &current_codes::writes(code.purpose).take_place,
                 values: take_place_values(code),
                 user_id: &code.user_id,
@@ -437,21 +427,6 @@ impl<'a> CodeWrite<'a> {
             _ => None,
         }
     }
-}
-
-/// The values of [`current_codes::Writes::update`].
-fn update_values<'a>(
-    user_id: &'a UserId,
-    id: &'a CodeId,
-    state: CodeState,
-    failed_attempts: u32,
-) -> Vec<Value<'a>> {
-    vec![
-        Value::text(user_id.as_str()),
-        Value::text(id.as_str()),
-        Value::text(state.as_str()),
-        Value::int(i64::from(failed_attempts)),
-    ]
 }
 
 /// The values of [`current_codes::Writes::take_place`] for the code.
