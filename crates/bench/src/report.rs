@@ -30,23 +30,25 @@ pub struct Row {
     /// How the SQLite writer thread fared, for rows on SQLite.
     pub writer: Option<WriterLoad>,
     /// What the servers spent of the CPU, for rows that drive a load at them.
-    pub cpu: Option<ServerCpu>,
+    pub cpu: Option<CpuLoad>,
+    /// What the PostgreSQL server's processes on this machine spent, for rows on PostgreSQL.
+    pub database_cpu: Option<CpuLoad>,
 }
 
-/// The CPU time the servers took across a row's load (warm-up included), from the kernel's
-/// accounting: what a request costs the box whatever else shares it, the load generator
-/// included.
+/// The CPU time the servers (or the database server's processes) took across a row's load
+/// (warm-up included), from the kernel's accounting: what a request costs the box whatever
+/// else shares it, the load generator included.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ServerCpu {
-    /// CPU seconds per second: how many of the machine's cores the servers kept busy.
+pub struct CpuLoad {
+    /// CPU seconds per second: how many of the machine's cores the processes kept busy.
     pub cores: f64,
     pub micros_per_request: f64,
     /// The share of that time spent in the kernel (sockets, file writes, syncs, wake-ups).
     pub kernel_share: f64,
 }
 
-impl ServerCpu {
-    /// From the servers' CPU time before and after `elapsed` in which `requests` completed;
+impl CpuLoad {
+    /// From the processes' CPU time before and after `elapsed` in which `requests` completed;
     /// `None` when none did.
     pub fn between(
         before: CpuTime,
@@ -74,13 +76,11 @@ impl ServerCpu {
             "kernelShare": self.kernel_share,
         })
     }
-}
 
-impl std::fmt::Display for ServerCpu {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "server CPU {:.2} cores, {:.0} µs a request ({:.0}% in the kernel)",
+    /// The note of a row: `whose` CPU, the cores, the time a request and the kernel's share.
+    fn describe(self, whose: &str) -> String {
+        format!(
+            "{whose} {:.2} cores, {:.0} µs a request ({:.0}% in the kernel)",
             self.cores,
             self.micros_per_request,
             self.kernel_share * 100.0
@@ -227,6 +227,7 @@ impl Row {
             notes,
             writer: None,
             cpu: None,
+            database_cpu: None,
         }
     }
 }
@@ -349,8 +350,9 @@ impl Report {
         for row in &self.rows {
             let notes: Vec<String> = row
                 .cpu
-                .iter()
-                .map(ToString::to_string)
+                .map(|cpu| cpu.describe("server CPU"))
+                .into_iter()
+                .chain(row.database_cpu.map(|cpu| cpu.describe("PostgreSQL CPU")))
                 .chain(row.writer.iter().map(ToString::to_string))
                 .chain(row.notes.iter().cloned())
                 .collect();
@@ -409,7 +411,8 @@ impl Report {
                     "peakRssBytes": row.memory.peak,
                     "notes": row.notes,
                     "sqliteWriter": row.writer.map(WriterLoad::to_json),
-                    "serverCpu": row.cpu.map(ServerCpu::to_json),
+                    "serverCpu": row.cpu.map(CpuLoad::to_json),
+                    "databaseCpu": row.database_cpu.map(CpuLoad::to_json),
                 })
             })
             .collect();
@@ -467,20 +470,20 @@ mod tests {
             user: Duration::from_millis(11_500),
             kernel: Duration::from_millis(5_000),
         };
-        let cpu = ServerCpu::between(before, after, Duration::from_secs(2), 12_500)
+        let cpu = CpuLoad::between(before, after, Duration::from_secs(2), 12_500)
             .expect("requests were served");
         assert_eq!(
-            cpu.to_string(),
+            cpu.describe("server CPU"),
             "server CPU 1.25 cores, 200 µs a request (40% in the kernel)"
         );
         assert_eq!(cpu.to_json()["microsPerRequest"], json!(200.0));
         assert_eq!(
-            ServerCpu::between(before, after, Duration::from_secs(2), 0),
+            CpuLoad::between(before, after, Duration::from_secs(2), 0),
             None,
             "no request, no cost per request"
         );
         assert_eq!(
-            ServerCpu::between(before, before, Duration::from_secs(2), 10),
+            CpuLoad::between(before, before, Duration::from_secs(2), 10),
             None,
             "a server that is gone reads as no time"
         );

@@ -200,6 +200,20 @@ impl CpuTime {
             .unwrap_or_default()
     }
 
+    /// Of every process of this machine whose command name is `name`, summed: a database
+    /// server's backends, say. A process that ended since is not counted.
+    pub fn of_processes_named(name: &str) -> Self {
+        let Ok(processes) = std::fs::read_dir("/proc") else {
+            return Self::default();
+        };
+        processes
+            .flatten()
+            .filter_map(|process| std::fs::read_to_string(process.path().join("stat")).ok())
+            .filter(|stat| command_name(stat) == Some(name))
+            .filter_map(|stat| Self::parse(&stat))
+            .fold(Self::default(), |total, time| total + time)
+    }
+
     fn parse(stat: &str) -> Option<Self> {
         // The command name, in parentheses, may hold spaces; the fields after it are fixed:
         // state is the 3rd of the line, utime the 14th, stime the 15th.
@@ -216,6 +230,14 @@ impl CpuTime {
             kernel: time()?,
         })
     }
+}
+
+/// The command name of a `/proc/<pid>/stat` line: what the parentheses hold, which may hold
+/// spaces and parentheses itself.
+fn command_name(stat: &str) -> Option<&str> {
+    let (_, rest) = stat.split_once('(')?;
+    let (name, _) = rest.rsplit_once(')')?;
+    Some(name)
 }
 
 impl std::ops::Add for CpuTime {
@@ -386,6 +408,27 @@ mod tests {
         );
         assert_eq!(CpuTime::parse("4242 (enroll) S 1"), None);
         assert_eq!(CpuTime::of(u32::MAX), CpuTime::default());
+        assert_eq!(command_name(stat), Some("enroll (a) b"));
+    }
+
+    #[test]
+    fn the_cpu_time_of_processes_by_name_counts_each_of_them() {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(started.elapsed());
+        }
+        let name = std::fs::read_to_string("/proc/self/comm").expect("the process's name");
+        let own = CpuTime::of(std::process::id());
+        let all = CpuTime::of_processes_named(name.trim_end());
+        assert!(own.user + own.kernel > Duration::ZERO, "{own:?}");
+        assert!(
+            all.user >= own.user && all.kernel >= own.kernel,
+            "{all:?} counts this process's {own:?}"
+        );
+        assert_eq!(
+            CpuTime::of_processes_named("no process has this name"),
+            CpuTime::default()
+        );
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
         )],
         writer: None,
         cpu: None,
+        database_cpu: None,
     });
 
     let sink = SmtpSink::start().await;
@@ -78,6 +79,7 @@ pub async fn run(suite: &mut Suite) -> anyhow::Result<()> {
         )],
         writer: None,
         cpu: None,
+        database_cpu: None,
     });
     // The ratio column compares to /healthz, which means nothing here.
     Ok(())

@@ -19,7 +19,7 @@ use enroll_testkit::smtp::SmtpSink;
 use crate::db::{Instance, StoreKind, Template};
 use crate::load::{self, Load, Measured};
 use crate::options::Options;
-use crate::report::{Report, Row, ServerCpu, WriterLoad};
+use crate::report::{CpuLoad, Report, Row, WriterLoad};
 use crate::requests;
 use crate::server::{
     Counters, CpuTime, Memory, Server, ServerConfig, ThreadSchedule, increase, temp_dir,
@@ -88,6 +88,16 @@ impl Running {
             .fold(CpuTime::default(), |total, time| total + time)
     }
 
+    /// The CPU time PostgreSQL's processes on this machine have taken so far, when the
+    /// servers run on PostgreSQL: zero if it runs elsewhere. Its other databases' work counts
+    /// too, and none runs during a row.
+    pub fn database_cpu_time(&self) -> Option<CpuTime> {
+        self.instance
+            .database_url
+            .starts_with("postgres")
+            .then(|| CpuTime::of_processes_named("postgres"))
+    }
+
     /// The scheduling of the SQLite writer thread, when one server runs on SQLite.
     pub fn writer_schedule(&self) -> Option<ThreadSchedule> {
         match self.servers.as_slice() {
@@ -127,7 +137,8 @@ pub struct Measurement {
     measured: Measured,
     memory: Memory,
     writer: Option<WriterLoad>,
-    cpu: Option<ServerCpu>,
+    cpu: Option<CpuLoad>,
+    database_cpu: Option<CpuLoad>,
     notes: Vec<String>,
 }
 
@@ -149,6 +160,7 @@ impl Measurement {
         );
         row.writer = self.writer;
         row.cpu = self.cpu;
+        row.database_cpu = self.database_cpu;
         row.notes.extend(self.notes);
         row
     }
@@ -309,6 +321,7 @@ impl Suite {
     ) -> anyhow::Result<Measurement> {
         let before = running.counters().await?;
         let cpu_before = running.cpu_time();
+        let database_before = running.database_cpu_time();
         let writer_before = running.writer_schedule();
         let started = Instant::now();
         let measured = load::drive_split(
@@ -321,12 +334,18 @@ impl Suite {
         let elapsed = started.elapsed();
         // Per success across the whole drive, warm-up included, as the CPU time is taken
         // (the failures are counted in the measured period only).
-        let cpu = ServerCpu::between(
+        let cpu = CpuLoad::between(
             cpu_before,
             running.cpu_time(),
             elapsed,
             measured.successes_total,
         );
+        let database_cpu =
+            database_before
+                .zip(running.database_cpu_time())
+                .and_then(|(before, after)| {
+                    CpuLoad::between(before, after, elapsed, measured.successes_total)
+                });
         let memory = running.memory();
         let after = running.counters().await?;
         let writer_schedule = writer_before.zip(running.writer_schedule());
@@ -348,6 +367,7 @@ impl Suite {
             memory,
             writer,
             cpu,
+            database_cpu,
             notes,
         })
     }

@@ -49,6 +49,7 @@ pub async fn time_starts(
         notes: vec![format!("starts in ms, sorted: {}", shown.join(", "))],
         writer: None,
         cpu: None,
+        database_cpu: None,
     })
 }
 
